@@ -1,0 +1,215 @@
+"""The model card's convolutional VAE and its loss.
+
+Architecture: "Music VAE - CNN pretrained on the Lakh MIDI Dataset"
+(hub repo ``XR-Lin/music-vae-lmd``, MIT). Taught in
+``notebooks/01_loading_the_pretrained_vae.ipynb``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pianoroll import N_PITCHES, SEGMENT_STEPS
+
+ENCODED_SHAPE = (256, 5, 2)  #: encoder output per example: channels, pitch, time
+# log_var is clamped to this range before exp(): on early or random batches at
+# lr 1e-3 it can spike, exp() overflows and clipped gradients become NaN.
+LOG_VAR_RANGE = (-12.0, 8.0)
+
+
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+            nn.ReLU(), nn.BatchNorm2d(c_out)]
+
+
+def _deconv_block(c_in: int, c_out: int, output_padding=0) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1,
+                               output_padding=output_padding),
+            nn.ReLU(), nn.BatchNorm2d(c_out)]
+
+
+class MusicVAE(nn.Module):
+    """Convolutional VAE on 2-bar piano rolls, layer for layer as on the card.
+
+    Input and output: ``(B, 1, 88, 32)`` float32 in [0, 1]; pitch 21 + row,
+    one column per sixteenth note.
+
+    Encoder: four ``Conv2d(k=4, s=2, p=1)`` + ReLU + BatchNorm
+    (1 -> 32 -> 64 -> 128 -> 256 channels; 88x32 -> 44x16 -> 22x8 -> 11x4 -> 5x2),
+    flatten to 2560, then two ``Linear(2560, latent_dim)`` for ``mu`` and
+    ``log_var``.
+
+    Decoder: ``Linear(latent_dim, 2560)``, reshape to ``(256, 5, 2)``, four
+    ``ConvTranspose2d(k=4, s=2, p=1)`` (the first with ``output_padding=(1, 0)``
+    so 5 -> 11 rows) back to ``(1, 88, 32)``, then a sigmoid.
+
+    Activation choice: the card does not say whether the decoder has anything
+    between its transposed convolutions. Without a non-linearity the four
+    would collapse into one linear map, so this kit mirrors the encoder:
+    ReLU + BatchNorm after each of the first three, none after the last.
+
+    Parameters: 3,348,545 trainable at ``latent_dim=256`` (the card says
+    "~4.2M"; its listed layers, with this BatchNorm, add up to 3.35M).
+
+    The sigmoid is applied only at the edge (``forward``, ``decode``):
+    ``decode_logits`` and ``vae_loss`` work on logits, which keeps training
+    numerically safe and allowed under CUDA autocast.
+    """
+
+    def __init__(self, latent_dim: int = 256):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.latent_dim = int(latent_dim)
+        flat = math.prod(ENCODED_SHAPE)
+        self.encoder = nn.Sequential(
+            *_conv_block(1, 32), *_conv_block(32, 64),
+            *_conv_block(64, 128), *_conv_block(128, 256), nn.Flatten())
+        self.fc_mu = nn.Linear(flat, self.latent_dim)
+        self.fc_log_var = nn.Linear(flat, self.latent_dim)
+        self.decoder_input = nn.Linear(self.latent_dim, flat)
+        self.decoder = nn.Sequential(
+            *_deconv_block(256, 128, output_padding=(1, 0)),
+            *_deconv_block(128, 64), *_deconv_block(64, 32),
+            nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x: (B, 1, 88, 32)`` in [0, 1] -> ``(mu, log_var)``, each ``(B, latent_dim)``.
+
+        ``log_var`` is clamped to ``LOG_VAR_RANGE`` (see the constant's comment).
+        """
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, N_PITCHES, SEGMENT_STEPS):
+            raise ValueError(f"expected x of shape (B, 1, 88, 32), got {tuple(x.shape)}")
+        h = self.encoder(x)
+        log_var = self.fc_log_var(h).clamp(*LOG_VAR_RANGE)
+        return self.fc_mu(h), log_var
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z = mu + eps * exp(0.5 * log_var)``, ``eps ~ N(0, I)``; shape of ``mu``."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * log_var)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``z: (B, latent_dim)`` -> logits ``(B, 1, 88, 32)`` (before the sigmoid)."""
+        h = self.decoder_input(z).view(-1, *ENCODED_SHAPE)
+        return self.decoder(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z: (B, latent_dim)`` -> note probabilities ``(B, 1, 88, 32)`` in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward_logits(self, x: torch.Tensor):
+        """Like ``forward`` but returns logits: ``(logits, mu, log_var)``. Used to train."""
+        mu, log_var = self.encode(x)
+        z = self.reparameterize(mu, log_var) if self.training else mu
+        return self.decode_logits(z), mu, log_var
+
+    def forward(self, x: torch.Tensor):
+        """The card's call: ``x_recon, mu, log_var = model(x)``.
+
+        In training mode ``z`` is sampled; in eval mode ``z = mu`` so a
+        reconstruction is deterministic. ``x_recon`` is ``(B, 1, 88, 32)`` in [0, 1].
+        """
+        logits, mu, log_var = self.forward_logits(x)
+        return torch.sigmoid(logits), mu, log_var
+
+    @torch.no_grad()
+    def sample(self, n: int = 4, device=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws ``z ~ N(0, temperature^2 I)``: ``(n, 1, 88, 32)`` in [0, 1].
+
+        Taught in ``notebooks/02_latent_space_with_widgets.ipynb`` (lower
+        temperature is not "safer" here: it gives more empty bars).
+        """
+        device = torch.device(device) if device is not None else self.device
+        z = torch.randn(n, self.latent_dim, generator=generator,
+                        device=generator.device if generator is not None else device)
+        return self.decode(z.to(device) * temperature)
+
+    @torch.no_grad()
+    def interpolate(self, z1: torch.Tensor, z2: torch.Tensor, steps: int = 8,
+                    method: str = "linear") -> torch.Tensor:
+        """Decode ``steps`` points from ``z1`` to ``z2`` (both ends included).
+
+        Args:
+            z1, z2: ``(latent_dim,)`` or ``(1, latent_dim)``.
+            steps: number of points, >= 2.
+            method: ``"linear"`` or ``"slerp"`` (spherical; keeps the norm of
+                typical prior samples, so midpoints are not washed out).
+
+        Returns:
+            ``(steps, 1, 88, 32)`` probabilities in [0, 1].
+        """
+        return self.decode(interpolate_latents(z1, z2, steps, method).to(self.device))
+
+
+def interpolate_latents(z1: torch.Tensor, z2: torch.Tensor, steps: int = 8,
+                        method: str = "linear") -> torch.Tensor:
+    """Points from ``z1`` to ``z2``: ``(steps, latent_dim)``. See ``MusicVAE.interpolate``."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    a, b = z1.reshape(-1).float(), z2.reshape(-1).float()
+    if a.shape != b.shape:
+        raise ValueError(f"z1 and z2 differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
+    t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
+    if method == "linear":
+        return (1 - t) * a + t * b
+    if method != "slerp":
+        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
+    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if omega.abs() < 1e-6:  # parallel vectors: slerp degenerates to lerp
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def kl_per_dimension(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per example and latent dimension, in nats: ``(B, latent_dim)``."""
+    mu, log_var = mu.float(), log_var.float()
+    return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var)
+
+
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
+             beta: float = 1.0, free_bits: float = 0.5):
+    """The card's loss: BCE reconstruction + beta * KL with free bits.
+
+    Args:
+        logits: decoder output before the sigmoid, ``(B, 1, 88, 32)``.
+        x: target roll, same shape, values in [0, 1].
+        mu, log_var: encoder outputs, ``(B, latent_dim)``.
+        beta: KL weight (the card anneals it 0 -> 1).
+        free_bits: lambda, nats per latent dimension: each dimension's KL,
+            averaged over the batch, counts as at least ``free_bits`` in the
+            objective, so the encoder is not pushed to use less than that.
+
+    Returns:
+        ``(total, reconstruction, kl)``: scalars, nats per example (mean over
+        the batch). ``reconstruction`` is the BCE summed over the 88x32 cells;
+        ``kl`` is the true KL summed over dimensions (what is reported);
+        ``total = reconstruction + beta * sum_j max(KL_j, free_bits)``.
+
+    Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+    """
+    batch = x.shape[0]
+    # BCE on logits in float32: exact, and allowed under autocast (BCE on
+    # sigmoid outputs is not).
+    reconstruction = F.binary_cross_entropy_with_logits(
+        logits.float(), x.float(), reduction="sum") / batch
+    kl_dims = kl_per_dimension(mu, log_var).mean(dim=0)  # (latent_dim,)
+    kl = kl_dims.sum()
+    kl_objective = torch.clamp(kl_dims, min=free_bits).sum()
+    return reconstruction + beta * kl_objective, reconstruction, kl
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,253 @@
+"""MIDI <-> binary piano roll, on the beat grid.
+
+This is the *reference* converter: readable, built on pretty_midi, and the
+definition every faster path in :mod:`musicvae_course.data` is checked against.
+Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+
+Conventions (the model card's, made precise)
+--------------------------------------------
+* A roll is ``(88, T)``: row ``i`` is MIDI pitch ``LOWEST_PITCH + i``
+  (21 = A0 ... 108 = C8), column ``t`` is one sixteenth note.
+* "16th notes at 120 BPM normalised" means we quantise on the file's own
+  beat grid (MIDI ticks), not in seconds: one step is a quarter of a quarter
+  note whatever the tempo, and tempo changes do not move the grid. Quantising
+  in seconds (pretty_midi's ``get_piano_roll(fs)``) only works for files with
+  a single tempo (craffel/pretty-midi#210).
+* A "bar" is 16 steps, i.e. a 4/4 bar. In other meters a 32-step window is
+  simply 8 quarter notes (e.g. 2 2/3 bars of 3/4).
+
+The one rounding rule (shared with the fast path)
+-------------------------------------------------
+``onset = round(start_tick * 4 / ticks_per_quarter)`` and
+``offset = round(end_tick * 4 / ticks_per_quarter)`` (round half to even,
+as numpy does); the note covers steps ``onset .. max(offset, onset + 1) - 1``.
+So a non-zero note shorter than a sixteenth still sounds for one step.
+Notes of zero length in ticks (grace notes) are dropped: they have no duration
+on this grid. Notes outside MIDI 21-108 are dropped (an 88-key roll has no row
+for them). Drum tracks are skipped: their pitches name instruments, not notes.
+Overlapping notes of the same pitch merge (the roll is a union).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+LOWEST_PITCH = 21  #: MIDI pitch of row 0 (A0)
+N_PITCHES = 88  #: rows of a roll; highest pitch is 108 (C8)
+HIGHEST_PITCH = LOWEST_PITCH + N_PITCHES - 1
+STEPS_PER_BEAT = 4  #: sixteenth notes per quarter note
+STEPS_PER_BAR = 16  #: steps in one 4/4 bar
+SEGMENT_STEPS = 32  #: steps in one model input (2 bars of 4/4)
+SEGMENT_STRIDE = 16  #: hop between training segments (1 bar)
+
+PathLike = Union[str, os.PathLike]
+
+
+def ticks_to_steps(start_ticks, end_ticks, ticks_per_quarter: int):
+    """Apply the module's one rounding rule to arrays of note ticks.
+
+    Args:
+        start_ticks, end_ticks: integer arrays of equal shape, in MIDI ticks.
+        ticks_per_quarter: the file's resolution (PPQ), > 0.
+
+    Returns:
+        ``(onset, offset)`` int64 arrays in steps (sixteenths), with
+        ``offset >= onset + 1`` wherever ``end_ticks > start_ticks``.
+    """
+    start = np.asarray(start_ticks, dtype=np.float64)
+    end = np.asarray(end_ticks, dtype=np.float64)
+    scale = STEPS_PER_BEAT / float(ticks_per_quarter)
+    onset = np.rint(start * scale).astype(np.int64)
+    offset = np.maximum(np.rint(end * scale).astype(np.int64), onset + 1)
+    return onset, offset
+
+
+def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.ndarray:
+    """Paint notes given in steps into an ``(88, T)`` bool roll.
+
+    Args:
+        pitch: int array of MIDI pitches; those outside 21-108 are dropped.
+        onset, offset: int arrays in steps; a note covers ``[onset, offset)``.
+        n_steps: length ``T`` of the roll; default: the last offset.
+
+    Returns:
+        ``(88, T)`` bool array.
+    """
+    pitch = np.asarray(pitch, dtype=np.int64)
+    onset = np.asarray(onset, dtype=np.int64)
+    offset = np.asarray(offset, dtype=np.int64)
+    keep = (pitch >= LOWEST_PITCH) & (pitch <= HIGHEST_PITCH) & (offset > onset)
+    pitch, onset, offset = pitch[keep], onset[keep], offset[keep]
+    if n_steps is None:
+        n_steps = int(offset.max()) if offset.size else 0
+    roll = np.zeros((N_PITCHES, n_steps), dtype=bool)
+    if pitch.size == 0 or n_steps == 0:
+        return roll
+    # Mark +1 at onsets and -1 at offsets, then a running sum: O(notes + cells)
+    # with no Python loop over notes. Counts keep overlapping notes correct.
+    delta = np.zeros((N_PITCHES, n_steps + 1), dtype=np.int32)
+    rows = pitch - LOWEST_PITCH
+    np.add.at(delta, (rows, np.clip(onset, 0, n_steps)), 1)
+    np.add.at(delta, (rows, np.clip(offset, 0, n_steps)), -1)
+    roll[:] = np.cumsum(delta, axis=1)[:, :n_steps] > 0
+    return roll
+
+
+def _load_pretty_midi(midi):
+    import pretty_midi
+
+    if isinstance(midi, pretty_midi.PrettyMIDI):
+        return midi
+    path = Path(midi)
+    if not path.is_file():
+        raise FileNotFoundError(f"MIDI file not found: {path}")
+    try:
+        return pretty_midi.PrettyMIDI(str(path))
+    except Exception as err:  # pretty_midi/mido raise many types for bad files
+        raise ValueError(f"{path}: not a readable MIDI file ({type(err).__name__}: {err})") from err
+
+
+def midi_to_pianoroll(midi) -> np.ndarray:
+    """Read a MIDI file into a binary piano roll on the sixteenth-note grid.
+
+    Args:
+        midi: a path to a ``.mid`` file, or a ``pretty_midi.PrettyMIDI``.
+
+    Returns:
+        ``(88, T)`` bool array, 4 steps per quarter note; row ``i`` is MIDI
+        pitch ``21 + i``. ``T`` is the end of the last note (0 for a file
+        without pitched notes). See the module docstring for the rounding,
+        drum, grace-note and range rules.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not readable MIDI (the message names it).
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    pm = _load_pretty_midi(midi)
+    starts, ends, pitches = [], [], []
+    for instrument in pm.instruments:
+        if instrument.is_drum:
+            continue
+        for note in instrument.notes:
+            # pretty_midi stores seconds; time_to_tick inverts its own tempo
+            # map, so this recovers the file's ticks whatever the tempo.
+            starts.append(pm.time_to_tick(note.start))
+            ends.append(pm.time_to_tick(note.end))
+            pitches.append(note.pitch)
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    sounding = ends > starts  # drop grace notes (zero ticks long)
+    onset, offset = ticks_to_steps(starts[sounding], ends[sounding], pm.resolution)
+    return notes_to_pianoroll(np.asarray(pitches, np.int64)[sounding], onset, offset)
+
+
+def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE,
+             min_notes: int = 1) -> np.ndarray:
+    """Cut a roll into fixed-length windows, as the model card trains on.
+
+    Args:
+        roll: ``(88, T)`` array (bool or {0, 1}).
+        length: steps per window (32 = 2 bars of 4/4).
+        stride: steps between window starts (16 = 1 bar).
+        min_notes: keep a window only if at least this many notes start in it
+            (a note already sounding at the window's first step counts).
+
+    Returns:
+        ``(N, 88, length)`` bool array. The roll's tail is padded with silence
+        to a whole number of strides, so a piece shorter than ``length`` still
+        gives one window and no bar at the end is lost.
+
+    Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+    """
+    roll = np.asarray(roll).astype(bool)
+    if roll.ndim != 2 or roll.shape[0] != N_PITCHES:
+        raise ValueError(f"roll must have shape (88, T), got {roll.shape}")
+    if length < 1 or stride < 1:
+        raise ValueError(f"length and stride must be >= 1, got {length}, {stride}")
+    n_steps = roll.shape[1]
+    if n_steps == 0:
+        return np.zeros((0, N_PITCHES, length), dtype=bool)
+    n_windows = 1 + max(0, -(-(n_steps - length) // stride))  # ceil, at least 1
+    padded_steps = length + (n_windows - 1) * stride
+    padded = np.zeros((N_PITCHES, padded_steps), dtype=bool)
+    padded[:, :n_steps] = roll
+    starts = np.arange(0, padded_steps - length + 1, stride)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=1)[:, starts]
+    windows = np.ascontiguousarray(windows.transpose(1, 0, 2))  # (N, 88, length)
+    onsets = windows.copy()
+    onsets[:, :, 1:] &= ~windows[:, :, :-1]
+    keep = onsets.sum(axis=(1, 2)) >= min_notes
+    return windows[keep]
+
+
+def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program: int = 0,
+                      velocity: int = 80, path: PathLike | None = None):
+    """Write a roll as MIDI: each run of consecutive active steps is one note.
+
+    A binary roll cannot tell a held note from a repeated one
+    (salu133445/pypianoroll#12). This function chooses *held*: steps that are
+    on back to back at one pitch become a single note. So a roll -> MIDI ->
+    roll round trip is exact, while two repeated quarter notes come back as
+    one half note. To keep repeats apart, leave a silent step between them.
+
+    Args:
+        roll: ``(88, T)`` array, or anything that squeezes to it (e.g. the
+            model's ``(1, 1, 88, 32)`` output); bool or probabilities in [0, 1].
+        threshold: a cell is on where ``roll >= threshold`` (bool rolls: True).
+        bpm: tempo of the written file, quarter notes per minute.
+        program: General MIDI program of the single instrument (0 = piano).
+        velocity: MIDI velocity of every note, 1-127.
+        path: if given, also write the file there.
+
+    Returns:
+        ``pretty_midi.PrettyMIDI`` with one instrument, resolution 480
+        ticks per quarter (120 ticks per step).
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    import pretty_midi
+
+    cells = _to_numpy_roll(roll)
+    if cells.dtype != bool:
+        cells = cells >= threshold
+    if bpm <= 0:
+        raise ValueError(f"bpm must be positive, got {bpm}")
+    seconds_per_step = 60.0 / bpm / STEPS_PER_BEAT
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=float(bpm))
+    instrument = pretty_midi.Instrument(program=int(program))
+    padded = np.pad(cells, ((0, 0), (1, 1)))
+    edges = np.diff(padded.astype(np.int8), axis=1)  # +1 at onsets, -1 at offsets
+    for row in range(N_PITCHES):
+        starts = np.flatnonzero(edges[row] == 1)
+        ends = np.flatnonzero(edges[row] == -1)
+        for start, end in zip(starts, ends):
+            instrument.notes.append(pretty_midi.Note(
+                velocity=int(velocity), pitch=LOWEST_PITCH + row,
+                start=start * seconds_per_step, end=end * seconds_per_step))
+    instrument.notes.sort(key=lambda note: (note.start, note.pitch))
+    pm.instruments.append(instrument)
+    if path is not None:
+        pm.write(str(path))
+    return pm
+
+
+def _to_numpy_roll(roll) -> np.ndarray:
+    """Squeeze a tensor or array to ``(88, T)`` numpy, or say what is wrong."""
+    if hasattr(roll, "detach"):
+        roll = roll.detach().cpu().numpy()
+    array = np.asarray(roll)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.shape[0] != N_PITCHES:
+        raise ValueError(f"roll must squeeze to shape (88, T), got {np.shape(roll)}")
+    return array
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI pitch, e.g. ``60 -> 'C4'``."""
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    return f"{names[pitch % 12]}{pitch // 12 - 1}"
