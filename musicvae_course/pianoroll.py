@@ -25,7 +25,9 @@ So a non-zero note shorter than a sixteenth still sounds for one step.
 Notes of zero length in ticks (grace notes) are dropped: they have no duration
 on this grid. Notes outside MIDI 21-108 are dropped (an 88-key roll has no row
 for them). Drum tracks are skipped: their pitches name instruments, not notes.
-Overlapping notes of the same pitch merge (the roll is a union).
+Overlapping notes of the same pitch merge (the roll is a union). In a file,
+a second note-on of a key that is already down is closed by the first
+note-off (pretty_midi and symusic both read files so).
 """
 from __future__ import annotations
 

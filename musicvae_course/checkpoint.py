@@ -1,0 +1,283 @@
+"""Checkpoints in the model card's format, loaded safely.
+
+Format (the card's ``best_model.pt``)::
+
+    {"config": {"latent_dim": 256, ...}, "model_state": state_dict}
+
+This kit's training checkpoints add a ``"training_state"`` entry (optimiser,
+scheduler, history...). Everything is loaded with ``torch.load(...,
+weights_only=True)``: a file that would run code when unpickled is refused,
+and nothing in it executes. Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .model import MusicVAE
+
+HUB_REPO_ID = "XR-Lin/music-vae-lmd"  #: the original checkpoint on the Hugging Face hub
+HUB_FILENAME = "best_model.pt"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+BUNDLED_CHECKPOINT = PRETRAINED_DIR / "musicvae_music21.pt"  #: shipped with the kit
+BUNDLED_SHA256_FILE = PRETRAINED_DIR / "musicvae_music21.pt.sha256"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class LoadReport:
+    """What ``load_pretrained`` did: where the weights came from and how keys were matched."""
+
+    source: str
+    config: dict
+    renamed: dict = field(default_factory=dict)  #: our key -> key in the file
+    filled: list = field(default_factory=list)  #: our keys absent from the file, left at defaults
+
+
+def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, **config) -> Path:
+    """Write ``{"config": {...}, "model_state": ...}`` to ``path`` atomically.
+
+    The file is written to a temporary name in the same folder and renamed
+    over ``path`` only when complete, so an interrupted save never leaves a
+    half-written checkpoint where a good one was.
+
+    Args:
+        model: the model; its ``latent_dim`` is always stored in the config.
+        path: destination file (parent folders are created).
+        training_state: optional dict of tensors and plain Python values
+            (optimiser state, epoch, history...) for resuming training.
+        **config: extra plain values recorded in ``config`` (e.g. ``epochs=100``).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": {"latent_dim": model.latent_dim, **config},
+             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    if training_state is not None:
+        state["training_state"] = training_state
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            torch.save(state, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Load a checkpoint file as plain data with ``weights_only=True``.
+
+    Returns:
+        ``{"config": dict, "model_state": {name: tensor}, ...}``. A bare state
+        dict (a file holding only ``{name: tensor}``) is wrapped in that form
+        with an empty config.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated or corrupt file, not a checkpoint, or a
+            pickle that would execute code (refused, never run).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: the file is not plain tensors and values "
+            f"(loading it would run code from the file, which this kit never does). "
+            f"Detail: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # torch raises many types for damaged files (IndexError too)
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    if isinstance(obj, dict) and "model_state" in obj:
+        if not isinstance(obj.get("config", {}), dict) or not _is_state_dict(obj["model_state"]):
+            raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' "
+                                  "a dict of tensors")
+        return {**obj, "config": dict(obj.get("config", {}))}
+    if _is_state_dict(obj):
+        return {"config": {}, "model_state": obj}
+    keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise CheckpointError(f"{path}: not a MusicVAE checkpoint: expected a dict with "
+                          f"'config' and 'model_state' or a state dict, found {keys}")
+
+
+def _is_state_dict(obj) -> bool:
+    return (isinstance(obj, dict) and len(obj) > 0
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
+
+
+def _kind(key: str) -> str:
+    """The role of a tensor from its last name part (weight, bias, running_mean...)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
+    """Match a state dict to ``model``, by name or else by architecture order and shape.
+
+    When names differ (the original project's ``src/model.py`` may name its
+    layers otherwise), tensors are paired in the order the architecture
+    defines them, each with the first unused tensor in the file of the same
+    role (weight, bias, running mean...) and shape. Every tensor must be paired.
+    ``num_batches_tracked`` counters may be absent (older files).
+
+    Returns:
+        ``(state_dict_for_model, renamed, filled)``.
+
+    Raises:
+        CheckpointError: naming every tensor that is missing, unused or of the
+        wrong shape.
+    """
+    ours = model.state_dict()
+    if set(state) == set(ours) or set(state) | _counters(ours) == set(ours):
+        wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in ours.items() if k in state and state[k].shape != v.shape]
+        if wrong:
+            raise CheckpointError(f"{source}: tensors of the wrong shape for "
+                                  f"MusicVAE(latent_dim={model.latent_dim}): " + "; ".join(wrong))
+        filled = sorted(set(ours) - set(state))
+        return {**{k: ours[k] for k in filled}, **state}, {}, filled
+    unused = list(state)
+    mapped, renamed, filled, missing = {}, {}, [], []
+    for key, tensor in ours.items():
+        match = next((k for k in unused if _kind(k) == _kind(key)
+                      and state[k].shape == tensor.shape), None)
+        if match is None:
+            if _kind(key) == "num_batches_tracked":
+                mapped[key] = tensor
+                filled.append(key)
+            else:
+                missing.append(f"{key} {tuple(tensor.shape)}")
+            continue
+        unused.remove(match)
+        mapped[key] = state[match]
+        if match != key:
+            renamed[key] = match
+    if missing or unused:
+        extra = [f"{k} {tuple(state[k].shape)}" for k in unused]
+        raise CheckpointError(
+            f"{source}: does not fit MusicVAE(latent_dim={model.latent_dim}) even when "
+            f"matched by architecture order and shape. No tensor in the file for: "
+            f"{', '.join(missing) or 'none'}. Tensors in the file left over: "
+            f"{', '.join(extra) or 'none'}. (If the file's decoder has no BatchNorm, it is "
+            f"another variant of the card's architecture.)")
+    return mapped, renamed, filled
+
+
+def _counters(state: dict) -> set:
+    return {k for k in state if _kind(k) == "num_batches_tracked"}
+
+
+def model_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> tuple[MusicVAE, LoadReport]:
+    """Build a ``MusicVAE`` from a loaded checkpoint dict (see ``load_checkpoint``)."""
+    config = checkpoint["config"]
+    state = checkpoint["model_state"]
+    latent_dim = config.get("latent_dim") or _infer_latent_dim(state, source)
+    model = MusicVAE(latent_dim=int(latent_dim))
+    mapped, renamed, filled = match_state_dict(model, state, source)
+    model.load_state_dict(mapped)
+    model.eval()
+    return model, LoadReport(source, dict(config), renamed, filled)
+
+
+def _infer_latent_dim(state: dict, source: str) -> int:
+    # The mu layer is the first 2-D weight that reads the 2560 encoder features.
+    for tensor in state.values():
+        if tensor.dim() == 2 and tensor.shape[1] == 2560:
+            return int(tensor.shape[0])
+    raise CheckpointError(f"{source}: no 'latent_dim' in the config and no (latent_dim, 2560) "
+                          "weight to infer it from")
+
+
+def sha256_of(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundled_path() -> Path:
+    if not BUNDLED_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"No checkpoint is bundled with this copy of the kit ({BUNDLED_CHECKPOINT} is "
+            f"missing). Train one with `python -m musicvae_course.train`, or pass a path to "
+            f"load_pretrained().")
+    expected = BUNDLED_SHA256_FILE.read_text().split()[0] if BUNDLED_SHA256_FILE.is_file() else None
+    actual = sha256_of(BUNDLED_CHECKPOINT)
+    if expected != actual:
+        raise CheckpointError(f"{BUNDLED_CHECKPOINT}: SHA-256 {actual} does not match the "
+                              f"recorded {expected} ({BUNDLED_SHA256_FILE}); the file is damaged "
+                              "or was replaced. Reinstall the kit or restore the file with git.")
+    return BUNDLED_CHECKPOINT
+
+
+def _hub_path() -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as err:  # pragma: no cover - huggingface_hub is a dependency
+        raise ImportError("load_pretrained('hub') needs huggingface_hub: "
+                          "pip install huggingface_hub") from err
+    try:
+        return Path(hf_hub_download(HUB_REPO_ID, HUB_FILENAME))
+    except Exception as online_error:  # offline, DNS, hub down: try the local cache
+        try:
+            return Path(hf_hub_download(HUB_REPO_ID, HUB_FILENAME, local_files_only=True))
+        except Exception:
+            raise ConnectionError(
+                f"Could not fetch {HUB_FILENAME} from the hub repo {HUB_REPO_ID} "
+                f"({type(online_error).__name__}) and it is not in the local Hugging Face "
+                f"cache. Offline? Download it on a machine with internet "
+                f"(huggingface-cli download {HUB_REPO_ID} {HUB_FILENAME}), copy the file here "
+                f"and call load_pretrained('path/to/{HUB_FILENAME}'); or use the bundled "
+                f"model: load_pretrained().") from None
+
+
+def load_pretrained(source=None, device=None) -> MusicVAE:
+    """Load a MusicVAE ready for inference (eval mode).
+
+    Args:
+        source: ``None`` for the checkpoint bundled with the kit (SHA-256
+            verified); ``"hub"`` for ``best_model.pt`` of ``XR-Lin/music-vae-lmd``
+            through huggingface_hub's cache; or a path to the card's format, a
+            bare state dict, or a training checkpoint of this kit.
+        device: where to put the model (default CPU).
+
+    Returns:
+        ``MusicVAE`` in eval mode. ``model.load_report`` (a ``LoadReport``)
+        says where it came from and which tensors were matched by order and
+        shape because their names differ; a warning says so too.
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    if source is None:
+        path = _bundled_path()
+    elif isinstance(source, str) and source == "hub":
+        path = _hub_path()
+    else:
+        path = Path(source)
+    model, report = model_from_checkpoint(load_checkpoint(path), str(path))
+    if report.renamed:
+        warnings.warn(f"{path}: {len(report.renamed)} tensors had other names and were matched "
+                      "by architecture order and shape; see model.load_report.renamed",
+                      stacklevel=2)
+    model.load_report = report
+    return model.to(device) if device is not None else model
