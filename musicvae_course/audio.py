@@ -1,0 +1,270 @@
+"""Listen to piano rolls and MIDI in a notebook.
+
+``IPython.display.Audio`` cannot play MIDI (ipython#9169), so rolls are
+rendered to a waveform first. Three renderers ("backends"), tried in this
+order by ``instrument="auto"``:
+
+1. ``"tinysoundfont"``: a sampled General MIDI piano from the SoundFont that
+   the pretty_midi wheel ships (``pretty_midi/TimGM6mb.sf2``, GPL-2), played
+   by the ``tinysoundfont`` package, no system package needed. Install it with
+   ``pip install --no-deps tinysoundfont``: its metadata asks for ``pyaudio``
+   (live playback only, unused here), which does not build everywhere. If the
+   import fails (``ImportError``) or the SoundFont is missing, "auto" moves on.
+2. ``"fluidsynth"``: ``pretty_midi.PrettyMIDI.fluidsynth()``, if pyfluidsynth
+   and libfluidsynth happen to be installed. Optional, never required.
+3. ``"sine"``: ``pretty_midi.PrettyMIDI.synthesize()`` (sine waves, numpy
+   only): always works.
+
+Clips are mono at 22,050 Hz by default (half of CD rate) so notebooks that
+store them stay small; every clip is normalised to the same peak level.
+
+Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb`` and used by the
+widgets of ``notebooks/02_latent_space_with_widgets.ipynb``.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import os
+import wave
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .pianoroll import STEPS_PER_BEAT, _load_pretty_midi, _to_numpy_roll, pianoroll_to_midi
+
+SAMPLE_RATE = 22050  #: Hz; default for every clip
+RELEASE_SECONDS = 0.5  #: silence/decay kept after the last note ends
+PEAK_LEVEL = 0.9  #: peak amplitude of a normalised clip (about -1 dBFS)
+FADE_SECONDS = 0.02  #: fade at the very end, so a cut-off decay does not click
+BACKENDS = ("tinysoundfont", "fluidsynth", "sine")  #: in the order "auto" tries them
+
+
+class Rendering(NamedTuple):
+    """A rendered clip: mono ``waveform`` float32 in [-1, 1], its ``sample_rate`` in Hz,
+    and the ``backend`` that made it (one of :data:`BACKENDS`)."""
+
+    waveform: np.ndarray
+    sample_rate: int
+    backend: str
+
+
+def soundfont_path() -> Path:
+    """Path of the General MIDI SoundFont inside the installed pretty_midi (TimGM6mb, GPL-2)."""
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def _backend_ready(name: str) -> bool:
+    if name == "tinysoundfont":
+        try:
+            import tinysoundfont  # noqa: F401  (optional; see the module docstring)
+        except ImportError:
+            return False
+        return soundfont_path().is_file()
+    if name == "fluidsynth":
+        try:
+            import fluidsynth  # noqa: F401  (pyfluidsynth; loads libfluidsynth)
+        except (ImportError, OSError):  # OSError: the module is there, the C library is not
+            return False
+        return True
+    return name == "sine"
+
+
+def available_backends() -> list[str]:
+    """Backends that can render on this machine, in the order "auto" tries them."""
+    return [name for name in BACKENDS if _backend_ready(name)]
+
+
+def backend_in_use(instrument: str = "auto") -> str:
+    """Which backend ``synthesize(..., instrument=instrument)`` will use here.
+
+    Raises:
+        ValueError: unknown name, or a named backend that is not installed.
+    """
+    if instrument == "auto":
+        return available_backends()[0]  # "sine" is always there
+    if instrument not in BACKENDS:
+        raise ValueError(f"instrument must be 'auto' or one of {BACKENDS}, got {instrument!r}")
+    if not _backend_ready(instrument):
+        hint = {"tinysoundfont": "pip install --no-deps tinysoundfont",
+                "fluidsynth": "install libfluidsynth and pip install pyfluidsynth"}[instrument]
+        raise ValueError(f"audio backend {instrument!r} is not installed ({hint}); "
+                         f"available: {available_backends()}")
+    return instrument
+
+
+def _as_midi(roll_or_midi, bpm: float, threshold: float, program: int):
+    """``(PrettyMIDI, duration in seconds)`` for a roll, a PrettyMIDI or a path."""
+    import pretty_midi
+
+    if isinstance(roll_or_midi, pretty_midi.PrettyMIDI):
+        return roll_or_midi, roll_or_midi.get_end_time()
+    if isinstance(roll_or_midi, (str, os.PathLike)):
+        midi = _load_pretty_midi(roll_or_midi)
+        return midi, midi.get_end_time()
+    try:
+        roll = _to_numpy_roll(roll_or_midi)
+    except ValueError as err:
+        raise ValueError(f"roll_or_midi: expected a roll, a PrettyMIDI or a path; {err}") from None
+    midi = pianoroll_to_midi(roll, threshold=threshold, bpm=bpm, program=program)
+    # The roll's own length counts, trailing silence included.
+    return midi, roll.shape[1] * 60.0 / bpm / STEPS_PER_BEAT
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded_synth(sample_rate: int):
+    # Cached because loading the SoundFont (~60-110 ms) costs more than
+    # rendering two bars (~10 ms), and widgets render on every slider move.
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    sfid = synth.sfload(str(soundfont_path()))
+    return synth, sfid
+
+
+def _render_tinysoundfont(midi, n_samples: int, sample_rate: int) -> np.ndarray:
+    synth, sfid = _loaded_synth(sample_rate)
+    # The synth is reused: stop the last clip's voices and reset the channels.
+    # reset() still lets each voice fade for up to ~256 samples, so render
+    # 50 ms and throw it away; otherwise an empty roll, normalised, would
+    # play that fade at full volume.
+    synth.soundfonts[sfid].reset()
+    synth.generate(int(0.05 * sample_rate))
+    events = []  # (sample, is_note_on, channel, pitch, velocity)
+    melodic_channels = [c for c in range(16) if c != 9]  # channel 9 (10 in GM) is drums
+    for index, instrument in enumerate(midi.instruments):
+        channel = 9 if instrument.is_drum else melodic_channels[index % len(melodic_channels)]
+        synth.program_select(channel, sfid, 0, instrument.program, is_drums=instrument.is_drum)
+        for note in instrument.notes:
+            events.append((round(note.start * sample_rate), 1, channel, note.pitch, note.velocity))
+            events.append((round(note.end * sample_rate), 0, channel, note.pitch, 0))
+    events.sort()  # by time; at equal times note-offs (0) before note-ons (1)
+    chunks, position = [], 0
+    for sample, is_on, channel, pitch, velocity in events:
+        if sample > position:
+            chunks.append(np.frombuffer(synth.generate(sample - position), np.float32))
+            position = sample
+        if is_on:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if n_samples > position:
+        chunks.append(np.frombuffer(synth.generate(n_samples - position), np.float32))
+    stereo = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return stereo.reshape(-1, 2).mean(axis=1)  # interleaved stereo -> mono
+
+
+def _render(midi, backend: str, n_samples: int, sample_rate: int) -> np.ndarray:
+    if backend == "tinysoundfont":
+        return _render_tinysoundfont(midi, n_samples, sample_rate)
+    if backend == "fluidsynth":
+        return midi.fluidsynth(fs=sample_rate, sf2_path=str(soundfont_path()), normalize=False)
+    # normalize=False: pretty_midi's own normalising divides by zero on silence.
+    return midi.synthesize(fs=sample_rate, normalize=False)
+
+
+def render(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
+           instrument: str = "auto", threshold: float = 0.5, program: int = 0) -> Rendering:
+    """Render a roll or MIDI to a mono waveform, saying which backend did it.
+
+    Args:
+        roll_or_midi: a roll (anything that squeezes to ``(88, T)``, e.g. the
+            model's ``(1, 1, 88, 32)``; bool or probabilities), a
+            ``pretty_midi.PrettyMIDI``, or a path to a MIDI file.
+        bpm: tempo for rolls, quarter notes per minute (4 steps per beat).
+            MIDI input keeps its own tempo.
+        sample_rate: Hz.
+        instrument: ``"auto"`` or one of :data:`BACKENDS` (see module docstring).
+        threshold: for probability rolls, cells ``>= threshold`` sound.
+        program: General MIDI program for rolls (0 = acoustic grand piano).
+
+    Returns:
+        :class:`Rendering`. The waveform lasts the roll's length
+        (``T * 60 / bpm / 4`` s, trailing silence included) or the MIDI's end
+        time, plus ``RELEASE_SECONDS``; float32, peak ``PEAK_LEVEL`` (all zeros
+        for a roll with no notes: an empty roll is silence, not an error).
+
+    Raises:
+        ValueError: not a roll/MIDI/path, bad ``bpm`` or ``sample_rate``, or
+            a named backend that is not installed.
+        FileNotFoundError: a path that does not exist.
+    """
+    if bpm <= 0:
+        raise ValueError(f"bpm must be positive, got {bpm}")
+    if int(sample_rate) != sample_rate or sample_rate < 1000:
+        raise ValueError(f"sample_rate must be an integer >= 1000 Hz, got {sample_rate}")
+    sample_rate = int(sample_rate)
+    backend = backend_in_use(instrument)
+    midi, duration = _as_midi(roll_or_midi, bpm, threshold, program)
+    n_samples = int(round((duration + RELEASE_SECONDS) * sample_rate))
+    try:
+        waveform = _render(midi, backend, n_samples, sample_rate)
+    except Exception as err:  # noqa: BLE001
+        if instrument != "auto" or backend == "sine":
+            raise
+        # "auto" promises a clip: a broken optional renderer must not stop a lesson.
+        warnings.warn(f"audio backend {backend!r} failed ({type(err).__name__}: {err}); "
+                      "using sine waves", RuntimeWarning, stacklevel=2)
+        backend, waveform = "sine", _render(midi, "sine", n_samples, sample_rate)
+    return Rendering(_finish(waveform, n_samples, sample_rate), sample_rate, backend)
+
+
+def _finish(waveform, n_samples: int, sample_rate: int) -> np.ndarray:
+    """Exact length, peak-normalised, faded at the very end; float32."""
+    out = np.zeros(n_samples, dtype=np.float32)
+    waveform = np.asarray(waveform, dtype=np.float32)[:n_samples]
+    out[:waveform.size] = waveform
+    peak = float(np.abs(out).max()) if out.size else 0.0
+    if peak > 0:
+        out *= PEAK_LEVEL / peak
+    fade = min(int(FADE_SECONDS * sample_rate), n_samples)
+    if fade:
+        out[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    return out
+
+
+def synthesize(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
+               instrument: str = "auto", threshold: float = 0.5, program: int = 0):
+    """``(waveform, sample_rate)``: mono float32 in [-1, 1] and Hz. See :func:`render`.
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    waveform, rate, _ = render(roll_or_midi, bpm, sample_rate, instrument, threshold, program)
+    return waveform, rate
+
+
+def to_wav_bytes(waveform, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A mono float waveform in [-1, 1] as 16-bit PCM WAV file bytes (for ``ipywidgets.Audio``)."""
+    pcm = (np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(int(sample_rate))
+        wav.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def play(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
+         instrument: str = "auto", threshold: float = 0.5, program: int = 0, autoplay: bool = False):
+    """A notebook audio player for a roll, a PrettyMIDI or a MIDI path.
+
+    Arguments as in :func:`render`. Returns an ``IPython.display.Audio`` with
+    two extra attributes: ``backend`` (which renderer made the sound) and
+    ``waveform`` (float32, mono). Display it by making it the cell's last
+    expression or with ``IPython.display.display``.
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    from IPython.display import Audio
+
+    waveform, rate, backend = render(roll_or_midi, bpm, sample_rate, instrument, threshold, program)
+    # normalize=False: the clip is normalised already, and IPython's own
+    # normalising divides by zero on a silent clip.
+    player = Audio(data=waveform, rate=rate, autoplay=autoplay, normalize=False)
+    player.backend, player.waveform = backend, waveform
+    return player
