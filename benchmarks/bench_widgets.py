@@ -1,0 +1,140 @@
+"""Latency of one widget change: decode one z and redraw the piano roll to PNG.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_widgets.py [--changes 40] [--threads 1]``
+
+Kit: what a slider move in ``musicvae_course.widgets`` costs, through the same
+functions: ``interpolation_frame`` (decode) + ``PianoRollView.update`` +
+``to_png`` (blitted Agg figure). Reference: the same decode, then a figure
+built from scratch with ``visualize_pianoroll`` and ``savefig`` (what a naive
+``interactive_output`` cell does on every change). Both run in the same loop,
+alternating, so machine load hits both alike. Also timed: the kit's full
+change including the audio clip (``RollPanel.show``), and each audio backend
+alone. Target: kit median <= 100 ms on one CPU thread.
+
+The model is the bundled checkpoint when it exists; otherwise a seeded,
+randomly initialised MusicVAE whose output bias is shifted so that about 2.5%
+of cells are on, the density of real 2-bar segments (field notes, section 2).
+Decoding and drawing cost the same whatever the weights, but the audio clip's
+cost grows with the number of notes, and a raw random decoder turns on
+nearly every cell (88-note chords).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported anywhere
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from musicvae_course import audio, plots, widgets  # noqa: E402
+from musicvae_course.model import MusicVAE  # noqa: E402
+from musicvae_course.seeding import seed_everything  # noqa: E402
+
+TARGET_MS = 100.0
+DATA_DENSITY = 0.025  #: share of cells on in real 2-bar segments
+
+
+def _stats(seconds) -> tuple[float, float]:
+    ms = np.asarray(seconds) * 1e3
+    return float(np.median(ms)), float(np.percentile(ms, 90))
+
+
+def _model() -> tuple[MusicVAE, str]:
+    """The bundled model if present, else a random one with a realistic note density."""
+    from musicvae_course import checkpoint
+
+    if checkpoint.BUNDLED_CHECKPOINT.is_file():
+        return checkpoint.load_pretrained(device="cpu").eval(), str(checkpoint.BUNDLED_CHECKPOINT)
+    generator = seed_everything()
+    model = MusicVAE().eval()
+    with torch.no_grad():
+        logits = model.decode_logits(torch.randn(64, model.latent_dim, generator=generator))
+        model.decoder[-1].bias -= torch.quantile(logits.flatten(), 1 - DATA_DENSITY)
+        density = (model.decode(torch.randn(64, model.latent_dim, generator=generator)) >= 0.5)
+    return model, (f"random weights (seeded), output bias shifted: {density.float().mean():.1%} "
+                   "of cells on (no bundled checkpoint yet)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=40, help="slider changes timed per path")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (pinned)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()} (pinned), matplotlib backend: "
+          f"{matplotlib.get_backend()}, changes timed: {args.changes}")
+
+    model, source = _model()
+    print(f"model: {source}")
+    z1, z2 = torch.randn(2, model.latent_dim, generator=seed_everything())
+    positions = np.linspace(0.0, 1.0, args.changes)
+
+    view = plots.PianoRollView()
+    panel = widgets.RollPanel()
+
+    def kit(t):
+        view.update(widgets.interpolation_frame(model, z1, z2, t))
+        return view.to_png()
+
+    def reference(t):
+        fig = plots.visualize_pianoroll(widgets.interpolation_frame(model, z1, z2, t),
+                                        figsize=(6.0, 3.2))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        plt.close(fig)
+        return buffer.getvalue()
+
+    def kit_with_audio(t):
+        panel.show(widgets.interpolation_frame(model, z1, z2, t))
+
+    timings = {"kit": [], "reference": [], "kit + audio": []}
+    paths = {"kit": kit, "reference": reference, "kit + audio": kit_with_audio}
+    for path in paths.values():  # warm-up: first draws lay out and cache
+        for t in positions[:3]:
+            path(t)
+    for t in positions:
+        for name, path in paths.items():
+            start = time.perf_counter()
+            path(t)
+            timings[name].append(time.perf_counter() - start)
+
+    kit_median, kit_p90 = _stats(timings["kit"])
+    ref_median, ref_p90 = _stats(timings["reference"])
+    full_median, full_p90 = _stats(timings["kit + audio"])
+    print(f"\none change = decode one z + redraw to PNG ({args.changes} changes)")
+    print(f"{'path':<44}{'median ms':>11}{'p90 ms':>9}")
+    print(f"{'kit: blitted PianoRollView':<44}{kit_median:>11.1f}{kit_p90:>9.1f}")
+    print(f"{'reference: new figure + savefig each change':<44}{ref_median:>11.1f}{ref_p90:>9.1f}")
+    print(f"{'kit + audio clip (RollPanel.show)':<44}{full_median:>11.1f}{full_p90:>9.1f}")
+    print(f"ratio reference / kit (median): {ref_median / kit_median:.1f}x")
+    verdict = "meets" if kit_median <= TARGET_MS else "MISSES"
+    print(f"target: kit median <= {TARGET_MS:.0f} ms -> {verdict} ({kit_median:.1f} ms)")
+    verdict = "meets" if full_median <= TARGET_MS else "MISSES"
+    print(f"        kit + audio median <= {TARGET_MS:.0f} ms -> {verdict} ({full_median:.1f} ms)")
+
+    frame = widgets.interpolation_frame(model, z1, z2, 0.5)
+    roll = np.zeros_like(frame, dtype=bool)  # a fixed 2-bar test clip, 4-note chords
+    roll[[39, 43, 46, 51], :16] = True
+    roll[[41, 44, 48, 53], 16:] = True
+    print("\naudio, one 2-bar clip (32 steps at 120 bpm, 22,050 Hz):")
+    for backend in audio.available_backends():
+        audio.synthesize(roll, instrument=backend)  # warm-up (loads the SoundFont once)
+        seconds = []
+        for _ in range(10):
+            start = time.perf_counter()
+            audio.synthesize(roll, instrument=backend)
+            seconds.append(time.perf_counter() - start)
+        median, p90 = _stats(seconds)
+        print(f"  {backend:<14} median {median:6.1f} ms, p90 {p90:6.1f} ms")
+    missing = sorted(set(audio.BACKENDS) - set(audio.available_backends()))
+    print(f"  not installed here: {', '.join(missing) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
