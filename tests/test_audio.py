@@ -1,0 +1,140 @@
+"""Audio: every installed backend renders the right length, pitch and timing; silence stays silent."""
+import io
+import wave
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+from IPython.display import Audio
+
+from musicvae_course import audio
+from musicvae_course.pianoroll import pianoroll_to_midi
+
+RATE = 8000  # low rate: fast tests, still far above the pitches checked here
+
+
+def _roll(pitch=69, start=0, end=8, n_steps=32):
+    roll = np.zeros((88, n_steps), dtype=bool)
+    roll[pitch - 21, start:end] = True
+    return roll
+
+
+def _expected_samples(seconds, rate=RATE):
+    return int(round((seconds + audio.RELEASE_SECONDS) * rate))
+
+
+def test_sine_is_always_available_and_auto_picks_the_first():
+    available = audio.available_backends()
+    assert available[-1] == "sine"
+    assert audio.backend_in_use("auto") == available[0]
+    with pytest.raises(ValueError, match="instrument"):
+        audio.backend_in_use("theremin")
+
+
+@pytest.mark.parametrize("backend", audio.BACKENDS)
+def test_each_backend_renders_or_says_it_is_not_installed(backend):
+    roll = _roll(69, 0, 8)
+    if backend not in audio.available_backends():
+        with pytest.raises(ValueError, match="not installed"):
+            audio.synthesize(roll, instrument=backend, sample_rate=RATE)
+        return
+    for bpm in (120, 90):
+        waveform, rate = audio.synthesize(roll, bpm=bpm, instrument=backend, sample_rate=RATE)
+        assert rate == RATE and waveform.dtype == np.float32
+        assert waveform.shape == (_expected_samples(32 * 60 / bpm / 4),)
+        assert np.abs(waveform).max() == pytest.approx(audio.PEAK_LEVEL, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", audio.available_backends())
+@pytest.mark.parametrize("pitch", [57, 69])
+def test_backends_sound_the_right_pitch(backend, pitch):
+    waveform, rate = audio.synthesize(_roll(pitch, 0, 8), instrument=backend, sample_rate=RATE)
+    note = waveform[: rate // 2]  # 8 steps at 120 bpm = 1 s; look inside it
+    spectrum = np.abs(np.fft.rfft(note * np.hanning(note.size)))
+    peak_hz = np.fft.rfftfreq(note.size, 1 / rate)[spectrum.argmax()]
+    fundamental = 440.0 * 2 ** ((pitch - 69) / 12)
+    harmonic = peak_hz / fundamental  # a piano's 2nd harmonic may be its loudest
+    assert round(harmonic) in (1, 2, 3) and abs(harmonic - round(harmonic)) < 0.05
+
+
+@pytest.mark.parametrize("backend", audio.available_backends())
+def test_notes_sound_when_the_roll_says(backend):
+    waveform, rate = audio.synthesize(_roll(60, 16, 24), instrument=backend, sample_rate=RATE)
+    before = waveform[: int(1.9 * rate)]  # step 16 at 120 bpm starts at 2.0 s
+    during = waveform[int(2.1 * rate): int(2.9 * rate)]
+    assert np.abs(before).max() < 1e-3
+    assert np.sqrt(np.mean(during ** 2)) > 0.05
+
+
+@pytest.mark.parametrize("backend", audio.available_backends())
+def test_an_empty_roll_is_silence_even_after_a_loud_clip(backend):
+    chord = np.zeros((88, 32), bool)
+    chord[30:60:3, :] = True  # held to the very end: its decay would leak
+    audio.synthesize(chord, instrument=backend, sample_rate=RATE)
+    waveform, _ = audio.synthesize(torch.zeros(1, 1, 88, 32), instrument=backend, sample_rate=RATE)
+    assert waveform.shape == (_expected_samples(4.0),) and not waveform.any()
+    short, _ = audio.synthesize(np.zeros((88, 0), bool), instrument=backend, sample_rate=RATE)
+    assert short.shape == (_expected_samples(0.0),) and not short.any()
+
+
+def test_probabilities_are_thresholded():
+    probabilities = np.full((88, 32), 0.4, np.float32)
+    quiet, _ = audio.synthesize(probabilities, sample_rate=RATE)
+    assert not quiet.any()
+    probabilities[69 - 21, :4] = 0.6
+    loud, _ = audio.synthesize(probabilities, sample_rate=RATE)
+    assert np.abs(loud).max() > 0.5
+    assert not audio.synthesize(probabilities, sample_rate=RATE, threshold=0.7)[0].any()
+
+
+def test_midi_objects_and_files_render_to_their_own_length(tmp_path):
+    midi = pianoroll_to_midi(_roll(64, 4, 12), bpm=100)
+    end = midi.get_end_time()
+    from_object, _ = audio.synthesize(midi, sample_rate=RATE, bpm=60)  # bpm: rolls only
+    path = tmp_path / "clip.mid"
+    midi.write(str(path))
+    from_file, _ = audio.synthesize(path, sample_rate=RATE)
+    assert from_object.shape == from_file.shape == (_expected_samples(end),)
+    assert audio.synthesize(pretty_midi.PrettyMIDI(), sample_rate=RATE)[0].shape == (_expected_samples(0),)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(FileNotFoundError):
+        audio.synthesize("no/such/file.mid")
+    with pytest.raises(ValueError, match="roll_or_midi"):
+        audio.synthesize(np.zeros((87, 32)))
+    with pytest.raises(ValueError, match="bpm"):
+        audio.synthesize(_roll(), bpm=0)
+    with pytest.raises(ValueError, match="sample_rate"):
+        audio.synthesize(_roll(), sample_rate=10)
+
+
+def test_auto_falls_back_to_sine_when_a_renderer_breaks(monkeypatch):
+    monkeypatch.setattr(audio, "_backend_ready", lambda name: name in ("tinysoundfont", "sine"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("soundfont exploded")
+
+    monkeypatch.setattr(audio, "_render_tinysoundfont", broken)
+    with pytest.warns(RuntimeWarning, match="soundfont exploded"):
+        rendering = audio.render(_roll(), sample_rate=RATE)
+    assert rendering.backend == "sine" and np.abs(rendering.waveform).max() > 0.5
+    with pytest.raises(RuntimeError, match="exploded"):  # asked for by name: no silent swap
+        audio.render(_roll(), sample_rate=RATE, instrument="tinysoundfont")
+
+
+def test_play_returns_an_ipython_audio_that_names_its_backend():
+    player = audio.play(_roll(), sample_rate=RATE)
+    assert isinstance(player, Audio)
+    assert player.backend == audio.backend_in_use() and player.data[:4] == b"RIFF"
+    silent = audio.play(np.zeros((88, 32)), sample_rate=RATE)  # IPython must not divide by zero
+    assert silent.data[:4] == b"RIFF"
+
+
+def test_wav_bytes_round_trip():
+    waveform = np.sin(np.linspace(0, 100, 1234)).astype(np.float32) * 0.5
+    with wave.open(io.BytesIO(audio.to_wav_bytes(waveform, RATE))) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, RATE)
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
+    np.testing.assert_allclose(pcm / 32767, waveform, atol=1e-4)

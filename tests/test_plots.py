@@ -1,0 +1,176 @@
+"""Piano-roll figures: accepted shapes, note-name axis, bar lines, difference classes, fast view."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from musicvae_course import plots  # noqa: E402
+from musicvae_course.pianoroll import pitch_name  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _roll(cells, n_steps=32):
+    """A bool roll with notes at ``{midi_pitch: (start, end)}``."""
+    roll = np.zeros((88, n_steps), dtype=bool)
+    for pitch, (start, end) in cells.items():
+        roll[pitch - 21, start:end] = True
+    return roll
+
+
+def _line_xs(ax, gid):
+    collections = [c for c in ax.collections if c.get_gid() == gid]
+    if not collections:
+        return []
+    return sorted(float(segment[0, 0]) for segment in collections[0].get_segments())
+
+
+@pytest.mark.parametrize("make, is_batch, batch", [
+    (lambda: np.zeros((88, 32), bool), False, 1),
+    (lambda: np.zeros((1, 88, 32), np.float32), False, 1),
+    (lambda: torch.zeros(1, 1, 88, 32), False, 1),
+    (lambda: torch.rand(5, 1, 88, 32), True, 5),
+    (lambda: np.random.default_rng(0).random((3, 88, 64)), True, 3),
+])
+def test_as_roll_batch_accepts_model_and_roll_shapes(make, is_batch, batch):
+    rolls, got_batch = plots.as_roll_batch(make())
+    assert got_batch is is_batch
+    assert rolls.shape[:2] == (batch, 88)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((87, 32)), r"\(88, T\)"),
+    (np.zeros((2, 2, 88, 32)), r"\(88, T\)"),
+    (np.zeros(88), r"\(88, T\)"),
+    (np.zeros((88, 0)), "empty"),
+    (np.full((88, 32), 3.0), "logits"),
+    (np.full((88, 32), np.nan), "NaN"),
+])
+def test_as_roll_batch_rejects_bad_input_clearly(bad, message):
+    with pytest.raises(ValueError, match=message):
+        plots.as_roll_batch(bad)
+
+
+def test_visualize_returns_figure_with_note_name_axis_and_bar_lines():
+    fig = plots.visualize_pianoroll(torch.zeros(1, 1, 88, 64), title="silence")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    ticks = [int(t) for t in ax.get_yticks()]
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert ticks == list(range(24, 109, 12))  # every C on a full keyboard
+    assert labels == [pitch_name(p) for p in ticks] and "C4" in labels
+    assert _line_xs(ax, "bar-lines") == [15.5, 31.5, 47.5]
+    beats = _line_xs(ax, "beat-lines")
+    assert beats[:3] == [3.5, 7.5, 11.5] and 15.5 not in beats and len(beats) == 12
+    assert ax.get_title() == "silence"
+
+
+def test_bars_false_draws_no_grid_lines():
+    fig = plots.visualize_pianoroll(np.zeros((88, 32)), bars=False)
+    assert _line_xs(fig.axes[0], "bar-lines") == [] and _line_xs(fig.axes[0], "beat-lines") == []
+
+
+def test_probabilities_are_shades_and_threshold_makes_them_binary():
+    probabilities = np.random.default_rng(1).random((88, 32)).astype(np.float32)
+    shaded = plots.visualize_pianoroll(probabilities).axes[0].images[0].get_array()
+    np.testing.assert_allclose(shaded, probabilities)
+    binary = plots.visualize_pianoroll(probabilities, threshold=0.7).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(binary, (probabilities >= 0.7).astype(np.float32))
+    image = plots.visualize_pianoroll(probabilities).axes[0].images[0]
+    assert image.origin == "lower" and image.get_extent()[2:] == [20.5, 108.5]
+
+
+def test_used_pitch_range_crops_around_the_notes():
+    roll = _roll({60: (0, 4), 64: (4, 8)})
+    low, high = plots.used_pitch_range(roll)
+    assert low <= 58 and high >= 66 and high - low >= 12 and high - low <= 16
+    assert plots.used_pitch_range(np.zeros((88, 32), bool)) == (21, 108)
+    ax = plots.visualize_pianoroll(roll, pitch_range="used").axes[0]
+    assert ax.get_ylim() == (low - 0.5, high + 0.5)
+    assert all(label.get_text()[0] in "CEG" for label in ax.get_yticklabels())  # narrow view
+    with pytest.raises(ValueError, match="pitch_range"):
+        plots.visualize_pianoroll(roll, pitch_range=(50, 200))
+
+
+def test_a_batch_draws_a_grid_with_one_panel_per_roll():
+    fig = plots.visualize_pianoroll(torch.rand(6, 1, 88, 32))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 6 and all(len(ax.images) == 1 for ax in visible)
+    grid = plots.plot_pianoroll_grid([_roll({60: (0, 2)}), _roll({72: (0, 2)})], titles=["a", "b"])
+    assert [ax.get_title() for ax in grid.axes] == ["a", "b"]
+    assert grid.axes[0].get_ylim() == grid.axes[1].get_ylim()  # one shared pitch range
+    with pytest.raises(ValueError, match="titles"):
+        plots.plot_pianoroll_grid(torch.rand(3, 1, 88, 32), titles=["only one"])
+    with pytest.raises(ValueError, match="batch"):
+        plots.visualize_pianoroll(torch.rand(2, 1, 88, 32), ax=grid.axes[0])
+
+
+def test_difference_classes_hits_misses_false_positives():
+    original = _roll({60: (0, 4), 62: (0, 2)})
+    reconstruction = np.zeros((1, 1, 88, 32), np.float32)
+    reconstruction[0, 0, 60 - 21, 0:4] = 0.9  # hits
+    reconstruction[0, 0, 62 - 21, 0] = 0.7  # one hit, one miss (step 1 stays at 0)
+    reconstruction[0, 0, 70 - 21, 5] = 0.5  # at the threshold: a false positive
+    reconstruction[0, 0, 71 - 21, 5] = 0.49  # below: silent
+    classes = plots.difference_classes(original, reconstruction)
+    assert classes.shape == (88, 32) and classes.dtype == np.int8
+    assert (classes == plots.HIT).sum() == 5
+    assert classes[62 - 21, 1] == plots.MISS and (classes == plots.MISS).sum() == 1
+    assert classes[70 - 21, 5] == plots.FALSE_POSITIVE and (classes == plots.FALSE_POSITIVE).sum() == 1
+    assert classes[71 - 21, 5] == plots.SILENT
+    with pytest.raises(ValueError, match="differ in shape"):
+        plots.difference_classes(original, np.zeros((88, 16)))
+
+
+def test_compare_draws_three_panels_with_counts_in_the_legend():
+    original = _roll({60: (0, 4)})
+    reconstruction = original * 0.8
+    reconstruction[60 - 21, 3] = 0.1
+    fig = plots.compare_pianorolls(original, reconstruction)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    legend = [text.get_text() for text in fig.axes[2].get_legend().get_texts()]
+    assert legend[0].startswith("hit") and legend[0].endswith(": 3")
+    assert legend[1].startswith("miss") and legend[1].endswith(": 1")
+    assert legend[2].endswith(": 0")
+    assert "F1 0.86" in fig.axes[2].get_title()
+    _, axes = plt.subplots(1, 2)
+    with pytest.raises(ValueError, match="three axes"):
+        plots.compare_pianorolls(original, reconstruction, ax=axes)
+
+
+def test_view_updates_in_place_without_pyplot_and_without_leftovers():
+    figures_before = plt.get_fignums()
+    view = plots.PianoRollView()
+    assert plt.get_fignums() == figures_before  # stand-alone Agg figure
+    empty, chord = np.zeros((88, 32), np.float32), _roll({60: (0, 8), 64: (0, 8)})
+    view.update(empty)
+    first = view.to_png()
+    assert first.startswith(b"\x89PNG")
+    view.update(chord)
+    second = view.to_png()
+    assert second != first
+    view.update(empty)  # blitting restores the background: nothing of the chord is left
+    assert view.to_png() == first
+    assert view.image is view.ax.images[0] and len(view.ax.images) == 1
+    with pytest.raises(ValueError, match="steps"):
+        view.update(np.zeros((88, 16)))
+    with pytest.raises(ValueError, match="fixed pitch_range"):
+        plots.PianoRollView(pitch_range="used")
+
+
+def test_view_on_given_axes_matches_a_full_redraw():
+    fig, ax = plt.subplots()
+    view = plots.PianoRollView(ax=ax)
+    roll = _roll({60: (0, 8)})
+    view.update(roll)
+    np.testing.assert_array_equal(ax.images[0].get_array(), roll.astype(np.float32))
+    assert view.to_png().startswith(b"\x89PNG")

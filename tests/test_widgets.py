@@ -1,0 +1,197 @@
+"""Latent-space widget logic (plain functions) and the ipywidgets wiring, without a browser."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from musicvae_course import widgets  # noqa: E402
+from musicvae_course.model import MusicVAE, interpolate_latents  # noqa: E402
+from musicvae_course.seeding import seed_everything  # noqa: E402
+
+LATENT = 32  # small latent: fast, and every function is size-agnostic
+
+
+@pytest.fixture(scope="module")
+def model():
+    seed_everything(0)
+    return MusicVAE(latent_dim=LATENT).eval()
+
+
+@pytest.fixture(scope="module")
+def rolls():
+    """40 sparse random segments, (40, 88, 32) bool."""
+    return np.random.default_rng(0).random((40, 88, 32)) < 0.03
+
+
+def _decode(model, z):
+    with torch.no_grad():
+        return model.decode(z.reshape(1, -1))[0, 0].numpy()
+
+
+@pytest.mark.parametrize("method", ["linear", "slerp"])
+def test_interpolation_ends_are_the_decoded_endpoints(model, method):
+    z1, z2 = torch.randn(2, LATENT, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(widgets.interpolation_frame(model, z1, z2, 0.0, method), _decode(model, z1))
+    np.testing.assert_allclose(widgets.interpolation_frame(model, z1, z2, 1.0, method), _decode(model, z2))
+    middle = widgets.interpolation_frame(model, z1, z2, 0.5, method)
+    assert middle.shape == (88, 32) and middle.dtype == np.float32
+    assert not np.allclose(middle, _decode(model, z1))
+
+
+@pytest.mark.parametrize("method", ["linear", "slerp"])
+def test_latent_point_agrees_with_the_models_interpolation(method):
+    z1, z2 = torch.randn(2, LATENT, generator=torch.Generator().manual_seed(2))
+    grid = interpolate_latents(z1, z2, steps=5, method=method)
+    for i, t in enumerate(np.linspace(0, 1, 5)):
+        torch.testing.assert_close(widgets.latent_point(z1, z2, float(t), method), grid[i])
+    with pytest.raises(ValueError, match="t must be"):
+        widgets.latent_point(z1, z2, 1.5)
+    with pytest.raises(ValueError, match="method"):
+        widgets.latent_point(z1, z2, 0.5, "cubic")
+
+
+def test_frames_run_in_eval_mode_and_restore_training_mode(model):
+    z = torch.zeros(LATENT)
+    expected = widgets.interpolation_frame(model, z, z, 0.0)
+    model.train()
+    try:
+        np.testing.assert_allclose(widgets.interpolation_frame(model, z, z, 0.0), expected)
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_direction_frame_moves_along_the_directions(model):
+    z_base = torch.randn(LATENT, generator=torch.Generator().manual_seed(3))
+    directions = torch.eye(LATENT)[:2]
+    np.testing.assert_allclose(widgets.latent_direction_frame(model, z_base, directions, [0, 0]),
+                               _decode(model, z_base))
+    moved = z_base.clone()
+    moved[0] += 2.0
+    moved[1] -= 0.5
+    np.testing.assert_allclose(widgets.latent_direction_frame(model, z_base, directions, [2.0, -0.5]),
+                               _decode(model, moved), atol=1e-6)
+    with pytest.raises(ValueError, match="coefficients"):
+        widgets.latent_direction_frame(model, z_base, directions, [1.0])
+
+
+def test_sample_frame_is_seeded_and_temperature_scales_z(model):
+    a = widgets.sample_frame(model, 1.0, seed=7)
+    np.testing.assert_array_equal(a, widgets.sample_frame(model, 1.0, seed=7))
+    assert not np.allclose(a, widgets.sample_frame(model, 1.0, seed=8))
+    z = torch.randn(1, LATENT, generator=torch.Generator().manual_seed(7))
+    np.testing.assert_allclose(widgets.sample_frame(model, 0.5, seed=7), _decode(model, 0.5 * z), atol=1e-6)
+    np.testing.assert_allclose(widgets.sample_frame(model, 0.0, seed=1),
+                               widgets.sample_frame(model, 0.0, seed=2))  # T=0: the prior's mean
+
+
+def test_principal_directions_are_orthonormal_and_ordered(model, rolls):
+    result = widgets.principal_directions(model, rolls, k=5)
+    assert result.directions.shape == (5, LATENT) and result.stds.shape == (5,)
+    torch.testing.assert_close(result.directions @ result.directions.T, torch.eye(5), atol=1e-5, rtol=0)
+    assert torch.all(result.stds[:-1] >= result.stds[1:])
+    means = widgets.encode_means(model, rolls)
+    torch.testing.assert_close(result.mean, means.mean(dim=0), atol=1e-6, rtol=0)
+    projected = (means - result.mean) @ result.directions.T  # spread along each direction
+    torch.testing.assert_close(projected.std(dim=0), result.stds, rtol=1e-3, atol=1e-7)
+    with pytest.raises(ValueError, match="k must be"):
+        widgets.principal_directions(model, rolls, k=LATENT + 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        widgets.principal_directions(model, rolls[:1], k=1)
+
+
+def test_encode_means_reads_datasets_in_order(model, rolls):
+    class Batches:  # the PianoRollDataset protocol: .batches(batch_size, shuffle)
+        def batches(self, batch_size=256, shuffle=True):
+            assert shuffle is False  # directions must not depend on an order
+            tensor = torch.as_tensor(rolls, dtype=torch.float32)[:, None]
+            return iter(tensor.split(batch_size))
+
+    torch.testing.assert_close(widgets.encode_means(model, Batches(), batch_size=7),
+                               widgets.encode_means(model, torch.as_tensor(rolls)[:, None]))
+    with pytest.raises(ValueError, match="data must be"):
+        widgets.encode_means(model, np.zeros((4, 88, 16)))
+
+
+def test_note_density_and_mean_pitch():
+    roll = np.zeros((88, 32), bool)
+    roll[60 - 21, :2] = True
+    roll[72 - 21, 2:4] = True
+    np.testing.assert_allclose(widgets.note_density(roll), [4 / (88 * 32)])
+    np.testing.assert_allclose(widgets.mean_pitch(roll), [66.0])
+    batch = np.stack([roll, np.zeros_like(roll)])[:, None].astype(np.float32) * 0.9
+    assert widgets.note_density(batch).tolist() == [4 / (88 * 32), 0.0]
+    pitches = widgets.mean_pitch(batch)
+    assert pitches[0] == 66.0 and np.isnan(pitches[1])
+
+
+def test_attribute_vector_is_high_group_minus_low_group(model):
+    rolls = np.zeros((12, 88, 32), bool)
+    for i in range(12):  # roll i has i + 1 cells on: density rises with i
+        rolls[i, 40, : i + 1] = True
+    rolls = rolls[::-1].copy()  # order in the data must not matter
+    means = widgets.encode_means(model, rolls)
+    density = widgets.note_density(rolls)
+    low, high = np.argsort(density)[:3], np.argsort(density)[-3:]
+    expected = means[torch.as_tensor(high)].mean(0) - means[torch.as_tensor(low)].mean(0)
+    torch.testing.assert_close(widgets.attribute_vector(model, rolls, widgets.note_density, 0.25), expected)
+    with_empty = np.concatenate([rolls, np.zeros((4, 88, 32), bool)])  # mean pitch NaN there
+    assert torch.isfinite(widgets.attribute_vector(model, with_empty, widgets.mean_pitch)).all()
+    with pytest.raises(ValueError, match="fraction"):
+        widgets.attribute_vector(model, rolls, widgets.note_density, 0.75)
+
+
+def _only(box, dom_class):
+    found = widgets.find_widgets(box, dom_class)
+    assert len(found) == 1, f"{dom_class}: {len(found)} widgets"
+    return found[0]
+
+
+def test_interpolation_widget_redraws_image_and_audio_on_slider_change(model, rolls):
+    box = widgets.interpolation_widget(model, rolls[0], rolls[1])
+    assert "mvc-interpolation-widget" in box._dom_classes
+    image, player = _only(box, "mvc-roll-image"), _only(box, "mvc-audio")
+    slider, toggle = _only(box, "mvc-interp-slider"), _only(box, "mvc-method-toggle")
+    assert (slider.min, slider.max, slider.value) == (0.0, 1.0, 0.0)
+    assert bytes(image.value[:4]) == b"\x89PNG" and bytes(player.value[:4]) == b"RIFF"
+    before = image.value
+    slider.value = 1.0
+    assert image.value != before
+    slider.value = 0.0
+    assert image.value == before  # the view is redrawn, not layered
+    assert set(toggle.options) == {"linear", "slerp"}
+    toggle.value = "slerp"
+    assert image.value == before  # t = 0 is z1 for both methods
+
+
+def test_latent_sliders_widget_moves_and_resets(model):
+    directions = torch.eye(LATENT)[:3] * 5.0
+    box = widgets.latent_sliders_widget(model, torch.zeros(LATENT), directions, scales=[1, 2, 3])
+    sliders = widgets.find_widgets(box, "mvc-latent-slider")
+    assert [s.description for s in sliders] == ["PC1", "PC2", "PC3"]
+    image = _only(box, "mvc-roll-image")
+    start = image.value
+    sliders[1].value = 2.0
+    moved = image.value
+    assert moved != start
+    _only(box, "mvc-reset-button").click()
+    assert all(s.value == 0.0 for s in sliders) and image.value == start
+    with pytest.raises(ValueError, match="scales"):
+        widgets.latent_sliders_widget(model, torch.zeros(LATENT), directions, scales=[1.0])
+
+
+def test_temperature_widget_new_sample_changes_seed_and_image(model):
+    box = widgets.temperature_widget(model, seed=3, with_audio=False)
+    assert widgets.find_widgets(box, "mvc-audio") == []
+    seed, image = _only(box, "mvc-seed"), _only(box, "mvc-roll-image")
+    start = image.value
+    _only(box, "mvc-new-sample-button").click()
+    assert seed.value == 4 and image.value != start
+    _only(box, "mvc-temperature-slider").value = 0.0
+    at_zero = image.value
+    seed.value = 11
+    assert image.value == at_zero  # temperature 0 decodes z = 0 whatever the seed
+    assert "cells on" in _only(box, "mvc-roll-info").value
