@@ -298,7 +298,7 @@ def attribute_vector(model, data, attribute_fn: Callable = note_density, fractio
         for batch in _batches(data, batch_size):
             batch = batch.float()
             means.append(model.encode(batch.to(model.device))[0].float().cpu())
-            values.append(np.asarray(attribute_fn(batch.numpy()), dtype=np.float64).reshape(-1))
+            values.append(np.asarray(attribute_fn(batch.cpu().numpy()), dtype=np.float64).reshape(-1))
     means, values = torch.cat(means), np.concatenate(values)
     if values.shape[0] != means.shape[0]:
         raise ValueError(f"attribute_fn returned {values.shape[0]} values for {means.shape[0]} segments")
