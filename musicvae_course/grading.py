@@ -1,0 +1,595 @@
+"""Grading from one source: student versions, ``check("q1")`` for students, and the grading CLI.
+
+Used by every notebook with exercises (01_loading_the_pretrained_vae.ipynb, 02_latent_space_with_widgets.ipynb,
+03_fine_tuning_on_a_subset.ipynb, 04_generation.ipynb). The autograder itself lives in
+:mod:`musicvae_course.autograde`; this module holds what both sides share.
+
+Marker conventions (nbgrader's own, so the same source notebooks also work with nbgrader):
+
+* Every graded cell carries ``metadata.nbgrader = {"grade_id", "points", "solution", "grade", "locked",
+  "task": false, "schema_version": 3}``.
+* **Test cell** of a question: ``grade: true, solution: false, locked: true, points: N``. Its ``grade_id`` *is the
+  question id* (``"q1"``): ``check("q1")`` and the grades CSV use it. Lines above ``### BEGIN HIDDEN TESTS`` are the
+  public tests; the region between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` is removed from the
+  student version. A question scores all its points when every statement of its test cell (public and hidden)
+  runs without raising, else 0 (nbgrader's rule).
+* **Solution cell**: ``solution: true, grade: false, locked: false``, ``grade_id`` = ``"<question id>_solution"``
+  (a second cell for the same question: ``"q1_solution_2"``). ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
+  becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` (indented like the marker); a solution cell
+  without markers is replaced whole.
+* **Locked given cell** (read-only code the tests rely on: imports, helpers, data): ``solution: false,
+  grade: false, locked: true`` with a unique ``grade_id``. The autograder runs the source's version of it.
+* **Instructor-only cell**: cell tag ``instructor``. Removed from the student version, not run when grading.
+* Markers must stand alone on their line, exactly as written above; a line that merely mentions
+  ``BEGIN SOLUTION``/``HIDDEN TESTS`` otherwise is an error (nbgrader would silently leave it, solution and all).
+
+``check`` reads the test cell of the notebook file (public part only; the hidden part is dropped even when run on
+the instructor's source) and runs its top-level statements one by one against a copy of the caller's namespace.
+Every statement except assignments, imports and definitions counts as one test. It never promises a grade
+(otter-grader#138: "All tests passed" while hidden tests failed confused students).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import difflib
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# nbformat is imported inside the functions that write notebooks: it pulls in jsonschema, seconds of import
+# time in every student kernel that only wants ``check``.
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
+END_HIDDEN_TESTS = "### END HIDDEN TESTS"
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # nbgrader's default stub
+TEXT_STUB = "YOUR ANSWER HERE"
+INSTRUCTOR_TAG = "instructor"
+SOLUTION_SUFFIX = "_solution"
+_MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+class GradingSourceError(ValueError):
+    """A source notebook breaks the marker conventions; the message names the notebook and the cell."""
+
+
+# ---------------------------------------------------------------------------------------------- cell roles
+
+def nbgrader_metadata(cell) -> dict:
+    """The cell's ``metadata.nbgrader`` dict, or ``{}`` for an ungraded cell."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_instructor_only(cell) -> bool:
+    """True for cells tagged ``instructor`` (removed from student versions, never run when grading)."""
+    return INSTRUCTOR_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def cell_role(cell) -> str:
+    """One of ``"instructor"``, ``"test"``, ``"solution"``, ``"locked"`` or ``"plain"``."""
+    if is_instructor_only(cell):
+        return "instructor"
+    meta = nbgrader_metadata(cell)
+    if meta.get("grade") and not meta.get("solution"):
+        return "test"
+    if meta.get("solution"):
+        return "solution"
+    if meta.get("locked"):
+        return "locked"
+    return "plain"
+
+
+def solution_question(grade_id: str) -> str | None:
+    """Question id of a solution cell's grade_id: ``"q1_solution"`` and ``"q1_solution_2"`` -> ``"q1"``."""
+    head, sep, tail = grade_id.rpartition(SOLUTION_SUFFIX)
+    if not sep or not head or (tail and not tail.startswith("_")):
+        return None
+    return head
+
+
+def _cell_label(cell, index: int) -> str:
+    grade_id = nbgrader_metadata(cell).get("grade_id")
+    return f"cell {index + 1}" + (f" ({grade_id})" if grade_id else "")
+
+
+# ------------------------------------------------------------------------------------------------- markers
+
+def _marker_lines(source: str, begin: str, end: str, where: str) -> list[tuple[int, int]]:
+    """(begin line, end line) index pairs of the begin/end regions, checked for nesting and balance."""
+    regions, start = [], None
+    for number, line in enumerate(source.split("\n")):
+        text = line.strip()
+        if text == begin:
+            if start is not None:
+                raise GradingSourceError(f"{where}: nested {begin!r} on line {number + 1}")
+            start = number
+        elif text == end:
+            if start is None:
+                raise GradingSourceError(f"{where}: {end!r} on line {number + 1} without {begin!r}")
+            regions.append((start, number))
+            start = None
+    if start is not None:
+        raise GradingSourceError(f"{where}: {begin!r} on line {start + 1} has no {end!r}")
+    return regions
+
+
+def _check_marker_spelling(source: str, where: str) -> None:
+    exact = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS}
+    for number, line in enumerate(source.split("\n")):
+        if any(word in line.upper() for word in _MARKER_WORDS) and line.strip() not in exact:
+            raise GradingSourceError(
+                f"{where}, line {number + 1}: {line.strip()!r} looks like a grading marker but is not one of "
+                f"{sorted(exact)} alone on its line (it would stay in the student version)")
+
+
+def strip_solutions(source: str, cell_type: str, where: str = "cell") -> str:
+    """Replace each ``### BEGIN SOLUTION`` .. ``### END SOLUTION`` region by the stub, indented like the marker.
+
+    A solution cell without markers is replaced whole (code: ``CODE_STUB``; markdown: ``TEXT_STUB``).
+    """
+    stub = CODE_STUB if cell_type == "code" else TEXT_STUB
+    regions = _marker_lines(source, BEGIN_SOLUTION, END_SOLUTION, where)
+    if not regions:
+        return stub
+    lines, out, cursor = source.split("\n"), [], 0
+    for begin, end in regions:
+        out.extend(lines[cursor:begin])
+        indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+        out.extend(indent + stub_line for stub_line in stub.split("\n"))
+        cursor = end + 1
+    out.extend(lines[cursor:])
+    return "\n".join(out)
+
+
+def strip_hidden_tests(source: str, where: str = "cell") -> str:
+    """The test cell's source without its hidden-test regions (markers included): the public tests."""
+    regions = _marker_lines(source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS, where)
+    lines = source.split("\n")
+    hidden = {n for begin, end in regions for n in range(begin, end + 1)}
+    return "\n".join(line for n, line in enumerate(lines) if n not in hidden).rstrip("\n")
+
+
+@dataclass(frozen=True)
+class TestStatement:
+    """One top-level statement of a test cell: its code, first line (1-based) and whether it is hidden."""
+
+    code: str
+    lineno: int
+    hidden: bool
+    is_test: bool  # False for assignments, imports and definitions (setup, not counted by check)
+
+
+def test_statements(source: str, where: str = "test cell") -> list[TestStatement]:
+    """Split a test cell into top-level statements, each marked public or hidden by the marker regions.
+
+    Raises GradingSourceError when the cell does not parse or a statement straddles a marker.
+    """
+    regions = _marker_lines(source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS, where)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise GradingSourceError(f"{where}: test code does not parse: {exc}") from None
+    lines = source.split("\n")
+    statements = []
+    for node in tree.body:
+        decorators = getattr(node, "decorator_list", [])
+        first = min([node.lineno] + [d.lineno for d in decorators]) - 1  # 0-based line indices
+        last = node.end_lineno - 1
+        inside = [begin < first and last < end for begin, end in regions]
+        if not any(inside) and any(first <= end and begin <= last for begin, end in regions):
+            raise GradingSourceError(f"{where}, line {node.lineno}: a statement straddles a hidden-tests marker")
+        code = "\n" * first + "\n".join(lines[first: last + 1])  # leading newlines keep line numbers
+        setup = isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom,
+                                   ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        statements.append(TestStatement(code, node.lineno, any(inside), not setup))
+    return statements
+
+
+# -------------------------------------------------------------------------------------------- source model
+
+@dataclass
+class Question:
+    """A graded question of a source notebook: its test cell, points and solution cells."""
+
+    question_id: str
+    points: float
+    test_source: str  # full test cell, hidden tests included
+    solution_ids: list[str] = field(default_factory=list)
+
+    @property
+    def public_source(self) -> str:
+        return strip_hidden_tests(self.test_source, self.question_id)
+
+
+def read_notebook(path):
+    """Read a notebook file as an nbformat v4 ``NotebookNode``; errors name the file."""
+    import nbformat
+    path = Path(path)
+    try:
+        return nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # NotJSONError, JSON decode errors, bad nbformat
+        raise GradingSourceError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+
+
+def questions(nb, name: str = "notebook") -> dict[str, Question]:
+    """Validate a source notebook's markers and return its questions by id, in notebook order.
+
+    ``name`` labels error messages. Raises GradingSourceError naming the notebook and cell for: markers in the
+    wrong kind of cell, unbalanced or misspelt markers, duplicate grade_ids, a test cell without positive
+    points, a solution cell whose grade_id names no question, manually graded or task cells.
+    """
+    found: dict[str, Question] = {}
+    solution_cells: list[tuple[str, str]] = []
+    seen_ids: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        where = f"{name}, {_cell_label(cell, index)}"
+        source = cell.get("source", "")
+        _check_marker_spelling(source, where)
+        meta = nbgrader_metadata(cell)
+        role = cell_role(cell)
+        grade_id = meta.get("grade_id")
+        if meta and role != "instructor":
+            if not grade_id:
+                raise GradingSourceError(f"{where}: nbgrader metadata without a grade_id")
+            if grade_id in seen_ids:
+                raise GradingSourceError(f"{where}: grade_id {grade_id!r} is used by another cell too")
+            seen_ids.add(grade_id)
+            if meta.get("task") or (meta.get("grade") and meta.get("solution")):
+                raise GradingSourceError(f"{where}: manually graded answers and task cells are not supported "
+                                         "by the kit's autograder; use a solution cell plus a test cell")
+        has_solution = BEGIN_SOLUTION in source or END_SOLUTION in source
+        has_hidden = BEGIN_HIDDEN_TESTS in source or END_HIDDEN_TESTS in source
+        if has_solution and role not in ("solution", "instructor"):
+            raise GradingSourceError(f"{where}: solution markers outside a solution cell "
+                                     "(set metadata.nbgrader.solution = true)")
+        if has_hidden and role not in ("test", "instructor"):
+            raise GradingSourceError(f"{where}: hidden-test markers outside a test cell "
+                                     "(set metadata.nbgrader.grade = true)")
+        if role == "solution":
+            strip_solutions(source, cell.cell_type, where)  # validates the regions
+            question_id = solution_question(grade_id)
+            if question_id is None:
+                raise GradingSourceError(f"{where}: a solution cell's grade_id must be '<question id>_solution' "
+                                         f"(or '<question id>_solution_2', ...), not {grade_id!r}")
+            solution_cells.append((question_id, grade_id))
+        elif role == "test":
+            if cell.cell_type != "code":
+                raise GradingSourceError(f"{where}: a test cell must be a code cell")
+            points = meta.get("points")
+            if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+                raise GradingSourceError(f"{where}: a test cell needs metadata.nbgrader.points > 0, got {points!r}")
+            test_statements(source, where)  # validates markers and syntax
+            found[grade_id] = Question(grade_id, points, source)
+    for question_id, grade_id in solution_cells:
+        if question_id not in found:
+            raise GradingSourceError(f"{name}: solution cell {grade_id!r} belongs to question {question_id!r}, "
+                                     f"which has no test cell (questions: {sorted(found) or 'none'})")
+        found[question_id].solution_ids.append(grade_id)
+    return found
+
+
+# -------------------------------------------------------------------------------------------- student version
+
+def student_version(nb, name: str = "notebook"):
+    """Return the student version of a source notebook (the source is not modified).
+
+    Solutions become stubs, hidden tests and ``instructor`` cells are removed, outputs, execution counts and
+    widget state are cleared; test and locked cells become undeletable and read-only in JupyterLab
+    (``metadata.editable``/``deletable``), solution cells undeletable. Deterministic: the same source always
+    gives the same file, so CI can compare.
+    """
+    questions(nb, name)  # validate first: never write a half-stripped notebook
+    out = copy.deepcopy(nb)
+    out.metadata.pop("widgets", None)
+    out.metadata.pop("celltoolbar", None)
+    cells = []
+    for index, cell in enumerate(out.cells):
+        role = cell_role(cell)
+        if role == "instructor":
+            continue
+        if "id" not in cell:  # nbformat 4.4 sources: derive a stable id instead of a random one
+            cell["id"] = hashlib.sha1(f"{name}:{index}".encode()).hexdigest()[:8]
+        where = f"{name}, {_cell_label(cell, index)}"
+        if role == "solution":
+            cell.source = strip_solutions(cell.source, cell.cell_type, where)
+            cell.metadata["deletable"] = False
+        elif role == "test":
+            cell.source = strip_hidden_tests(cell.source, where)
+        if role in ("test", "locked"):
+            cell.metadata["deletable"] = False
+            cell.metadata["editable"] = False
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+        cells.append(cell)
+    out.cells = cells
+    if out.get("nbformat_minor", 0) < 5:
+        out.nbformat_minor = 5
+    return out
+
+
+def make_student_version(src_nb, dst_nb) -> Path:
+    """Write the student version of the notebook file ``src_nb`` to ``dst_nb``; returns ``dst_nb``."""
+    import nbformat
+    src_nb, dst_nb = Path(src_nb), Path(dst_nb)
+    student = student_version(read_notebook(src_nb), src_nb.name)
+    dst_nb.parent.mkdir(parents=True, exist_ok=True)
+    text = nbformat.writes(student)
+    tmp = dst_nb.with_name(dst_nb.name + ".tmp")
+    tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    os.replace(tmp, dst_nb)
+    return dst_nb
+
+
+def _describe_difference(expected: dict, actual: dict, label: str) -> list[str]:
+    problems = []
+    if expected.get("metadata") != actual.get("metadata"):
+        keys = sorted(set(expected.get("metadata", {})) ^ set(actual.get("metadata", {}))
+                      | {k for k in expected.get("metadata", {})
+                         if expected["metadata"].get(k) != actual.get("metadata", {}).get(k)})
+        problems.append(f"{label}: notebook metadata differs ({', '.join(keys)})")
+    want, have = expected.get("cells", []), actual.get("cells", [])
+    if len(want) != len(have):
+        problems.append(f"{label}: {len(have)} cells, the source gives {len(want)}")
+    for index, (w, h) in enumerate(zip(want, have)):
+        if w == h:
+            continue
+        w_src, h_src = "".join(w.get("source", "")), "".join(h.get("source", ""))
+        name = _cell_label(w, index)
+        if w_src != h_src:
+            diff = "\n".join(difflib.unified_diff(h_src.split("\n"), w_src.split("\n"), "student version",
+                                                  "from source", lineterm="", n=1))
+            problems.append(f"{label}, {name}: source differs\n{diff}")
+        else:
+            keys = sorted(k for k in set(w) | set(h) if w.get(k) != h.get(k))
+            problems.append(f"{label}, {name}: {', '.join(keys)} differ")
+    return problems
+
+
+def make_student_versions(src_dir, dst_dir, check: bool = False) -> list[str]:
+    """Write (or with ``check=True`` only compare) the student versions of every ``*.ipynb`` in ``src_dir``.
+
+    Returns the differences between ``dst_dir`` and what the sources give, one message each: stale or missing
+    student versions, extra notebooks in ``dst_dir`` that no source gives (never deleted), and source notebooks
+    that break the marker conventions (skipped; the others are still processed). An empty list means in sync
+    (with ``check=False``: everything written). Used by CI: ``python -m musicvae_course.grading
+    student-versions notebooks/ student/ --check``.
+    """
+    import nbformat
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    if not src_dir.is_dir():
+        raise NotADirectoryError(f"source notebook folder {src_dir} does not exist")
+    problems = []
+    sources = sorted(p for p in src_dir.glob("*.ipynb") if p.resolve().parent != dst_dir.resolve())
+    for src in sources:
+        dst = dst_dir / src.name
+        try:
+            expected = json.loads(nbformat.writes(student_version(read_notebook(src), src.name)))
+        except GradingSourceError as exc:
+            problems.append(f"{src}: not processed: {exc}")
+            continue
+        if not dst.exists():
+            problems.append(f"{dst}: missing (student version of {src})")
+        else:
+            try:
+                actual = json.loads(dst.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                actual = {}
+                problems.append(f"{dst}: not valid JSON ({exc})")
+            if actual and actual != expected:
+                problems.extend(_describe_difference(expected, actual, str(dst)))
+        if not check:
+            make_student_version(src, dst)
+    names = {p.name for p in sources}
+    if dst_dir.is_dir():
+        problems.extend(f"{p}: no source notebook {src_dir / p.name} gives this file"
+                        for p in sorted(dst_dir.glob("*.ipynb")) if p.name not in names)
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------- check
+
+@dataclass
+class CheckResult:
+    """What ``check(question_id)`` found: tests run and passed, and the failures (message per failed test)."""
+
+    question_id: str
+    passed: int
+    total: int
+    failures: list[str] = field(default_factory=list)
+    setup_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.setup_error is None and self.passed == self.total
+
+    def __str__(self) -> str:
+        q = self.question_id
+        if self.setup_error:
+            return f"{q}: the public tests could not run: {self.setup_error}"
+        if self.total == 0:
+            return f"{q}: this question has no public tests; it is graded by hidden tests only."
+        if self.ok:
+            return (f"{q}: public tests passed ({self.passed}/{self.total}). "
+                    "Your grade also depends on hidden tests.")
+        lines = [f"{q}: {self.passed} of {self.total} public tests passed."]
+        lines += self.failures[:3]
+        if len(self.failures) > 3:
+            lines.append(f"... and {len(self.failures) - 3} more")
+        return "\n".join(lines)
+
+
+def _hint(exc: BaseException, question_id: str) -> str:
+    if isinstance(exc, NotImplementedError):
+        return (f" (the solution cell of {question_id} still raises NotImplementedError: replace "
+                "`raise NotImplementedError()` with your code and run that cell)")
+    if isinstance(exc, NameError):
+        return " (run the cell that defines it first)"
+    return ""
+
+
+def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> CheckResult:
+    statements = [s for s in test_statements(test_source, question_id) if not s.hidden]
+    scratch = dict(namespace)  # tests may assign names; the student's namespace stays as it was
+    tests = [s for s in statements if s.is_test]
+    result = CheckResult(question_id, 0, len(tests))
+    number = 0
+    for statement in statements:
+        snippet = statement.code.strip()
+        code = compile(statement.code, f"<public tests of {question_id}>", "exec", dont_inherit=True)
+        if statement.is_test:
+            number += 1
+        try:
+            exec(code, scratch)
+        except AssertionError as exc:
+            message = str(exc)
+            result.failures.append(f"  test {number} failed: {message}\n    {snippet}" if message
+                                   else f"  test {number} failed:\n    {snippet}")
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}{_hint(exc, question_id)}"
+            if not statement.is_test:
+                result.setup_error = f"`{snippet}` raised {text}"
+                return result
+            result.failures.append(f"  test {number} raised {text}\n    {snippet}")
+        else:
+            if statement.is_test:
+                result.passed += 1
+    return result
+
+
+def _session_notebook() -> Path | None:
+    """The notebook file of the running kernel, when the front end tells (JupyterLab/Notebook 7, VS Code)."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    user_ns = getattr(shell, "user_ns", {}) or {}
+    for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"),
+                      os.environ.get("JPY_SESSION_NAME")):
+        if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+class Checker:
+    """``check = Checker("01_loading_the_pretrained_vae.ipynb")`` then ``check("q1")`` in any cell.
+
+    ``notebook``: the notebook file whose test cells hold the public tests, relative to the working directory
+    (Jupyter starts kernels in the notebook's folder); ``None`` asks the front end which notebook is open.
+    The file is read at each call, so the locked test cells are the ones the student sees.
+    """
+
+    def __init__(self, notebook=None):
+        self.notebook = None if notebook is None else Path(notebook)
+
+    def _path(self) -> Path:
+        if self.notebook is not None:
+            if not self.notebook.is_file():
+                raise FileNotFoundError(
+                    f"check: cannot find the notebook {self.notebook} in {Path.cwd()}; if you renamed or moved "
+                    "it, use check = Checker('<your notebook file>.ipynb')")
+            return self.notebook
+        found = _session_notebook()
+        if found is None:
+            raise FileNotFoundError("check: this front end does not say which notebook is open; "
+                                    "use check = Checker('<your notebook file>.ipynb')")
+        return found
+
+    def run(self, question_id: str, namespace: dict | None = None) -> CheckResult:
+        """Run the public tests of ``question_id`` against ``namespace`` (default: the caller's globals)."""
+        if namespace is None:
+            namespace = sys._getframe(1).f_globals
+        path = self._path()
+        try:  # plain json, not nbformat: see the note at the imports
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GradingSourceError(f"check: {path} is not a readable notebook ({exc})") from None
+        for cell in cells:
+            if cell_role(cell) == "test" and nbgrader_metadata(cell).get("grade_id") == question_id:
+                source = cell.get("source", "")
+                return _run_public_tests(question_id, "".join(source) if isinstance(source, list) else source,
+                                         namespace)
+        known = [nbgrader_metadata(c).get("grade_id") for c in cells if cell_role(c) == "test"]
+        raise ValueError(f"check: no question {question_id!r} in {path.name}; its questions are "
+                         f"{', '.join(map(str, known)) or 'none'}")
+
+    def __call__(self, question_id: str) -> None:
+        """Print the public-test report of ``question_id`` (never raises for failing tests)."""
+        print(self.run(question_id, sys._getframe(1).f_globals))
+
+
+def check(question_id: str, notebook=None) -> None:
+    """Print the public-test report of ``question_id`` for the open notebook (see :class:`Checker`).
+
+    Prints e.g. ``q1: public tests passed (3/3). Your grade also depends on hidden tests.`` or which test failed
+    with its message. Never raises for failing tests; raises ValueError for an unknown question id.
+    """
+    print(Checker(notebook).run(question_id, sys._getframe(1).f_globals))
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+
+def main(argv=None) -> int:
+    """``python -m musicvae_course.grading {student-versions,run-student-versions,autograde} ...``."""
+    parser = argparse.ArgumentParser(prog="python -m musicvae_course.grading", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sv = sub.add_parser("student-versions", help="write student versions (or check they are in sync)")
+    sv.add_argument("source_dir")
+    sv.add_argument("student_dir")
+    sv.add_argument("--check", action="store_true", help="only compare; exit 1 when out of sync")
+    rs = sub.add_parser("run-student-versions",
+                        help="run student versions; exit 1 when a cell other than a graded one fails")
+    rs.add_argument("student_dir")
+    rs.add_argument("--cell-timeout", type=float, default=120)
+    ag = sub.add_parser("autograde", help="grade a folder of submissions: grades.csv + feedback per student")
+    ag.add_argument("submissions_dir", help="one folder per student holding their .ipynb files")
+    ag.add_argument("--source", required=True, help="folder of the source notebooks (with hidden tests)")
+    ag.add_argument("--out", required=True, help="output folder for grades.csv and feedback/")
+    ag.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell and per question's tests")
+    ag.add_argument("--timeout", type=float, default=1800, help="seconds per notebook, all cells together")
+    ag.add_argument("--workdir", default=None, help="kernel working directory (default: the source folder)")
+    args = parser.parse_args(argv)
+
+    if args.command == "student-versions":
+        problems = make_student_versions(args.source_dir, args.student_dir, check=args.check)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if args.check:
+            print("student versions in sync" if not problems else
+                  f"{len(problems)} difference(s): run python -m musicvae_course.grading student-versions "
+                  f"{args.source_dir} {args.student_dir}", file=sys.stderr)
+            return 1 if problems else 0
+        return 1 if any("not processed" in p for p in problems) else 0
+
+    from musicvae_course import autograde  # imported here: it pulls in nbclient/jupyter_client
+
+    if args.command == "run-student-versions":
+        bad = 0
+        for path in sorted(Path(args.student_dir).glob("*.ipynb")):
+            failures = autograde.ungraded_failures(path, cell_timeout=args.cell_timeout)
+            for failure in failures:
+                print(f"{path}: {failure}", file=sys.stderr)
+            bad += len(failures)
+            print(f"{path}: {'ok' if not failures else f'{len(failures)} ungraded cell(s) fail'}", file=sys.stderr)
+        return 1 if bad else 0
+
+    grades = autograde.autograde(args.submissions_dir, args.source, args.out, cell_timeout=args.cell_timeout,
+                                 timeout=args.timeout, workdir=args.workdir,
+                                 log=lambda line: print(line, file=sys.stderr))
+    print(f"graded {len(grades)} notebook(s): {Path(args.out) / 'grades.csv'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
