@@ -223,12 +223,12 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
     instrument = pretty_midi.Instrument(program=int(program))
     padded = np.pad(cells, ((0, 0), (1, 1)))
     edges = np.diff(padded.astype(np.int8), axis=1)  # +1 at onsets, -1 at offsets
-    for row in range(N_PITCHES):
+    for row in np.flatnonzero(edges.any(axis=1)):  # sounding pitches only: widgets call this per change
         starts = np.flatnonzero(edges[row] == 1)
         ends = np.flatnonzero(edges[row] == -1)
         for start, end in zip(starts, ends):
             instrument.notes.append(pretty_midi.Note(
-                velocity=int(velocity), pitch=LOWEST_PITCH + row,
+                velocity=int(velocity), pitch=LOWEST_PITCH + int(row),
                 start=start * seconds_per_step, end=end * seconds_per_step))
     instrument.notes.sort(key=lambda note: (note.start, note.pitch))
     pm.instruments.append(instrument)

@@ -161,6 +161,9 @@ def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, t
     data = _binary(roll, threshold) if threshold is not None else roll
     image = ax.imshow(data.astype(np.float32), origin="lower", aspect="auto", cmap=cmap,
                       vmin=0.0, vmax=1.0, interpolation="nearest",
+                      # "data": resample the 88 x T values, then colour: same
+                      # pixels with nearest, and ~2.5x faster than colouring first.
+                      interpolation_stage="data",
                       extent=(-0.5, roll.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5))
     _style_axes(ax, roll.shape[1], low, high, bars)
     if title is not None:
