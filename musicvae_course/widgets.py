@@ -318,8 +318,9 @@ class RollPanel:
     """The output side of every widget: piano-roll image, audio player, note count.
 
     ``show(probabilities)`` redraws the blitted view into the ``Image`` and
-    re-renders the clip (notes at >= 0.5). This is the work one slider
-    change costs, and what ``benchmarks/bench_widgets.py`` times.
+    re-renders the clip (notes at >= 0.5) when those notes changed. This is
+    the work one slider change costs, and what ``benchmarks/bench_widgets.py``
+    times.
 
     Args:
         pitch_range: fixed MIDI ``(low, high)`` of the view, or ``None`` (88 keys).
@@ -337,6 +338,7 @@ class RollPanel:
         self.info.add_class("mvc-roll-info")
         self.bpm = bpm
         self.audio = None
+        self._audio_key = None  # the notes the current clip plays
         children = [self.image, self.info]
         if with_audio:
             self.audio = widgets.Audio(format="wav", autoplay=False, loop=False, controls=True)
@@ -348,11 +350,15 @@ class RollPanel:
         """Display one ``(88, 32)`` probability roll (image, note count and clip)."""
         self.view.update(probabilities)
         self.image.value = self.view.to_png()
-        n_on = int((probabilities >= 0.5).sum())
-        self.info.value = f"{n_on} of {probabilities.size} cells on at threshold 0.5"
-        if self.audio is not None:
-            waveform, rate = audio.synthesize(probabilities, bpm=self.bpm)
+        notes = probabilities >= 0.5
+        self.info.value = f"{int(notes.sum())} of {notes.size} cells on at threshold 0.5"
+        key = np.packbits(notes).tobytes()
+        # Neighbouring slider positions often threshold to the same notes:
+        # then the clip is the same too, and rendering it again is wasted.
+        if self.audio is not None and key != self._audio_key:
+            waveform, rate = audio.synthesize(notes, bpm=self.bpm)
             self.audio.value = audio.to_wav_bytes(waveform, rate)
+            self._audio_key = key
 
 
 def _frame_pitch_range(frames, margin: int = 6):

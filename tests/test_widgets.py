@@ -195,3 +195,24 @@ def test_temperature_widget_new_sample_changes_seed_and_image(model):
     seed.value = 11
     assert image.value == at_zero  # temperature 0 decodes z = 0 whatever the seed
     assert "cells on" in _only(box, "mvc-roll-info").value
+
+
+def test_roll_panel_renders_a_clip_only_when_the_notes_change(monkeypatch):
+    from musicvae_course import audio
+
+    renders = []
+    real = audio.synthesize
+    monkeypatch.setattr(audio, "synthesize", lambda notes, **kw: renders.append(notes) or real(notes, **kw))
+    panel = widgets.RollPanel()
+    frame = np.zeros((88, 32), np.float32)
+    frame[40, :8] = 0.8
+    panel.show(frame)
+    first_clip, first_image = bytes(panel.audio.value), bytes(panel.image.value)
+    frame[40, :8] = 0.6  # other shades, same notes at 0.5
+    panel.show(frame)
+    assert len(renders) == 1 and bytes(panel.audio.value) == first_clip
+    assert bytes(panel.image.value) != first_image  # the picture shows the shades
+    frame[52, 8:16] = 0.9
+    panel.show(frame)
+    assert len(renders) == 2 and bytes(panel.audio.value) != first_clip
+    assert panel.info.value.startswith("16 of 2816")
