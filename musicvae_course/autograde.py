@@ -65,7 +65,7 @@ from nbclient.exceptions import DeadKernelError
 
 from musicvae_course.grading import (
     GradingSourceError, cell_role, nbgrader_metadata, questions, read_notebook, solution_question,
-    student_version, test_statements,
+    student_version, split_tests,
 )
 
 #: Standard-library modules whose functions the tests are protected against patches of, besides the notebook's.
@@ -357,17 +357,24 @@ class _Kernel:
             return None, "dead"
         if reply is None:
             return None, "hung"
-        value = reply["content"].get("user_expressions", {}).get("r", {})
-        try:
-            text = ast.literal_eval(value["data"]["text/plain"])
-            payload, signature = text.rsplit("\n", 1)
-            expected = hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
-            result = json.loads(payload)
-            if not hmac.compare_digest(signature, expected) or result.get("question") != question_id:
-                raise ValueError("bad signature")
-        except Exception:
+        result = verified_result(reply["content"].get("user_expressions", {}).get("r"), key, question_id)
+        if result is None:
             return None, "unverified"
         return result, "timeout" if timed_out else ""
+
+
+def verified_result(value, key: str, question_id: str) -> dict | None:
+    """The test result in a ``user_expressions`` entry if its HMAC-SHA256 under ``key`` checks out, else None."""
+    try:
+        text = ast.literal_eval(value["data"]["text/plain"])
+        payload, signature = text.rsplit("\n", 1)
+        expected = hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        result = json.loads(payload)
+        if hmac.compare_digest(signature, expected) and result.get("question") == question_id:
+            return result
+    except Exception:  # missing, not a string, not JSON: all mean "no trustworthy result"
+        pass
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- grading
@@ -422,7 +429,7 @@ def grade_submission(source: _Source, submission, student: str = "student", *, c
             budget = min(cell_timeout, left)
             if step.kind == "tests":
                 question = source.questions[step.question_id]
-                statements = [(s.code, s.lineno, s.hidden) for s in test_statements(question.test_source)]
+                statements = [(s.code, s.lineno, s.hidden) for s in split_tests(question.test_source)]
                 result, why = kernel.run_tests(step.question_id, statements, source.bindings, budget)
                 results[step.question_id] = (result, why, budget)
                 if result is not None:
@@ -631,11 +638,11 @@ def feedback_text(grade: NotebookGrade) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ungraded_failures(path, cell_timeout: float = 120, kernel_name: str = "python3") -> list[str]:
-    """Run a student version top to bottom; describe each cell that fails but is neither solution nor test cell.
+def failing_cells(path, cell_timeout: float = 120, kernel_name: str = "python3") -> list[dict]:
+    """Run a notebook top to bottom in a fresh kernel (errors allowed); describe each cell that raised.
 
-    The CI check that student versions "fail only in graded cells": solution stubs raise NotImplementedError and
-    test cells fail, but every other cell must run (so a student can work through the notebook in order).
+    Returns dicts ``{"cell": number (1-based), "role": cell_role, "grade_id", "ename", "evalue"}``. A cell that
+    runs past ``cell_timeout`` or a dying kernel is reported as one entry with role "notebook".
     """
     path = Path(path)
     nb = read_notebook(path)
@@ -644,10 +651,23 @@ def ungraded_failures(path, cell_timeout: float = 120, kernel_name: str = "pytho
     try:
         client.execute()
     except Exception as exc:  # DeadKernelError or a cell timeout: report it, never crash CI's loop
-        return [f"the notebook could not run to the end: {type(exc).__name__}: {exc}"]
+        return [{"cell": None, "role": "notebook", "grade_id": None, "ename": type(exc).__name__,
+                 "evalue": str(exc)[:300]}]
     failures = []
     for number, cell in enumerate(nb.cells, start=1):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if errors and cell_role(cell) not in ("solution", "test"):
-            failures.append(f"cell {number} raised {errors[0].get('ename')}: {errors[0].get('evalue', '')[:200]}")
+        if errors:
+            failures.append({"cell": number, "role": cell_role(cell), "grade_id": nbgrader_metadata(cell).get("grade_id"),
+                             "ename": errors[0].get("ename"), "evalue": str(errors[0].get("evalue", ""))[:300]})
     return failures
+
+
+def ungraded_failures(path, cell_timeout: float = 120, kernel_name: str = "python3") -> list[str]:
+    """Run a student version; describe each failing cell that is neither a solution nor a test cell.
+
+    The CI check that student versions "fail only in graded cells": stubs raise NotImplementedError and test
+    cells fail, but every other cell must run, so a student can work through the notebook in order.
+    """
+    return [f"cell {f['cell']} raised {f['ename']}: {f['evalue']}" if f["cell"] else
+            f"the notebook could not run to the end: {f['ename']}: {f['evalue']}"
+            for f in failing_cells(path, cell_timeout, kernel_name) if f["role"] not in ("solution", "test")]

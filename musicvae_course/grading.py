@@ -157,7 +157,7 @@ def strip_hidden_tests(source: str, where: str = "cell") -> str:
 
 
 @dataclass(frozen=True)
-class TestStatement:
+class GradedStatement:
     """One top-level statement of a test cell: its code, first line (1-based) and whether it is hidden."""
 
     code: str
@@ -166,7 +166,7 @@ class TestStatement:
     is_test: bool  # False for assignments, imports and definitions (setup, not counted by check)
 
 
-def test_statements(source: str, where: str = "test cell") -> list[TestStatement]:
+def split_tests(source: str, where: str = "test cell") -> list[GradedStatement]:
     """Split a test cell into top-level statements, each marked public or hidden by the marker regions.
 
     Raises GradingSourceError when the cell does not parse or a statement straddles a marker.
@@ -188,7 +188,7 @@ def test_statements(source: str, where: str = "test cell") -> list[TestStatement
         code = "\n" * first + "\n".join(lines[first: last + 1])  # leading newlines keep line numbers
         setup = isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom,
                                    ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        statements.append(TestStatement(code, node.lineno, any(inside), not setup))
+        statements.append(GradedStatement(code, node.lineno, any(inside), not setup))
     return statements
 
 
@@ -260,19 +260,19 @@ def questions(nb, name: str = "notebook") -> dict[str, Question]:
             if question_id is None:
                 raise GradingSourceError(f"{where}: a solution cell's grade_id must be '<question id>_solution' "
                                          f"(or '<question id>_solution_2', ...), not {grade_id!r}")
-            solution_cells.append((question_id, grade_id))
+            solution_cells.append((question_id, grade_id, where))
         elif role == "test":
             if cell.cell_type != "code":
                 raise GradingSourceError(f"{where}: a test cell must be a code cell")
             points = meta.get("points")
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
                 raise GradingSourceError(f"{where}: a test cell needs metadata.nbgrader.points > 0, got {points!r}")
-            test_statements(source, where)  # validates markers and syntax
+            split_tests(source, where)  # validates markers and syntax
             found[grade_id] = Question(grade_id, points, source)
-    for question_id, grade_id in solution_cells:
+    for question_id, grade_id, where in solution_cells:
         if question_id not in found:
-            raise GradingSourceError(f"{name}: solution cell {grade_id!r} belongs to question {question_id!r}, "
-                                     f"which has no test cell (questions: {sorted(found) or 'none'})")
+            raise GradingSourceError(f"{where}: this solution cell belongs to question {question_id!r}, "
+                                     f"which has no test cell (questions: {', '.join(found) or 'none'})")
         found[question_id].solution_ids.append(grade_id)
     return found
 
@@ -439,7 +439,7 @@ def _hint(exc: BaseException, question_id: str) -> str:
 
 
 def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> CheckResult:
-    statements = [s for s in test_statements(test_source, question_id) if not s.hidden]
+    statements = [s for s in split_tests(test_source, question_id) if not s.hidden]
     scratch = dict(namespace)  # tests may assign names; the student's namespace stays as it was
     tests = [s for s in statements if s.is_test]
     result = CheckResult(question_id, 0, len(tests))
