@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Make the checkpoint bundled with the kit, from the music21 corpus, reproducibly.
+
+Three steps (the middle one is the long one; run it on a GPU if you have one)::
+
+    python scripts/build_corpus.py --out corpus/                      # MIDI + manifest
+    python scripts/make_bundled_model.py prepare --corpus corpus/      # -> corpus/train.npz, heldout.npz
+    python -m musicvae_course.train --data corpus/train.npz --split 0.95 0.05 0 \\
+        --epochs 40 --beta-warmup-epochs 20 --out runs/bundled          # the card's recipe, shortened
+    python scripts/make_bundled_model.py finish --run runs/bundled --corpus corpus/
+
+``prepare`` reads the corpus with the kit's own loader (``data.build_dataset``)
+and keeps the held-out works (``musicvae_course/heldout_works.txt``, marked
+``heldout`` in the manifest) out of training entirely. ``finish`` copies the
+best checkpoint into the package in the card's format (weights and config
+only), records its SHA-256, and evaluates it on the held-out works: frame and
+onset F1, ELBO, active units, and sample statistics against the data's. The
+figures go to ``musicvae_course/pretrained/heldout_metrics.json`` for
+``MODEL_CARD.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from musicvae_course import checkpoint, data, metrics  # noqa: E402
+from musicvae_course.seeding import DEFAULT_SEED  # noqa: E402
+
+N_SAMPLES = 4096  #: prior samples and data segments compared for the statistics
+TEMPERATURES = (1.0, 0.7)
+
+
+def manifest_split(corpus: Path) -> dict[str, list[str]]:
+    """Files of the corpus by split (``train`` / ``heldout``), from ``manifest.csv``."""
+    files = {"train": [], "heldout": []}
+    with open(corpus / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            files[row["split"]].append(str(corpus / row["file"]))
+    return files
+
+
+def prepare(corpus: Path, workers: int | None) -> None:
+    for split, paths in manifest_split(corpus).items():
+        ds = data.build_dataset(paths, cache_dir=corpus / f"cache-{split}", workers=workers)
+        out = ds.save_npz(corpus / f"{split}.npz")
+        n_files = len(np.unique(ds.file_ids))
+        print(f"{split}: {n_files:,} files -> {len(ds):,} segments -> {out} "
+              f"({out.stat().st_size / 1e6:.1f} MB); skipped {len(ds.report.skipped)}")
+
+
+def finish(run: Path, corpus: Path) -> None:
+    best = checkpoint.load_checkpoint(run / "best.pt")
+    config = {k: v for k, v in best["config"].items() if isinstance(v, (int, float, str, bool))}
+    model, _ = checkpoint.model_from_checkpoint(best, str(run / "best.pt"))
+    target = checkpoint.BUNDLED_CHECKPOINT
+    checkpoint.save_checkpoint(model, target, **config)
+    digest = checkpoint.sha256_of(target)
+    checkpoint.BUNDLED_SHA256_FILE.write_text(f"{digest}  {target.name}\n")
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), sha256 {digest}")
+
+    torch.set_num_threads(2)
+    heldout = data.load_dataset(corpus / "heldout.npz")
+    table = metrics.evaluate(model, heldout)
+    generator = torch.Generator().manual_seed(DEFAULT_SEED)
+    pick = torch.randperm(len(heldout), generator=generator)[:N_SAMPLES]
+    data_rolls = heldout.subset(pick.numpy()).segments
+    statistics = {"data": metrics.sample_statistics(data_rolls)}
+    for temperature in TEMPERATURES:
+        samples = model.sample(N_SAMPLES, temperature=temperature,
+                               generator=torch.Generator().manual_seed(DEFAULT_SEED))
+        statistics[f"prior_T{temperature}"] = metrics.sample_statistics(samples)
+    history = json.loads((run / "history.json").read_text())
+    summary = {
+        "heldout_files": int(len(np.unique(heldout.file_ids))),
+        "heldout_segments": len(heldout),
+        "metrics": {k: float(v) for k, v in table.items()},
+        "sample_statistics": {name: {k: float(v) for k, v in stats.items()}
+                              for name, stats in statistics.items()},
+        "epochs": len(history),
+        "training_samples": int(sum(row["samples"] for row in history)),
+        "training_seconds": float(sum(row["seconds"] for row in history)),
+        "sha256": digest,
+    }
+    out = checkpoint.PRETRAINED_DIR / "heldout_metrics.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.copy(run / "history.json", checkpoint.PRETRAINED_DIR / "training_history.json")
+    print(json.dumps(summary, indent=2))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare", help="corpus MIDI -> train.npz and heldout.npz")
+    p.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    p.add_argument("--workers", type=int)
+    f = sub.add_parser("finish", help="bundle best.pt and measure it on the held-out works")
+    f.add_argument("--run", type=Path, required=True)
+    f.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    args = parser.parse_args(argv)
+    if args.step == "prepare":
+        prepare(args.corpus, args.workers)
+    else:
+        finish(args.run, args.corpus)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
