@@ -1,0 +1,296 @@
+"""A MIDI corpus as 2-bar training segments: cached, bit-packed, split by file.
+
+Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``::
+
+    ds = build_dataset("corpus/", cache_dir="cache/", path_filter="bach")
+    print(ds.report)                      # files read / from cache / skipped, segments
+    train, val, test = split_by_file(ds)  # no file in two splits
+    for x in train.batches(256):          # float32 (256, 1, 88, 32)
+        ...
+
+A segment is 32 sixteenth steps (2 bars of 4/4) x 88 pitches, cut every 16
+steps, windows with no note dropped (``pianoroll.segments``). Segments are kept
+bit-packed, 352 bytes each (``np.packbits``), and unpacked a whole batch at a
+time. The cache folder holds ``index.json`` (one row per file: path, size,
+mtime, content hash, rows or the reason it was skipped), ``segments-*.npy``
+(memory-mapped on load) and ``skipped.csv``. Use one cache folder per corpus.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import midi_fast
+from .corpus_cache import Cache, read_files
+from .pianoroll import N_PITCHES, SEGMENT_STEPS
+from .seeding import DEFAULT_SEED
+
+SEGMENT_BYTES = N_PITCHES * SEGMENT_STEPS // 8  #: one packed segment: 352 bytes
+MIDI_SUFFIXES = (".mid", ".midi")
+CACHE_FORMAT = 1  #: bump when the cache layout or the roll rules change
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits is big-endian within a byte
+
+
+@dataclass
+class BuildReport:
+    """What ``build_dataset`` did. ``skipped`` lists ``(path, reason)``."""
+    files: int = 0
+    read: int = 0
+    from_cache: int = 0
+    segments: int = 0
+    skipped: list = field(default_factory=list)
+    reference_fallbacks: int = 0
+    seconds: float = 0.0
+    skipped_csv: str | None = None
+
+    def __str__(self) -> str:
+        text = (f"{self.files:,} files: {self.read:,} read, {self.from_cache:,} from cache, "
+                f"{len(self.skipped):,} skipped; {self.segments:,} segments in {self.seconds:.1f} s")
+        return text + (f" (skipped files: {self.skipped_csv})" if self.skipped and self.skipped_csv else "")
+
+
+class PianoRollDataset:
+    """Binary 2-bar segments, bit-packed in memory (or memory-mapped, or on a GPU).
+
+    Args:
+        segments: ``(N, 88, 32)`` bool or {0, 1} array (a memmap works).
+        file_ids: ``(N,)`` ints, index into ``files`` of each segment's source.
+        files: list of source paths.
+
+    ``ds[i]`` is a float32 tensor ``(1, 88, 32)``; ``ds.batches(...)`` yields
+    ``(B, 1, 88, 32)``. Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+    """
+
+    def __init__(self, segments, file_ids=None, files=None):
+        rolls = np.asarray(segments)
+        if rolls.ndim != 3 or rolls.shape[1:] != (N_PITCHES, SEGMENT_STEPS):
+            raise ValueError(f"segments must have shape (N, 88, 32), got {rolls.shape}")
+        packed = np.packbits(rolls.reshape(len(rolls), -1).astype(bool), axis=1)
+        self._init(packed, file_ids, files)
+
+    @classmethod
+    def from_packed(cls, packed, file_ids=None, files=None, report=None) -> "PianoRollDataset":
+        """Wrap ``(N, 352)`` uint8 rows made by ``np.packbits`` (numpy, memmap or tensor)."""
+        ds = cls.__new__(cls)
+        ds._init(packed, file_ids, files, report)
+        return ds
+
+    def _init(self, packed, file_ids, files, report=None):
+        if tuple(packed.shape[1:]) != (SEGMENT_BYTES,):
+            raise ValueError(f"packed segments must have shape (N, {SEGMENT_BYTES}), got {tuple(packed.shape)}")
+        self.packed = packed
+        self.file_ids = None if file_ids is None else np.asarray(file_ids, dtype=np.int64)
+        if self.file_ids is not None and len(self.file_ids) != packed.shape[0]:
+            raise ValueError(f"file_ids has {len(self.file_ids)} entries for {len(packed)} segments")
+        self.files = None if files is None else [str(f) for f in files]
+        self.report = report
+
+    def __len__(self) -> int:
+        return int(self.packed.shape[0])
+
+    def __repr__(self) -> str:
+        n_files = "?" if self.file_ids is None else len(np.unique(self.file_ids))
+        return f"PianoRollDataset({len(self):,} segments from {n_files} files, on {self.device})"
+
+    @property
+    def device(self) -> torch.device:
+        return self.packed.device if torch.is_tensor(self.packed) else torch.device("cpu")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"segment {index} out of range for {len(self)} segments")
+        return self._gather(torch.tensor([index % len(self)]))[0]
+
+    @property
+    def segments(self) -> np.ndarray:
+        """All segments unpacked, ``(N, 88, 32)`` bool numpy (N x 2,816 bytes)."""
+        packed = self.packed.cpu().numpy() if torch.is_tensor(self.packed) else np.asarray(self.packed)
+        return np.unpackbits(packed, axis=1).reshape(-1, N_PITCHES, SEGMENT_STEPS).astype(bool)
+
+    def batches(self, batch_size: int = 256, shuffle: bool = True, generator=None, device=None,
+                drop_last: bool = False):
+        """Yield float32 ``(B, 1, 88, 32)`` batches, each gathered by one index operation.
+
+        Args:
+            shuffle: random order from ``torch.randperm(generator=generator)``.
+            device: where batches go (default: where the data is). Packed bytes
+                travel and are unpacked there, 8x less to copy.
+            drop_last: skip a final batch smaller than ``batch_size``.
+        """
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, n, batch_size):
+            if drop_last and start + batch_size > n:
+                break
+            yield self._gather(order[start:start + batch_size], device)
+
+    def _gather(self, indices: torch.Tensor, device=None) -> torch.Tensor:
+        if torch.is_tensor(self.packed):
+            rows = self.packed[indices]
+        else:
+            rows = torch.from_numpy(np.asarray(self.packed[indices.numpy()]))
+        rows = rows.to(device if device is not None else rows.device, non_blocking=True)
+        bits = (rows.unsqueeze(-1) >> _SHIFTS.to(rows.device)) & 1
+        return bits.reshape(-1, 1, N_PITCHES, SEGMENT_STEPS).to(torch.float32)
+
+    def to(self, device) -> "PianoRollDataset":
+        """The same segments held as packed bytes on ``device`` (e.g. ``"cuda"``)."""
+        packed = self.packed if torch.is_tensor(self.packed) else torch.from_numpy(np.ascontiguousarray(self.packed))
+        return PianoRollDataset.from_packed(packed.to(device), self.file_ids, self.files, self.report)
+
+    def subset(self, indices) -> "PianoRollDataset":
+        """The segments at ``indices`` (ints or a bool mask), with their file ids."""
+        indices = np.asarray(indices.cpu() if torch.is_tensor(indices) else indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        rows = (self.packed[torch.from_numpy(indices).to(self.device)] if torch.is_tensor(self.packed)
+                else self.packed[indices])
+        file_ids = None if self.file_ids is None else self.file_ids[indices]
+        return PianoRollDataset.from_packed(rows, file_ids, self.files)
+
+    def select_files(self, path_filter=None, max_files=None, fraction=None, seed: int = DEFAULT_SEED):
+        """The segments of some files only; same rules as ``build_dataset``'s arguments."""
+        present = np.unique(self._require_file_ids())
+        chosen = select_files([self.files[i] for i in present], path_filter, max_files, fraction, seed)
+        keep = present[np.isin([self.files[i] for i in present], chosen)]
+        return self.subset(np.isin(self.file_ids, keep))
+
+    def save_npz(self, path) -> Path:
+        """Write one compressed ``.npz`` (packed rows, file ids, paths); open it with ``load_dataset``."""
+        packed = self.packed.cpu().numpy() if torch.is_tensor(self.packed) else np.asarray(self.packed)
+        file_ids = self.file_ids if self.file_ids is not None else np.zeros(len(self), np.int64)
+        np.savez_compressed(path, packed=packed, file_ids=file_ids, files=np.array(self.files or [""]))
+        return Path(path)
+
+    def _require_file_ids(self) -> np.ndarray:
+        if self.file_ids is None or self.files is None:
+            raise ValueError("this dataset was made without file_ids/files; pass them to PianoRollDataset")
+        return self.file_ids
+
+
+def split_by_file(ds: PianoRollDataset, fractions=(0.8, 0.1, 0.1), seed: int = DEFAULT_SEED):
+    """Split into datasets whose files are disjoint (overlapping windows never leak).
+
+    Files are shuffled with ``seed`` and cut by *file count* at the cumulative
+    ``fractions`` (which must sum to 1). Returns one dataset per fraction.
+    Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+    """
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if fractions.ndim != 1 or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"fractions must be >= 0 and sum to 1, got {tuple(fractions)}")
+    present = np.unique(ds._require_file_ids())
+    np.random.default_rng(seed).shuffle(present)
+    bounds = np.round(np.cumsum(fractions)[:-1] * len(present)).astype(int)
+    return tuple(ds.subset(np.isin(ds.file_ids, part)) for part in np.split(present, bounds))
+
+
+def list_midi_files(sources) -> list[Path]:
+    """Every ``.mid``/``.midi`` under ``sources``: folders (recursive), globs, files, or a list of them."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    found = set()
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            for root, _, names in os.walk(path):
+                found.update(Path(root, n).resolve() for n in names if n.lower().endswith(MIDI_SUFFIXES))
+        elif path.is_file():
+            found.add(path.resolve())
+        else:
+            matches = glob.glob(str(source), recursive=True)
+            if not matches:
+                raise FileNotFoundError(f"no such file, folder or glob match: {source}")
+            found.update(Path(m).resolve() for m in matches if m.lower().endswith(MIDI_SUFFIXES))
+    return sorted(found)
+
+
+def select_files(paths, path_filter=None, max_files=None, fraction=None, seed: int = DEFAULT_SEED):
+    """Choose files, in this order: ``path_filter`` (a case-insensitive substring of the
+    path, or a function ``path -> bool``), then a seeded random ``fraction`` in (0, 1],
+    then the first ``max_files``. Returns paths as ``str``, sorted."""
+    paths = sorted(str(p) for p in paths)
+    if path_filter is not None:
+        keep = path_filter if callable(path_filter) else (lambda p: str(path_filter).lower() in p.lower())
+        paths = [p for p in paths if keep(p)]
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        n = max(1, round(fraction * len(paths))) if paths else 0
+        paths = sorted(np.random.default_rng(seed).choice(paths, n, replace=False).tolist()) if n else []
+    return paths if max_files is None else paths[:max_files]
+
+
+def build_dataset(sources, cache_dir=None, workers=None, *, path_filter=None, max_files=None,
+                  fraction=None, seed: int = DEFAULT_SEED, max_seconds: float | None = midi_fast.MAX_SECONDS,
+                  reader="fast", progress: bool = True) -> PianoRollDataset:
+    """Read MIDI files into a dataset of 2-bar segments, reusing a cache.
+
+    Args:
+        sources: folder (searched recursively, e.g. LMD's ``lmd_full/``), glob,
+            file, or a list of them; ``.mid``/``.midi`` files are used.
+        cache_dir: folder for the cache. Unchanged files (same size and mtime,
+            or same content hash) are not read again; changed and new files are;
+            files gone from ``sources`` are dropped. ``None``: no cache.
+        workers: processes (default: all cores); ``0`` reads in this process
+            (for debugging: a crashing parser would then take it down).
+        path_filter, max_files, fraction, seed: read only some files; see
+            ``select_files``. Cached files left out stay in the cache.
+        max_seconds: skip files longer than this (``None``: no limit).
+        reader: ``"fast"`` (symusic, ``midi_fast``), ``"reference"``
+            (pretty_midi), or a picklable function ``path -> (88, T) roll``
+            that raises ``ValueError`` to skip a file.
+        progress: show a progress bar and the summary line.
+
+    Returns:
+        ``PianoRollDataset`` with ``.report`` (a ``BuildReport``). Bad files
+        (empty, not MIDI, corrupt, truncated, no notes, drums only, too long,
+        or crashing the parser) are skipped and listed in ``report.skipped``
+        and ``cache_dir/skipped.csv``; they never stop the build.
+
+    Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+    """
+    from tqdm.auto import tqdm
+
+    began = time.perf_counter()
+    listed = [str(p) for p in list_midi_files(sources)]
+    chosen = select_files(listed, path_filter, max_files, fraction, seed)
+    settings = {"format": CACHE_FORMAT, "max_seconds": max_seconds,
+                "reader": reader if isinstance(reader, str) else f"{reader.__module__}.{reader.__qualname__}"}
+    cache = Cache(cache_dir, settings)
+    entries, to_read = cache.entries_for(listed, chosen)
+    with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not progress) as bar:
+        results = read_files(to_read, workers, max_seconds, reader, bar)
+    entries = cache.update(entries, results)
+    ds = PianoRollDataset.from_packed(*cache.dataset_arrays(entries, chosen))
+    report = BuildReport(files=len(chosen), read=len(to_read), from_cache=len(chosen) - len(to_read),
+                         segments=len(ds), reference_fallbacks=sum(r["fallback"] for r in results.values()),
+                         skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]])
+    report.skipped_csv = cache.write_report(report.skipped)
+    report.seconds = time.perf_counter() - began
+    ds.report = report
+    if progress:
+        tqdm.write(str(report))
+    return ds
+
+
+def load_dataset(path) -> PianoRollDataset:
+    """Open a cache folder written by ``build_dataset`` (memory-mapped) or a ``.npz`` from ``save_npz``."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            return PianoRollDataset.from_packed(archive["packed"], archive["file_ids"], archive["files"].tolist())
+    if not (path / "index.json").is_file():
+        raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file")
+    cache = Cache(path, None)
+    ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
+    skipped = [(p, e["reason"]) for p, e in cache.entries.items() if e["reason"]]
+    ds.report = BuildReport(files=len(cache.entries), from_cache=len(cache.entries), segments=len(ds),
+                            skipped=skipped, skipped_csv=str(path / "skipped.csv"))
+    return ds
