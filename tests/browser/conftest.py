@@ -15,8 +15,8 @@ import shutil
 
 import pytest
 
-from jupyterlab_driver import (FIXTURES, artifacts_dir, find_chromium, launch_browser,
-                               missing_browser_tools, start_lab)
+from jupyterlab_driver import (REPO, artifacts_dir, find_chromium, launch_browser, missing_browser_tools,
+                               shutdown_kernels, start_lab)
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -73,8 +73,18 @@ def browser_page(request, tmp_path, test_artifacts):
         opened["context"].close()
         opened["playwright"].stop()
 
-@pytest.fixture(scope="module")
-def fixtures_lab():
-    """One JupyterLab server rooted at tests/browser/fixtures, shared by the harness tests of a module."""
-    with start_lab(FIXTURES, log_path=artifacts_dir() / "fixtures-jupyterlab.log") as server:
+@pytest.fixture(scope="session")
+def _repo_lab_server():
+    with start_lab(REPO, log_path=artifacts_dir() / "jupyterlab.log") as server:
         yield server
+
+
+@pytest.fixture
+def repo_lab(_repo_lab_server):
+    """The JupyterLab server rooted at the repository, shared by the tests of a session.
+
+    Open notebooks as 'notebooks/02_...ipynb' or 'tests/browser/fixtures/...'; kernels start in
+    the notebook's folder. The kernels a test started are shut down after it.
+    """
+    yield _repo_lab_server
+    shutdown_kernels(_repo_lab_server)

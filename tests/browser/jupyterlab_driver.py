@@ -255,6 +255,13 @@ def start_lab(root_dir: str | os.PathLike | None = None, *, command: list[str] |
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def shutdown_kernels(server: LabServer) -> None:
+    """Shut down every kernel the server runs (between tests that share one server)."""
+    for kernel in server.api("kernels"):
+        with contextlib.suppress(urllib.error.HTTPError):  # already gone
+            server.api(f"kernels/{kernel['id']}", method="DELETE")
+
+
 def _wait_for_status(server: LabServer, timeout: float) -> bool:
     """True once GET /api/status answers; False if the process exits or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

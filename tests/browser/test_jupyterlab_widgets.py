@@ -16,8 +16,8 @@ import pytest
 
 from jupyterlab_driver import (AUDIO, FIXTURES, INTERP_SLIDER, LATENT_SLIDER, REPO, ROLL_IMAGE, clear_all_outputs,
                                error_outputs, find_chromium, image_bytes, missing_browser_tools,
-                               move_slider, notebook_panel, open_notebook, run_all_cells, start_lab, wait_for_new_image,
-                               wait_until_run_finished)
+                               move_slider, notebook_panel, open_notebook, run_all_cells, run_notebook_to_end,
+                               wait_for_new_image, wait_until_run_finished)
 
 pytestmark = pytest.mark.browser
 
@@ -29,10 +29,11 @@ def file_digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 def images_near(page, slider):
-    """The roll images in the slider's own cell, or all roll images of the notebook if that cell has none."""
-    cell = slider.locator("xpath=ancestor::div[contains(concat(' ', normalize-space(@class), ' '), ' jp-Cell ')][1]")
-    near = cell.locator(ROLL_IMAGES)
+    """The roll images of the slider's own widget (its nearest ancestor holding one), else all in the notebook."""
+    has_class = f"contains(concat(' ', normalize-space(@class), ' '), ' {ROLL_IMAGE} ')"
+    near = slider.locator(f"xpath=ancestor::*[.//*[{has_class}]][1]").locator(ROLL_IMAGES)
     return near if near.count() else notebook_panel(page).locator(ROLL_IMAGES)
+
 
 def run_widget_notebook(page, server, name, artifacts, run_timeout):
     """Open ``name``, clear its outputs, run all, move both sliders; screenshot before and after each move."""
@@ -62,31 +63,29 @@ def run_widget_notebook(page, server, name, artifacts, run_timeout):
     assert players.count() >= 1, f"no <audio> player in a .{AUDIO} widget in {name}"
     return notebook
 
-def test_widget_harness_fixture_reacts(fixtures_lab, browser_page, test_artifacts):
+def test_widget_harness_fixture_reacts(repo_lab, browser_page, test_artifacts):
     """The harness on a stand-in for notebook 02 (plain ipywidgets with the course's DOM classes)."""
     page = browser_page()
-    digest = file_digest(FIXTURES / "widget_harness.ipynb")
-    run_widget_notebook(page, fixtures_lab, "widget_harness.ipynb", test_artifacts, run_timeout=60)
-    assert file_digest(FIXTURES / "widget_harness.ipynb") == digest, "running the notebook rewrote it on disk"
+    notebook = FIXTURES / "widget_harness.ipynb"
+    digest = file_digest(notebook)
+    run_widget_notebook(page, repo_lab, notebook.relative_to(REPO).as_posix(), test_artifacts, run_timeout=60)
+    assert file_digest(notebook) == digest, "running the notebook rewrote it on disk"
 
-def test_harness_reports_a_failing_cell(fixtures_lab, browser_page):
+def test_harness_reports_a_failing_cell(repo_lab, browser_page):
     """A cell that raises must be reported and stop Run All, or the widget test could pass on a broken notebook."""
     page = browser_page()
-    open_notebook(page, fixtures_lab, "raises_error.ipynb")
-    clear_all_outputs(page)
-    run_all_cells(page)
-    notebook = wait_until_run_finished(page, timeout=60)
+    path = (FIXTURES / "raises_error.ipynb").relative_to(REPO).as_posix()
+    notebook = run_notebook_to_end(page, repo_lab, path, timeout=60)
     assert error_outputs(notebook) == [
         "cell 1: ValueError: fixture error: the harness must report this"]
     assert notebook["cells"][2]["execution_count"] is None, "Run All went on after the failing cell"
 
-def test_notebook_02_widgets_react_in_browser(browser_page, test_artifacts):
+def test_notebook_02_widgets_react_in_browser(repo_lab, browser_page, test_artifacts):
     """Notebook 02 in JupyterLab: sliders move, the piano roll redraws each time, an audio player is shown."""
     assert NOTEBOOK_02.exists(), f"{NOTEBOOK_02.relative_to(REPO)} does not exist"
     page = browser_page()  # fails first, naming the install command, if Chromium or playwright is missing
     digest = file_digest(NOTEBOOK_02)
-    with start_lab(NOTEBOOK_02.parent, log_path=test_artifacts / "jupyterlab.log") as server:
-        run_widget_notebook(page, server, NOTEBOOK_02.name, test_artifacts, run_timeout=240)
+    run_widget_notebook(page, repo_lab, NOTEBOOK_02.relative_to(REPO).as_posix(), test_artifacts, run_timeout=240)
     assert file_digest(NOTEBOOK_02) == digest, "running notebook 02 in the browser rewrote it on disk"
 
 def test_missing_chromium_is_named_with_its_install_command(monkeypatch, tmp_path):
