@@ -155,7 +155,7 @@ def _render_tinysoundfont(midi, n_samples: int, sample_rate: int) -> np.ndarray:
     if n_samples > position:
         chunks.append(np.frombuffer(synth.generate(n_samples - position), np.float32))
     stereo = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return stereo.reshape(-1, 2).mean(axis=1)  # interleaved stereo -> mono
+    return 0.5 * (stereo[0::2] + stereo[1::2])  # interleaved stereo -> mono (faster than .mean(axis=1))
 
 
 def _render(midi, backend: str, n_samples: int, sample_rate: int) -> np.ndarray:

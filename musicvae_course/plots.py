@@ -447,5 +447,6 @@ class PianoRollView:
         from PIL import Image  # Pillow ships with matplotlib
 
         # compress_level=1: a few ms instead of tens; PNGs of rolls stay small.
-        Image.fromarray(self.rgba()[..., :3]).save(buffer, format="png", compress_level=1)
+        # RGBA as rendered: no copy to drop the alpha channel.
+        Image.fromarray(self.rgba()).save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
