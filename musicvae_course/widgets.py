@@ -59,7 +59,7 @@ def _evaluating(model):
 
 def _as_batch_tensor(rolls, name: str = "rolls") -> torch.Tensor:
     """``(88, 32)``, ``(1, 88, 32)``, ``(N, 88, 32)`` or ``(N, 1, 88, 32)`` -> float ``(N, 1, 88, 32)``."""
-    tensor = torch.as_tensor(np.asarray(rolls) if not torch.is_tensor(rolls) else rolls)
+    tensor = rolls if torch.is_tensor(rolls) else torch.as_tensor(np.asarray(rolls))
     shape = tuple(tensor.shape)
     if tensor.dim() == 2:
         tensor = tensor[None, None]
@@ -85,14 +85,14 @@ def _frame(probabilities: torch.Tensor) -> np.ndarray:
 
 
 def encode_roll(model, roll) -> torch.Tensor:
-    """The encoder's mean for one roll: ``(latent_dim,)``. ``roll``: one ``(88, 32)`` roll (any
-    single-roll shape), bool or probabilities."""
+    """The encoder's mean for one roll: ``(latent_dim,)`` on the CPU. ``roll``: one
+    ``(88, 32)`` roll (any single-roll shape), bool or probabilities."""
     tensor = _as_batch_tensor(roll, "roll")
     if tensor.shape[0] != 1:
         raise ValueError(f"roll must be a single roll, got a batch of {tensor.shape[0]}")
     with _evaluating(model):
         mu, _ = model.encode(tensor.to(model.device))
-    return mu[0]
+    return mu[0].cpu()
 
 
 def encode_means(model, data, batch_size: int = 256) -> torch.Tensor:
@@ -120,7 +120,7 @@ def latent_point(z1: torch.Tensor, z2: torch.Tensor, t: float, method: str = "li
         raise ValueError(f"t must be in [0, 1], got {t}")
     if method not in INTERPOLATION_METHODS:
         raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
-    a, b = z1.reshape(-1).float(), z2.reshape(-1).float()
+    a, b = z1.reshape(-1).float().cpu(), z2.reshape(-1).float().cpu()
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
     if t in (0.0, 1.0):  # exact ends, whatever rounding slerp would add
@@ -166,8 +166,8 @@ def latent_direction_frame(model, z_base: torch.Tensor, directions: torch.Tensor
     Returns:
         ``(88, 32)`` float32 note probabilities in [0, 1].
     """
-    base = z_base.reshape(-1).float()
-    directions = torch.as_tensor(directions).float().reshape(-1, base.numel())
+    base = z_base.reshape(-1).float().cpu()  # latents are small: combine them on the CPU
+    directions = torch.as_tensor(directions).float().cpu().reshape(-1, base.numel())
     weights = torch.as_tensor(np.asarray(coefficients, dtype=np.float32)).reshape(-1)
     if weights.numel() != directions.shape[0]:
         raise ValueError(f"{weights.numel()} coefficients for {directions.shape[0]} directions")
@@ -389,7 +389,7 @@ def interpolation_widget(model, roll_a, roll_b, pitch_range="auto", with_audio: 
     z1, z2 = encode_roll(model, roll_a), encode_roll(model, roll_b)
     if pitch_range == "auto":
         ends = [interpolation_frame(model, z1, z2, t) for t in (0.0, 1.0)]
-        ends += [_as_batch_tensor(r, "roll")[0, 0].numpy() for r in (roll_a, roll_b)]
+        ends += [_as_batch_tensor(r, "roll")[0, 0].cpu().numpy() for r in (roll_a, roll_b)]
         pitch_range = _frame_pitch_range(ends)
     panel = RollPanel(pitch_range, with_audio)
     slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="t",
