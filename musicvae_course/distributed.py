@@ -16,8 +16,10 @@ BatchNorm: the encoder's and decoder's BatchNorm layers normalise with each
 rank's own batch statistics (no SyncBatchNorm: at the card's batch of 256
 and a handful of GPUs each rank still sees 32 or more segments, and
 SyncBatchNorm adds a collective to every layer). DDP broadcasts rank 0's
-running statistics at every forward pass, so all ranks end with identical
-weights and buffers. Not taught in the notebooks (a note in
+running statistics at every forward pass, but each rank's last steps update
+its own copy; so at the end of every epoch ``average_buffers`` averages the
+running statistics over ranks: validation, checkpoints and the returned model
+then agree on every rank, and the estimates use every rank's data. Not taught in the notebooks (a note in
 ``notebooks/03_fine_tuning_on_a_subset.ipynb`` points here).
 """
 from __future__ import annotations
@@ -107,4 +109,14 @@ def wrap(module: torch.nn.Module, context: DistributedContext, device: torch.dev
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=True)
+    return DistributedDataParallel(module, device_ids=device_ids)  # buffers synced each forward
+
+
+def average_buffers(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, in place."""
+    if not context.enabled:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer /= context.world_size

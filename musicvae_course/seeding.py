@@ -19,3 +19,14 @@ def seed_everything(seed: int = DEFAULT_SEED) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed for ``(seed, *keys)``, e.g. (seed, epoch, stream): mixed by numpy's
+    ``SeedSequence``, so nearby keys give unrelated streams and no two collide.
+
+    ``train.fit`` seeds each epoch's batch order and noise this way, so a
+    resumed run repeats exactly what an uninterrupted one would have done.
+    """
+    state = np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, np.uint64)[0]
+    return int(state >> 1)  # 63 bits: fits torch.manual_seed and Generator.manual_seed

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from pathlib import Path
 
@@ -49,11 +48,11 @@ from .checkpoint import load_checkpoint, match_state_dict, save_checkpoint
 from .history import plot_history, save_history  # noqa: F401  (plot_history: public here too)
 from .metrics import evaluation_sums, summarize_sums
 from .model import vae_loss
-from .seeding import DEFAULT_SEED
+from .devices import choose_device, set_cpu_threads
+from .seeding import DEFAULT_SEED, derived_seed
 
 FINE_TUNE_LR = 1e-4  #: default learning rate when ``init`` is given
 ENCODER_PARTS = ("encoder", "fc_mu", "fc_log_var")  #: submodules ``freeze_encoder`` freezes
-MAX_DEFAULT_THREADS = 4  # this model gains little beyond 4 CPU threads; more starve a notebook
 _TERMS = ("loss", "reconstruction", "kl", "grad_norm")  # columns of the per-batch record
 _ORDER, _NOISE = 1, 2  # streams of derived seeds
 
@@ -70,51 +69,6 @@ def beta_schedule(epoch: int, warmup_epochs: int, beta_max: float = 1.0) -> floa
     if warmup_epochs <= 0:
         return float(beta_max)
     return float(beta_max) * min(1.0, epoch / warmup_epochs)
-
-
-def default_cpu_threads(processes: int = 1) -> int:
-    """``min(physical cores, 4)`` shared among ``processes``, at least 1.
-
-    Physical, not logical, cores: two threads on one core's hyperthreads are
-    slower than one. Oversubscribing cores made a training step 3-15x slower here.
-    """
-    try:
-        import psutil
-        cores = psutil.cpu_count(logical=False)
-    except ImportError:  # psutil is optional; fall back to the CPUs this process may use
-        cores = None
-    if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_DEFAULT_THREADS) // max(1, processes))
-
-
-def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:
-    """Set torch's CPU thread count (``default_cpu_threads`` if None) and return it."""
-    threads = int(threads) if threads else default_cpu_threads(processes)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    return threads
-
-
-def choose_device(device=None, local_rank: int = 0) -> torch.device:
-    """``device`` if given, else CUDA (this process's GPU under torchrun), else MPS, else CPU."""
-    if device is None:
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
-def derived_seed(seed: int, *keys: int) -> int:
-    """A well-mixed seed for (seed, epoch, stream, ...): numpy's SeedSequence, so no two keys collide."""
-    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def load_weights(model: nn.Module, init) -> None:
@@ -171,7 +125,7 @@ def fit(model, train, val=None, epochs: int = 100, *, out_dir=None, batch_size: 
         init: weights to start from (path, checkpoint dict or model): fine-tuning.
         freeze_encoder: train only the decoder (encoder weights and BatchNorm statistics kept).
         device: default CUDA, else MPS, else CPU. On CUDA the data is moved to the GPU.
-        threads: CPU threads (default ``default_cpu_threads()``); ignored on GPU.
+        threads: CPU threads (default ``devices.default_cpu_threads()``); ignored on GPU.
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16" or "fp32".
         max_samples, time_budget_s: stop early after this many training segments or
             seconds; the last epoch is then partial (recorded, saved, but not resumable exactly).
@@ -347,6 +301,7 @@ class _Run:
             if self.stop_reason:
                 break
         self._check(record, checked, len(sizes), epoch)
+        distributed.average_buffers(self.model, self.context)
         weights = torch.tensor(sizes, device=self.device, dtype=record.dtype)
         totals = torch.cat([weights @ record[:len(sizes)], weights.sum().reshape(1)])
         totals = distributed.all_reduce_sum(totals.double(), self.context).tolist()
@@ -422,4 +377,4 @@ def _precision(precision: str, device: torch.device) -> str:
 if __name__ == "__main__":
     from .train_cli import main
 
-    main()
+    raise SystemExit(main())

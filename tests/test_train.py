@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from musicvae_course import devices
 from musicvae_course import train as training
 from musicvae_course.checkpoint import load_checkpoint
+from musicvae_course.data import PianoRollDataset
 from musicvae_course.history import load_history, plot_history
 from musicvae_course.metrics import evaluate
 from musicvae_course.model import MusicVAE, vae_loss
 
-from tiny_rolls import PianoRollDataset, tiny_segments
+from tiny_rolls import tiny_segments
 
 LATENT = 8
 QUICK = dict(batch_size=16, threads=1, progress=False)  # tiny runs: 4 steps per epoch
@@ -166,12 +168,55 @@ def test_fine_tuning_starts_from_init_and_can_freeze_the_encoder(data, tmp_path)
 
 
 def test_cpu_threads_helper():
-    assert 1 <= training.default_cpu_threads() <= training.MAX_DEFAULT_THREADS
-    assert training.default_cpu_threads(processes=64) == 1
+    assert 1 <= devices.default_cpu_threads() <= devices.MAX_DEFAULT_THREADS
+    assert devices.default_cpu_threads(processes=64) == 1
     previous = torch.get_num_threads()
     try:
-        assert training.set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        assert devices.set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)
     with pytest.raises(ValueError):
-        training.set_cpu_threads(-2)
+        devices.set_cpu_threads(0)
+
+
+def test_two_processes_with_ddp_end_with_identical_weights(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(repo / "tests" / "ddp_worker.py"), str(tmp_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    states = [rank["state"] for rank in ranks]
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # incl. BatchNorm buffers
+    initial = new_model().state_dict()
+    assert not torch.equal(states[0]["fc_mu.weight"], initial["fc_mu.weight"])
+    history = ranks[0]["history"]
+    assert [row["samples"] for row in history] == [64, 64]  # two shards of 32 make one epoch
+    assert [row["loss"] for row in history] == [row["loss"] for row in ranks[1]["history"]]
+    # only rank 0 writes the run folder, and what it wrote is rank 0's model
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["model_state"]
+    assert all(torch.equal(saved[k], states[0][k]) for k in saved)
+
+
+def test_command_line_trains_resumes_and_evaluates_on_the_test_split(tmp_path, capsys):
+    from musicvae_course.train_cli import main
+
+    files = [f"piece_{i}.mid" for i in range(10)]
+    PianoRollDataset(tiny_segments(80), file_ids=np.repeat(np.arange(10), 8),
+                     files=files).save_npz(tmp_path / "tiny.npz")
+    run = tmp_path / "run"
+    common = ["--data", str(tmp_path / "tiny.npz"), "--out", str(run), "--latent-dim", "8",
+              "--batch-size", "16", "--threads", "1", "--no-progress", "--split", "0.6", "0.2", "0.2"]
+    assert main(common + ["--epochs", "1"]) == 0
+    assert load_checkpoint(run / "last.pt")["config"]["latent_dim"] == 8
+    assert main(common + ["--epochs", "2", "--resume"]) == 0
+    assert [row["epoch"] for row in load_history(run)] == [1, 2]
+    assert [row["samples"] for row in load_history(run)] == [48, 48]  # 6 of 10 files
+    assert (run / "test_metrics.json").is_file() and "frame_f1" in capsys.readouterr().out

@@ -1,0 +1,132 @@
+"""Training throughput: ``fit`` end to end against the bare model step, in one run.
+
+The bare step is what ``fit`` cannot do without: forward, the card's loss,
+backward, gradient clipping and the Adam step on a batch already in memory.
+``fit`` adds batch gathering, the NaN guard, the per-epoch validation, the
+checkpoints and the history. Target: fit >= 0.9 of the bare step.
+
+    PYTHONPATH=. python benchmarks/bench_train.py [--threads 1] [--segments 2048]
+
+CPU: batch 256 fp32, thread count pinned (default 1) and printed.
+GPU (when CUDA is available): batch 256 and 4096, bf16 autocast, channels_last,
+data on the device, as fit does it. Two fit figures each: "loop" (no
+validation, no files) and "end to end" (10% validation set, last/best
+checkpoints and history written every epoch). Each figure is the best of
+``--repeats`` runs, bare step and fit alternating, so load on a shared
+machine hits both alike. Under 2 minutes on an H100/H200.
+"""
+import argparse
+import contextlib
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from musicvae_course.data import PianoRollDataset
+from musicvae_course.model import MusicVAE, vae_loss
+from musicvae_course.seeding import seed_everything
+from musicvae_course.train import fit
+
+TARGET_RATIO = 0.9
+
+
+def synthetic_segments(n: int, seed: int = 0) -> np.ndarray:
+    """``(n, 88, 32)`` bool at the corpus' density (2.5% of cells on), made quickly."""
+    rng = np.random.default_rng(seed)
+    rolls = np.zeros((n, 88, 32), bool)
+    rows = rng.integers(30, 70, size=(n, 4, 8))  # 4 voices, 8 notes of 4 steps each
+    for voice in range(4):
+        for note in range(8):
+            rolls[np.arange(n), rows[:, voice, note], note * 4] = True
+    rolls[:, :, 1:4] |= rolls[:, :, 0:1]  # hold each note a beat (cheap, vectorised)
+    for start in range(4, 32, 4):
+        rolls[:, :, start + 1:start + 4] |= rolls[:, :, start:start + 1]
+    return rolls
+
+
+def bare_step_rate(model, x, steps, amp_dtype):
+    """Samples/s of forward + loss + backward + clip + Adam on one prepared batch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    autocast = (torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype
+                else contextlib.nullcontext())
+    model.train()
+
+    def step():
+        with autocast:
+            logits, mu, log_var = model.forward_logits(x)
+        loss = vae_loss(logits, x, mu, log_var, beta=0.5, free_bits=0.5)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    for _ in range(3):  # warm-up: allocation, kernel choice
+        step()
+    _sync(x.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(x.device)
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def fit_rate(model, train, val, batch_size, device, with_files, threads):
+    """Samples/s of one ``fit`` epoch, wall clock around the whole call."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        _sync(device)
+        start = time.perf_counter()
+        fit(model, train, val, epochs=1, batch_size=batch_size, device=device, threads=threads,
+            out_dir=out_dir if with_files else None, progress=False)
+        _sync(device)
+        return len(train) / (time.perf_counter() - start)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compare(label, device, batch_size, n_segments, repeats, amp_dtype, threads):
+    seed_everything()
+    segments = synthetic_segments(n_segments + n_segments // 10)
+    train, val = PianoRollDataset(segments[:n_segments]), PianoRollDataset(segments[n_segments:])
+    x = torch.as_tensor(segments[:batch_size], dtype=torch.float32).unsqueeze(1).to(device)
+    model = MusicVAE().to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    steps = n_segments // batch_size
+    bare, loop, end_to_end = [], [], []
+    for _ in range(repeats):
+        bare.append(bare_step_rate(model, x, steps, amp_dtype))
+        loop.append(fit_rate(model, train, None, batch_size, device, False, threads))
+        end_to_end.append(fit_rate(model, train, val, batch_size, device, True, threads))
+    best = max(bare)
+    print(f"{label} batch {batch_size}: bare step {best:,.0f} samples/s | "
+          f"fit loop {max(loop):,.0f} ({max(loop) / best:.2f}x) | "
+          f"fit end to end {max(end_to_end):,.0f} ({max(end_to_end) / best:.2f}x) | "
+          f"target >= {TARGET_RATIO:.2f}x")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (pinned)")
+    parser.add_argument("--segments", type=int, default=2048, help="CPU training segments")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-cpu", action="store_true", help="skip the CPU comparison")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, CPU threads={torch.get_num_threads()}")
+    if not args.no_cpu:
+        compare("cpu fp32", torch.device("cpu"), 256, args.segments, args.repeats, None,
+                args.threads)
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+        for batch_size, n_segments in ((256, 256 * 100), (4096, 4096 * 40)):
+            compare("cuda bf16", device, batch_size, n_segments, args.repeats,
+                    torch.bfloat16, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``python -m musicvae_course sample|interpolate|reconstruct``: demos without a notebook.
+
+Each command writes MIDI files and a PNG picture into ``--out``::
+
+    python -m musicvae_course sample -n 8 --temperature 1.0 --out demo/samples
+    python -m musicvae_course interpolate --from a.mid --to b.mid --steps 8 --out demo/interp
+    python -m musicvae_course reconstruct song.mid --out demo/recon
+
+``--checkpoint`` picks the model: default the bundled one, ``hub`` for the
+card's original, or a path. (Training has its own command:
+``python -m musicvae_course.train``.) The notebooks teach the same steps:
+``02_latent_space_with_widgets.ipynb`` and ``04_generation.ipynb``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .pianoroll import SEGMENT_STEPS
+from .seeding import DEFAULT_SEED
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for the MIDI and PNG files")
+    parser.add_argument("--checkpoint", help="'hub', a path, or nothing for the bundled model")
+    parser.add_argument("--threshold", type=float, default=0.5, help="note on at p >= this")
+    parser.add_argument("--bpm", type=float, default=120.0, help="tempo of the MIDI files")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best there is)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m musicvae_course",
+                                     description="Sample, interpolate or reconstruct with the VAE.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sample = commands.add_parser("sample", help="decode z ~ N(0, T^2 I)")
+    sample.add_argument("-n", type=int, default=8, help="how many 2-bar samples")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    interpolate = commands.add_parser("interpolate", help="decode a path between two segments")
+    interpolate.add_argument("--from", dest="start", help="MIDI file (default: a prior sample)")
+    interpolate.add_argument("--to", dest="end", help="MIDI file (default: a prior sample)")
+    interpolate.add_argument("--segment", type=int, default=0,
+                             help="which 2-bar segment of each file (counted in bars)")
+    interpolate.add_argument("--steps", type=int, default=8)
+    interpolate.add_argument("--method", choices=("linear", "slerp"), default="slerp")
+    reconstruct = commands.add_parser("reconstruct", help="encode and decode a MIDI file")
+    reconstruct.add_argument("midi", help="MIDI file")
+    reconstruct.add_argument("--max-segments", type=int, default=16,
+                             help="2-bar windows to reconstruct from the start (default 16)")
+    for command in (sample, interpolate, reconstruct):
+        _common(command)
+    return parser
+
+
+def _segment_of(path: str, bar: int) -> np.ndarray:
+    """The 2-bar window starting at ``bar`` of a MIDI file: ``(88, 32)`` bool."""
+    from .pianoroll import midi_to_pianoroll, segments
+
+    windows = segments(midi_to_pianoroll(path), min_notes=0)
+    if not 0 <= bar < len(windows):
+        raise SystemExit(f"{path}: has {len(windows)} two-bar segments; --segment {bar} is not one")
+    return windows[bar]
+
+
+def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str) -> list[Path]:
+    """Each roll ``(88, 32)`` as MIDI, all of them in a row as ``<picture>.mid``, a PNG grid."""
+    from .plots import plot_pianoroll_grid
+
+    written = [_midi(roll, out / f"{name}.mid", args) for roll, name in zip(rolls, names)]
+    written.append(_midi(np.concatenate(list(rolls), axis=-1), out / f"{picture}.mid", args))
+    return written + [_png(plot_pianoroll_grid(rolls, titles=names), out / f"{picture}.png")]
+
+
+def _midi(roll: np.ndarray, path: Path, args) -> Path:
+    from .pianoroll import pianoroll_to_midi
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm, path=path)
+    return path
+
+
+def _png(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def main(argv=None) -> int:
+    """Run one command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")  # files only: no window, works without a display
+    from .checkpoint import load_pretrained
+    from .devices import choose_device
+
+    device = choose_device(args.device)
+    model = load_pretrained(args.checkpoint, device=device)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = Path(args.out)
+    with torch.no_grad():
+        if args.command == "sample":
+            z = torch.randn(args.n, model.latent_dim, generator=generator) * args.temperature
+            rolls = model.decode(z.to(device)).squeeze(1).cpu().numpy()
+            written = _write(rolls, [f"sample_{i:02d}" for i in range(args.n)], out, args, "samples")
+        elif args.command == "interpolate":
+            ends = []
+            for path in (args.start, args.end):
+                if path is None:
+                    ends.append(torch.randn(1, model.latent_dim, generator=generator).to(device))
+                else:
+                    x = torch.as_tensor(_segment_of(path, args.segment), dtype=torch.float32)
+                    ends.append(model.encode(x[None, None].to(device))[0])  # z = mu
+            rolls = model.interpolate(*ends, steps=args.steps, method=args.method)
+            rolls = rolls.squeeze(1).cpu().numpy()
+            written = _write(rolls, [f"step_{i:02d}" for i in range(args.steps)], out, args,
+                             "interpolation")
+        else:
+            written = _reconstruct(model, args, out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _reconstruct(model, args, out: Path) -> list[Path]:
+    """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
+    import torch
+
+    from .metrics import frame_scores, onset_scores
+    from .pianoroll import midi_to_pianoroll, segments
+    from .plots import compare_pianorolls
+
+    windows = segments(midi_to_pianoroll(args.midi), stride=SEGMENT_STEPS, min_notes=0)
+    windows = windows[:args.max_segments]
+    x = torch.as_tensor(windows, dtype=torch.float32).unsqueeze(1).to(model.device)
+    probabilities = model(x)[0].squeeze(1).cpu().numpy()
+    frame = frame_scores(probabilities, windows, args.threshold)
+    onset = onset_scores(probabilities, windows, args.threshold)
+    print(f"{args.midi}: {len(windows)} segments; frame F1 {frame['f1']:.3f}, "
+          f"onset F1 {onset['f1']:.3f}")
+    original, reconstruction = (np.concatenate(list(r), axis=-1) for r in (windows, probabilities))
+    shown = SEGMENT_STEPS * 4  # the picture shows the first 8 bars
+    return [_midi(original, out / "original.mid", args),
+            _midi(reconstruction, out / "reconstruction.mid", args),
+            _png(compare_pianorolls(original[:, :shown], reconstruction[:, :shown],
+                                    threshold=args.threshold), out / "reconstruction.png")]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

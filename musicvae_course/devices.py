@@ -1,0 +1,57 @@
+"""Where the model runs and how many CPU threads it uses.
+
+Both matter for speed more than anything else in this kit: on a busy 2-core
+machine, two torch threads while another process used a core made a training
+step 3-15x slower than one thread. Used by ``train.fit`` and the command
+lines; taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+MAX_DEFAULT_THREADS = 4  #: this model gains little beyond 4 CPU threads; more starve a notebook
+
+
+def choose_device(device=None, local_rank: int = 0) -> torch.device:
+    """``device`` if given, else CUDA (this process's GPU under torchrun), else MPS, else CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def default_cpu_threads(processes: int = 1) -> int:
+    """``min(physical cores, 4)`` shared among ``processes``, at least 1.
+
+    Physical, not logical, cores: two threads on one core's hyperthreads are
+    slower than one.
+    """
+    try:
+        import psutil
+        cores = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil is optional; fall back to the CPUs this process may use
+        cores = None
+    if not cores:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_DEFAULT_THREADS) // max(1, processes))
+
+
+def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:
+    """Set torch's CPU thread count (``default_cpu_threads(processes)`` if None) and return it.
+
+    This is process-wide (``torch.set_num_threads``); ``fit`` calls it when training on CPU.
+    """
+    threads = default_cpu_threads(processes) if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
