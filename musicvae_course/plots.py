@@ -260,6 +260,8 @@ def plot_pianoroll_grid(rolls, ncols: int = 4, titles=None, threshold: float | N
             ax.set_ylabel("")
         if i < n - ncols:
             ax.set_xlabel("")
+        else:  # the lowest panel of its column: sharex hid its tick labels if a row is short
+            ax.xaxis.set_tick_params(labelbottom=True)
     if suptitle is not None:
         fig.suptitle(suptitle)
     return fig
