@@ -260,12 +260,17 @@ def build_dataset(sources, cache_dir=None, workers=None, *, path_filter=None, ma
 
     began = time.perf_counter()
     listed = [str(p) for p in list_midi_files(sources)]
+    if not listed:
+        raise FileNotFoundError(f"no .mid or .midi files in {sources}")
     chosen = select_files(listed, path_filter, max_files, fraction, seed)
+    if not chosen:
+        raise ValueError(f"none of the {len(listed)} MIDI files in {sources} passed path_filter={path_filter!r}, "
+                         f"fraction={fraction}, max_files={max_files}")
     settings = {"format": CACHE_FORMAT, "max_seconds": max_seconds,
                 "reader": reader if isinstance(reader, str) else f"{reader.__module__}.{reader.__qualname__}"}
     cache = Cache(cache_dir, settings)
     entries, to_read = cache.entries_for(listed, chosen)
-    with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not progress) as bar:
+    with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not (progress and to_read)) as bar:
         results = read_files(to_read, workers, max_seconds, reader, bar)
     entries = cache.update(entries, results)
     ds = PianoRollDataset.from_packed(*cache.dataset_arrays(entries, chosen))

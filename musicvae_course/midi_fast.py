@@ -67,25 +67,34 @@ def read_pianoroll(midi, max_seconds: float | None = MAX_SECONDS) -> tuple[np.nd
     """
     data = Path(midi).read_bytes() if isinstance(midi, (str, Path)) else bytes(midi)
     score = _parse(data)
-    notes = [(track, track.notes.numpy()) for track in score.tracks if len(track.notes)]
-    pitched = [(track, n) for track, n in notes if not track.is_drum]
-    if not notes:
+    tracks = [track for track in score.tracks if len(track.notes)]
+    pitched = [track for track in tracks if not track.is_drum]
+    if not tracks:
         raise MidiSkip("no notes")
     if not pitched:
         raise MidiSkip("drums only (channel 10)")
-    if max_seconds is not None:
+    if max_seconds is not None and _may_last_longer(score, max_seconds):
         seconds = score.to("second").end()
         if seconds > max_seconds:
             raise MidiSkip(f"too long: {seconds / 60:.0f} min (limit {max_seconds / 60:.0f} min)")
-    start = np.concatenate([n["time"] for _, n in pitched]).astype(np.int64)
-    end = start + np.concatenate([n["duration"] for _, n in pitched])
-    pitch = np.concatenate([n["pitch"] for _, n in pitched]).astype(np.int64)
-    group = np.repeat(_pairing_groups([t for t, _ in pitched]), [len(n["time"]) for _, n in pitched])
-    if _has_same_pitch_overlap(group, pitch, start, end):
+    notes = [track.notes.numpy() for track in pitched]
+    start = np.concatenate([n["time"] for n in notes]).astype(np.int64)
+    end = start + np.concatenate([n["duration"] for n in notes])
+    pitch = np.concatenate([n["pitch"] for n in notes]).astype(np.int64)
+    key = pitch
+    if len(pitched) > 1:
+        key = key + 128 * np.repeat(_pairing_groups(pitched), [len(n["time"]) for n in notes])
+    if _has_same_pitch_overlap(key, start, end):
         return _reference_roll(data), True
     sounding = end > start  # zero-length (grace) notes have no duration on the grid
     onset, offset = ticks_to_steps(start[sounding], end[sounding], score.ticks_per_quarter)
     return notes_to_pianoroll(pitch[sounding], onset, offset), False
+
+
+def _may_last_longer(score, max_seconds: float) -> bool:
+    """Cheap bound: could the last event be later than ``max_seconds``? (Slowest tempo throughout.)"""
+    slowest = max([500_000] + [tempo.mspq for tempo in score.tempos])  # microseconds per quarter
+    return score.end() / score.ticks_per_quarter * slowest / 1e6 > max_seconds
 
 
 def midi_to_pianoroll_fast(midi) -> np.ndarray:
@@ -157,17 +166,18 @@ def _pairing_groups(tracks) -> np.ndarray:
                      for i, t in enumerate(tracks)], dtype=np.int64)
 
 
-def _has_same_pitch_overlap(group, pitch, start, end) -> bool:
-    """True if two notes of one pitch and group overlap or start on one tick."""
-    key = group * 128 + pitch
-    order = np.lexsort((end, start, key))
-    key, start, end = key[order], start[order], end[order]
-    same_key = key[1:] == key[:-1]
-    # Running maximum of note ends within each key: offset each key's ends by
-    # key * 2**32 (ticks < 2**31) so one global maximum.accumulate cannot leak.
-    running_end = np.maximum.accumulate(end + key * 2**32) - key * 2**32
-    overlaps = (start[1:] < running_end[:-1]) | (start[1:] == start[:-1])
-    return bool(np.any(same_key & overlaps))
+def _has_same_pitch_overlap(key, start, end) -> bool:
+    """True if two notes of one ``key`` (pairing group x 128 + pitch) overlap or start on one tick.
+
+    Sorted by (key, start), a note overlaps an earlier one of its key iff it
+    starts before the running maximum of their ends. Keys go in the high 32
+    bits (ticks < 2**31), so a running maximum never leaks across keys.
+    """
+    keyed = key << 32
+    order = np.argsort(keyed | start)
+    keyed_start, keyed_end = (keyed | start)[order], (keyed | end)[order]
+    running_end = np.maximum.accumulate(keyed_end)
+    return bool(np.any((keyed_start[1:] < running_end[:-1]) | (keyed_start[1:] == keyed_start[:-1])))
 
 
 def _reference_roll(data: bytes) -> np.ndarray:

@@ -206,6 +206,11 @@ def test_list_midi_files_takes_folders_globs_and_lists(corpus):
     assert list_midi_files([nested[0], nested[1]]) == [nested[0].resolve(), nested[1].resolve()]
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_midi_files(corpus / "nowhere")
+    (corpus / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .mid"):
+        build_dataset(corpus / "empty", progress=False)
+    with pytest.raises(ValueError, match="path_filter='chopin'"):
+        build_dataset(corpus, path_filter="chopin", progress=False)
 
 
 def test_select_files():
