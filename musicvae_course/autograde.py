@@ -340,7 +340,10 @@ class _Kernel:
 
     def record(self, names, timeout: float) -> None:
         if names:
-            self.request("", {"r": self._expression("record", list(names))}, timeout)
+            try:
+                self.request("", {"r": self._expression("record", list(names))}, timeout)
+            except DeadKernelError:  # noticed, and the kernel restarted, at the next cell
+                pass
 
     def run_tests(self, question_id: str, statements, bindings, timeout: float) -> tuple[dict | None, str]:
         """Run a question's tests; (verified result or None, "" or why there is none / "timeout")."""
@@ -581,7 +584,7 @@ def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120
                                for q, s in sources[name].questions.items()]
             grades.append(grade)
     grades.sort(key=lambda g: (g.student, g.notebook))
-    write_grades_csv(grades, out_dir / "grades.csv", sources)
+    write_grades_csv(grades, out_dir / "grades.csv", {n: s for n, s in sources.items() if n in graded_names})
     for grade in grades:
         path = out_dir / "feedback" / grade.student / (Path(grade.notebook).stem + ".md")
         _write_atomic(path, feedback_text(grade))
@@ -657,8 +660,9 @@ def failing_cells(path, cell_timeout: float = 120, kernel_name: str = "python3")
     for number, cell in enumerate(nb.cells, start=1):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
-            failures.append({"cell": number, "role": cell_role(cell), "grade_id": nbgrader_metadata(cell).get("grade_id"),
-                             "ename": errors[0].get("ename"), "evalue": str(errors[0].get("evalue", ""))[:300]})
+            failures.append({"cell": number, "role": cell_role(cell),
+                             "grade_id": nbgrader_metadata(cell).get("grade_id"), "ename": errors[0].get("ename"),
+                             "evalue": str(errors[0].get("evalue", ""))[:300]})
     return failures
 
 

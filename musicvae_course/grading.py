@@ -123,7 +123,8 @@ def _marker_lines(source: str, begin: str, end: str, where: str) -> list[tuple[i
 def _check_marker_spelling(source: str, where: str) -> None:
     exact = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS}
     for number, line in enumerate(source.split("\n")):
-        if any(word in line.upper() for word in _MARKER_WORDS) and line.strip() not in exact:
+        text = line.strip()  # only comment lines can be mistyped markers; prose may say "hidden tests"
+        if text.startswith("#") and any(word in text.upper() for word in _MARKER_WORDS) and text not in exact:
             raise GradingSourceError(
                 f"{where}, line {number + 1}: {line.strip()!r} looks like a grading marker but is not one of "
                 f"{sorted(exact)} alone on its line (it would stay in the student version)")
@@ -576,7 +577,11 @@ def main(argv=None) -> int:
 
     if args.command == "run-student-versions":
         bad = 0
-        for path in sorted(Path(args.student_dir).glob("*.ipynb")):
+        paths = sorted(Path(args.student_dir).glob("*.ipynb"))
+        if not paths:
+            print(f"no notebooks in {args.student_dir}", file=sys.stderr)
+            return 1
+        for path in paths:
             failures = autograde.ungraded_failures(path, cell_timeout=args.cell_timeout)
             for failure in failures:
                 print(f"{path}: {failure}", file=sys.stderr)

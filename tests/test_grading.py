@@ -319,3 +319,20 @@ def test_feedback_says_why_points_were_lost(graded):
     assert [q.status for q in grades["tampering"].questions] == ["failed", "failed", "passed"]  # all tests ran
     assert "restored code of __main__.assert_same_notes" in feedback["tampering_helpers"]
     assert "assert_same_notes: rebound by the notebook" in feedback["tampering_helpers"]
+
+
+def test_cli_autograde_reports_unreadable_and_missing_notebooks_without_stopping(tmp_path, capsys):
+    submissions = tmp_path / "submissions"
+    (submissions / "ada").mkdir(parents=True)
+    (submissions / "ada" / "melody.ipynb").write_text("{ truncated")
+    (submissions / "bob").mkdir()
+    (submissions / "stray.ipynb").write_text("{}")
+    out = tmp_path / "grades"
+    assert main(["autograde", str(submissions), "--source", str(SOURCE.parent), "--out", str(out)]) == 0
+    assert (out / "grades.csv").read_text().splitlines() == [
+        "student,notebook,q1,q2,q3,total,max,status",
+        "ada,melody.ipynb,0,0,0,0,6,unreadable",
+        "bob,melody.ipynb,0,0,0,0,6,missing"]
+    assert "is not a readable notebook" in (out / "feedback" / "ada" / "melody.md").read_text()
+    assert "stray.ipynb: not inside a student folder" in capsys.readouterr().err
+    assert main(["run-student-versions", str(tmp_path / "bob")]) == 1  # no notebooks: CI must not pass
