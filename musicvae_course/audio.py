@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .pianoroll import STEPS_PER_BEAT, _load_pretty_midi, _to_numpy_roll, pianoroll_to_midi
+from .pianoroll import STEPS_PER_BEAT, load_pretty_midi, as_numpy_roll, pianoroll_to_midi
 
 SAMPLE_RATE = 22050  #: Hz; default for every clip
 RELEASE_SECONDS = 0.5  #: silence/decay kept after the last note ends
@@ -104,10 +104,10 @@ def _as_midi(roll_or_midi, bpm: float, threshold: float, program: int):
     if isinstance(roll_or_midi, pretty_midi.PrettyMIDI):
         return roll_or_midi, roll_or_midi.get_end_time()
     if isinstance(roll_or_midi, (str, os.PathLike)):
-        midi = _load_pretty_midi(roll_or_midi)
+        midi = load_pretty_midi(roll_or_midi)
         return midi, midi.get_end_time()
     try:
-        roll = _to_numpy_roll(roll_or_midi)
+        roll = as_numpy_roll(roll_or_midi)
     except ValueError as err:
         raise ValueError(f"roll_or_midi: expected a roll, a PrettyMIDI or a path; {err}") from None
     midi = pianoroll_to_midi(roll, threshold=threshold, bpm=bpm, program=program)

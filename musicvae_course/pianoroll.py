@@ -98,7 +98,8 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.n
     return roll
 
 
-def _load_pretty_midi(midi):
+def load_pretty_midi(midi):
+    """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file."""
     import pretty_midi
 
     if isinstance(midi, pretty_midi.PrettyMIDI):
@@ -130,7 +131,7 @@ def midi_to_pianoroll(midi) -> np.ndarray:
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
-    pm = _load_pretty_midi(midi)
+    pm = load_pretty_midi(midi)
     starts, ends, pitches = [], [], []
     for instrument in pm.instruments:
         if instrument.is_drum:
@@ -213,7 +214,7 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
     """
     import pretty_midi
 
-    cells = _to_numpy_roll(roll)
+    cells = as_numpy_roll(roll)
     if cells.dtype != bool:
         cells = cells >= threshold
     if bpm <= 0:
@@ -237,8 +238,11 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
     return pm
 
 
-def _to_numpy_roll(roll) -> np.ndarray:
-    """Squeeze a tensor or array to ``(88, T)`` numpy, or say what is wrong."""
+def as_numpy_roll(roll) -> np.ndarray:
+    """Squeeze a tensor or array (e.g. ``(1, 1, 88, 32)``) to an ``(88, T)`` numpy array.
+
+    Raises ``ValueError`` naming the shape when it cannot be squeezed so.
+    """
     if hasattr(roll, "detach"):
         roll = roll.detach().cpu().numpy()
     array = np.asarray(roll)
