@@ -28,7 +28,7 @@ _EXPORTS = {
     "PianoRollDataset": "data",
     "fit": "train", "plot_history": "train",
     "evaluate": "metrics",
-    "check": "grading",
+    "check": "grading", "Checker": "grading",
     "seed_everything": "seeding", "DEFAULT_SEED": "seeding",
 }
 
