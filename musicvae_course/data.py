@@ -14,6 +14,12 @@ bit-packed, 352 bytes each (``np.packbits``), and unpacked a whole batch at a
 time. The cache folder holds ``index.json`` (one row per file: path, size,
 mtime, content hash, rows or the reason it was skipped), ``segments-*.npy``
 (memory-mapped on load) and ``skipped.csv``. Use one cache folder per corpus.
+
+Subsets: ``build_dataset(..., path_filter=, fraction=, max_files=)`` reads only
+the chosen files; ``ds.select_files(...)`` takes the same arguments on a built
+dataset. To ship a dataset as one file: ``ds.save_npz("d.npz")`` (about 10-35
+bytes per segment compressed: 300k segments fit in ~10 MB) and
+``load_dataset("d.npz")``; ``ds.to("cuda")`` then keeps it on the GPU.
 """
 from __future__ import annotations
 
