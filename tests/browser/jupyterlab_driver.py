@@ -403,16 +403,28 @@ def kernel_execute(page, code: str, timeout: float = 30.0) -> str:
     }""", [code, int(timeout * 1000)])
 
 
-def image_bytes(locator) -> bytes:
-    """The bytes an <img> shows (its blob:/data:/http src fetched in the page); b'' if it has no src."""
-    encoded = locator.evaluate("""async img => {
-        if (!img.src) return '';
-        const data = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-        let text = '';
-        for (let i = 0; i < data.length; i += 0x8000) text += String.fromCharCode(...data.subarray(i, i + 0x8000));
-        return btoa(text);
-    }""")
-    return base64.b64decode(encoded)
+def image_bytes(locator, attempts: int = 5) -> bytes:
+    """The bytes an <img> shows (its blob:/data:/http src fetched in the page); b'' if it has no src.
+
+    A redraw revokes the old blob: URL, so a fetch that races it fails; it is then retried.
+    """
+    for _attempt in range(attempts):
+        encoded = locator.evaluate("""async img => {
+            if (!img.src) return '';
+            try {
+                const data = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+                let text = '';
+                for (let i = 0; i < data.length; i += 0x8000)
+                    text += String.fromCharCode(...data.subarray(i, i + 0x8000));
+                return btoa(text);
+            } catch (error) {
+                return null;
+            }
+        }""")
+        if encoded is not None:
+            return base64.b64decode(encoded)
+        time.sleep(0.2)
+    raise AssertionError(f"could not read the image shown by {locator} in {attempts} tries")
 
 
 def slider_value(slider) -> float:
