@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,15 @@ from . import distributed
 from .checkpoint import load_checkpoint, match_state_dict, save_checkpoint
 from .history import plot_history, save_history  # noqa: F401  (plot_history: public here too)
 from .metrics import evaluation_sums, summarize_sums
-from .model import vae_loss
 from .devices import choose_device, set_cpu_threads
+from .model import vae_loss
 from .seeding import DEFAULT_SEED, derived_seed
 
 FINE_TUNE_LR = 1e-4  #: default learning rate when ``init`` is given
 ENCODER_PARTS = ("encoder", "fc_mu", "fc_log_var")  #: submodules ``freeze_encoder`` freezes
 _TERMS = ("loss", "reconstruction", "kl", "grad_norm")  # columns of the per-batch record
 _ORDER, _NOISE = 1, 2  # streams of derived seeds
+_HARDWARE_SETTINGS = ("world_size", "precision")  # may change on resume (with a warning)
 
 
 class TrainingDiverged(RuntimeError):
@@ -164,6 +166,8 @@ class _Run:
     def __init__(self, model, train, val, context, device, args):
         if len(train) == 0:
             raise ValueError("train: the training set is empty")
+        if val is not None and len(val) == 0:
+            raise ValueError("val: the validation set is empty (pass val=None to train without one)")
         if args["batch_size"] < context.world_size:
             raise ValueError(f"batch_size {args['batch_size']} is smaller than the "
                              f"{context.world_size} processes")
@@ -190,9 +194,10 @@ class _Run:
             train = train.to(device)
             val = val.to(device) if val is not None else None
         self.train, self.val = train, val
-        if self.settings["freeze_encoder"]:
-            for part in ENCODER_PARTS:
-                getattr(model, part).requires_grad_(False)
+        self.frozen = [p for part in ENCODER_PARTS for p in getattr(model, part).parameters()
+                       if self.settings["freeze_encoder"] and p.requires_grad]
+        for parameter in self.frozen:  # until fit returns: a later fit trains them again
+            parameter.requires_grad_(False)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel for all parameters on CUDA (batch 256 is launch-bound there)
         self.optimizer = torch.optim.Adam(self.params, lr=self.settings["lr"],
@@ -222,9 +227,13 @@ class _Run:
             raise ValueError(f"{last}: has no training state to resume from")
         changed = {k: (checkpoint["config"].get(k), v) for k, v in self.settings.items()
                    if k != "epochs" and checkpoint["config"].get(k, v) != v}
+        hardware = {k: changed.pop(k) for k in _HARDWARE_SETTINGS if k in changed}
         if changed:
             raise ValueError(f"{last}: resume with the settings it was started with; changed "
                              f"(file, now): {changed}")
+        if hardware:
+            warnings.warn(f"{last}: resuming with other hardware settings {hardware} (file, "
+                          "now): training continues, but not bit for bit as it would have", stacklevel=4)
         self.model.load_state_dict(checkpoint["model_state"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -257,6 +266,8 @@ class _Run:
         finally:
             self.bar.close()
             self.model.eval()
+            for parameter in self.frozen:
+                parameter.requires_grad_(True)
         return self.history
 
     def _epoch_batches(self, epoch: int):

@@ -158,6 +158,7 @@ def test_fine_tuning_starts_from_init_and_can_freeze_the_encoder(data, tmp_path)
     history = training.fit(tuned, train, epochs=1, init=tmp_path / "last.pt",
                            freeze_encoder=True, **QUICK)
     assert history[0]["lr"] == training.FINE_TUNE_LR and history[0]["beta"] == 1.0
+    assert all(p.requires_grad for p in tuned.parameters())  # frozen only while fit ran
     before, after = pretrained.state_dict(), tuned.state_dict()
     for name in before:
         unchanged = torch.equal(before[name], after[name])
