@@ -46,11 +46,14 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import load_checkpoint, match_state_dict, save_checkpoint
-from .history import plot_history, save_history  # noqa: F401  (plot_history: public here too)
+from .history import plot_history, save_history
 from .metrics import evaluation_sums, summarize_sums
 from .devices import choose_device, set_cpu_threads
 from .model import vae_loss
 from .seeding import DEFAULT_SEED, derived_seed
+
+__all__ = ["fit", "plot_history", "beta_schedule", "load_weights", "TrainingDiverged",
+           "FINE_TUNE_LR", "ENCODER_PARTS"]
 
 FINE_TUNE_LR = 1e-4  #: default learning rate when ``init`` is given
 ENCODER_PARTS = ("encoder", "fc_mu", "fc_log_var")  #: submodules ``freeze_encoder`` freezes
