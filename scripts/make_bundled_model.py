@@ -58,12 +58,22 @@ def prepare(corpus: Path, workers: int | None) -> None:
               f"({out.stat().st_size / 1e6:.1f} MB); skipped {len(ds.report.skipped)}")
 
 
-def finish(run: Path, corpus: Path) -> None:
-    best = checkpoint.load_checkpoint(run / "best.pt")
+def export(source: Path, target: Path) -> None:
+    """Write a checkpoint's weights and plain config only, in the card's format.
+
+    A training checkpoint also holds the optimiser state (three times the
+    size); the bundled file needs neither that nor the history.
+    """
+    best = checkpoint.load_checkpoint(source)
     config = {k: v for k, v in best["config"].items() if isinstance(v, (int, float, str, bool))}
-    model, _ = checkpoint.model_from_checkpoint(best, str(run / "best.pt"))
-    target = checkpoint.BUNDLED_CHECKPOINT
+    model, _ = checkpoint.model_from_checkpoint(best, str(source))
     checkpoint.save_checkpoint(model, target, **config)
+
+
+def finish(run: Path, corpus: Path) -> None:
+    target = checkpoint.BUNDLED_CHECKPOINT
+    export(run / "best.pt", target)
+    model = checkpoint.load_pretrained(target)
     digest = checkpoint.sha256_of(target)
     checkpoint.BUNDLED_SHA256_FILE.write_text(f"{digest}  {target.name}\n")
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), sha256 {digest}")
@@ -103,12 +113,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("prepare", help="corpus MIDI -> train.npz and heldout.npz")
     p.add_argument("--corpus", type=Path, default=REPO / "corpus")
     p.add_argument("--workers", type=int)
+    e = sub.add_parser("export", help="weights and config only, in the card's format")
+    e.add_argument("source", type=Path)
+    e.add_argument("target", type=Path)
     f = sub.add_parser("finish", help="bundle best.pt and measure it on the held-out works")
     f.add_argument("--run", type=Path, required=True)
     f.add_argument("--corpus", type=Path, default=REPO / "corpus")
     args = parser.parse_args(argv)
     if args.step == "prepare":
         prepare(args.corpus, args.workers)
+    elif args.step == "export":
+        export(args.source, args.target)
     else:
         finish(args.run, args.corpus)
     return 0
