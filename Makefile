@@ -8,7 +8,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build. For a GPU build: make lab TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH ?= torch==2.13.0
-PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test setup student-versions clean-venv
@@ -28,7 +27,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 setup: $(BIN)/.installed
 
 lab: $(BIN)/.installed
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
