@@ -46,6 +46,9 @@ HELDOUT_FRACTION = 0.05
 MIN_HELDOUT_COLLECTION_SIZE = 10  # collections this big get at least one held-out work
 SKIPPED_EXTENSIONS = (".rntxt",)  # roman-numeral analyses (Bach, Monteverdi): not music
 SKIPPED_COLLECTIONS = ("demos", "theoryExercises")  # music21's test fixtures, not repertoire
+#: Collections whose multi-tune ABC files hold the VOICES of one piece (X:1 Cantus,
+#: X:2 Altus, ...), not separate tunes: each file is one work, its voices merged.
+VOICES_AS_TUNES_COLLECTIONS = ("josquin",)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELDOUT_FILE = REPO_ROOT / "musicvae_course" / "heldout_works.txt"
 
@@ -252,7 +255,9 @@ def list_works(collections=None) -> list[Work]:
     """All music works of music21's core corpus, sorted by key.
 
     Reads music21's metadata bundle (~5-15 s). Skips roman-numeral analyses (``.rntxt``),
-    music21's test fixtures (SKIPPED_COLLECTIONS) and the whole-file entries of multi-tune ABC files (each tune is listed on its own).
+    music21's test fixtures (SKIPPED_COLLECTIONS) and the whole-file entries of
+    multi-tune ABC files (each tune is listed on its own), except in
+    VOICES_AS_TUNES_COLLECTIONS, where the whole file is the work.
     ``collections``: optional iterable of corpus directory names to keep.
     """
     from music21 import corpus
@@ -262,18 +267,27 @@ def list_works(collections=None) -> list[Work]:
     entries = corpus.corpora.CoreCorpus().metadataBundle[:]
     numbered_files = {str(e.sourcePath) for e in entries if e.number is not None}
     wanted = set(collections) if collections else None
+    first_titles = {}  # voices-as-tunes files: whole-file entries have no title
+    for entry in entries:
+        title = getattr(entry.metadata, "title", None)
+        if entry.number is not None and title:
+            first_titles.setdefault(str(entry.sourcePath), str(title).strip())
     works = {}
     for entry in entries:
         path = str(entry.sourcePath).replace("\\", "/")
         if path.endswith(SKIPPED_EXTENSIONS) or path.split("/", 1)[0] in SKIPPED_COLLECTIONS:
             continue
-        if entry.number is None and path in numbered_files:
+        voices_as_tunes = path.split("/", 1)[0] in VOICES_AS_TUNES_COLLECTIONS
+        if voices_as_tunes and entry.number is not None:
+            continue  # one voice of a piece; the piece is its whole-file entry
+        if entry.number is None and path in numbered_files and not voices_as_tunes:
             continue  # the whole-file duplicate of a collection of tunes
         if wanted is not None and path.split("/", 1)[0] not in wanted:
             continue
         meta = entry.metadata
-        work = Work(path, None if entry.number is None else int(entry.number),
-                    str(meta.title or "").strip(), str(meta.composer or "").strip())
+        title = str(getattr(meta, "title", None) or first_titles.get(path, "")).strip()
+        composer = str(getattr(meta, "composer", None) or "").strip()
+        work = Work(path, None if entry.number is None else int(entry.number), title, composer)
         works[work.key] = work
     return sorted(works.values(), key=lambda w: (w.corpus_path, w.number or 0))
 
@@ -365,6 +379,18 @@ def _remove_grace_notes(score) -> int:
     return len(graces)
 
 
+def _remove_chord_symbols(score) -> int:
+    """Drop chord symbols (harmony.Harmony): annotations, not written notes. music21's
+    MIDI writer sounds each one as a chord held until the next (in ABC, even section
+    letters like "A" become held A-major chords across all voices)."""
+    from music21 import harmony
+
+    symbols = list(score.recurse().getElementsByClass(harmony.Harmony))
+    for symbol in symbols:
+        symbol.activeSite.remove(symbol)
+    return len(symbols)
+
+
 def _strip_repeats(score) -> None:
     """Remove repeat barlines, volta brackets and D.C./segno marks (play straight through)."""
     from music21 import bar, repeat, spanner, stream
@@ -388,7 +414,10 @@ def export_work(work: Work, out_path: Path, max_measures: int | None = None) -> 
     Repeats are expanded (music21's MIDI writer does this); where music21 cannot expand
     them, they are removed and the music is written once straight through
     (``repeats='not_expanded'``). ``max_measures`` keeps only the first measures.
-    Returns ``{'grace_notes_removed', 'repeats', 'measures_kept'}``; raises on failure.
+    Grace notes and chord symbols are removed first (see the helpers for why); the
+    voices of a multi-voice file (``Work.number`` None, e.g. Josquin) become one score.
+    Returns ``{'grace_notes_removed', 'chord_symbols_removed', 'repeats',
+    'measures_kept'}``; raises on failure.
     """
     import music21
     from music21 import converter
@@ -402,6 +431,7 @@ def export_work(work: Work, out_path: Path, max_measures: int | None = None) -> 
     if max_measures is not None:
         score = score.measures(1, max_measures)
     _unshare_elements(score)
+    chord_symbols = _remove_chord_symbols(score)
     grace_notes = _remove_grace_notes(score)
     if not score.recurse().notes:
         raise ValueError("no notes after parsing")
@@ -413,7 +443,8 @@ def export_work(work: Work, out_path: Path, max_measures: int | None = None) -> 
         _strip_repeats(score)
         repeats = "not_expanded"
         score.write("midi", fp=str(out_path))
-    return {"grace_notes_removed": grace_notes, "repeats": repeats,
+    return {"grace_notes_removed": grace_notes, "chord_symbols_removed": chord_symbols,
+            "repeats": repeats,
             "measures_kept": "" if max_measures is None else max_measures}
 
 
@@ -446,7 +477,7 @@ def _export_job(work: Work, out_path: str, timeout_s: int, max_measures: int | N
 MANIFEST_COLUMNS = ("file", "corpus_path", "number", "title", "composer", "collection",
                     "source_format", "licence", "redistributable", "encoding_holder",
                     "encoding_rights", "split", "repeats", "grace_notes_removed",
-                    "measures_kept", "seconds")
+                    "chord_symbols_removed", "measures_kept", "seconds")
 
 
 @dataclass
@@ -473,6 +504,7 @@ def _manifest_row(work: Work, file: str, split: str, info: dict) -> dict:
         "encoding_rights": rights_statement(corpus_root() / work.corpus_path),
         "split": split, "repeats": info.get("repeats", ""),
         "grace_notes_removed": info.get("grace_notes_removed", ""),
+        "chord_symbols_removed": info.get("chord_symbols_removed", ""),
         "measures_kept": info.get("measures_kept", ""),
         "seconds": f"{info.get('seconds', 0.0):.2f}",
     }
