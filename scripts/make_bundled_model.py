@@ -40,19 +40,27 @@ N_SAMPLES = 4096  #: prior samples and data segments compared for the statistics
 TEMPERATURES = (1.0, 0.7)
 
 
-def manifest_split(corpus: Path) -> dict[str, list[str]]:
-    """Files of the corpus by split (``train`` / ``heldout``), from ``manifest.csv``."""
-    files = {"train": [], "heldout": []}
-    with open(corpus / "manifest.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            files[row["split"]].append(str(corpus / row["file"]))
+def manifest_split(corpora: list[Path]) -> dict[str, list[str]]:
+    """Files by split (``train`` / ``heldout``) from the corpora's ``manifest.csv``.
+
+    A work built into two corpus folders (two time-boxed builds) counts once.
+    """
+    files, seen = {"train": [], "heldout": []}, set()
+    for corpus in corpora:
+        with open(corpus / "manifest.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                work = (row.get("corpus_path", row["file"]), row.get("number", ""))
+                if work not in seen:
+                    seen.add(work)
+                    files[row["split"]].append(str(corpus / row["file"]))
     return files
 
 
-def prepare(corpus: Path, workers: int | None) -> None:
-    for split, paths in manifest_split(corpus).items():
-        ds = data.build_dataset(paths, cache_dir=corpus / f"cache-{split}", workers=workers)
-        out = ds.save_npz(corpus / f"{split}.npz")
+def prepare(corpora: list[Path], workers: int | None) -> None:
+    out_dir = corpora[0]
+    for split, paths in manifest_split(corpora).items():
+        ds = data.build_dataset(paths, cache_dir=out_dir / f"cache-{split}", workers=workers)
+        out = ds.save_npz(out_dir / f"{split}.npz")
         n_files = len(np.unique(ds.file_ids))
         print(f"{split}: {n_files:,} files -> {len(ds):,} segments -> {out} "
               f"({out.stat().st_size / 1e6:.1f} MB); skipped {len(ds.report.skipped)}")
@@ -110,8 +118,8 @@ def finish(run: Path, corpus: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
-    p = sub.add_parser("prepare", help="corpus MIDI -> train.npz and heldout.npz")
-    p.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    p = sub.add_parser("prepare", help="corpus MIDI -> train.npz and heldout.npz (in the first)")
+    p.add_argument("--corpus", type=Path, nargs="+", default=[REPO / "corpus"])
     p.add_argument("--workers", type=int)
     e = sub.add_parser("export", help="weights and config only, in the card's format")
     e.add_argument("source", type=Path)
