@@ -19,7 +19,9 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
   echo "== corpus (music21, $workers workers, ${CORPUS_SECONDS}s box)"
   timeout "$CORPUS_SECONDS" python3 scripts/build_corpus.py --out "$corpus" --workers "$workers" \
       --timeout 60 --folk-fraction 0.25 --no-progress
-  echo "corpus exit $?; works written: $(( $(wc -l < "$corpus/manifest.csv") - 1 ))"
+  status=$?
+  pkill -9 -f "multiprocessing.spawn" 2>/dev/null  # pool workers outlive a timed-out parent
+  echo "corpus exit $status; works written: $(( $(wc -l < "$corpus/manifest.csv") - 1 ))"
   echo "== segments"
   python3 scripts/make_bundled_model.py prepare --corpus "$corpus" --workers "$workers"
   echo "== training"
