@@ -12,6 +12,7 @@ Usage (from the repository root)::
 
     /work/venv/bin/python scripts/build_corpus.py --out corpus/ [--workers 2]
         [--limit N] [--collections bach palestrina ...] [--timeout 120]
+    /work/venv/bin/python scripts/build_corpus.py --out corpus/ --retry-failures --timeout 600
     /work/venv/bin/python scripts/build_corpus.py --samples data_samples/
     /work/venv/bin/python scripts/build_corpus.py --write-heldout musicvae_course/heldout_works.txt
 
@@ -510,38 +511,44 @@ def _manifest_row(work: Work, file: str, split: str, info: dict) -> dict:
     }
 
 
-def _run_jobs(jobs, workers, timeout_s, progress):
+def _run_jobs(jobs, workers, timeout_s, progress, job=None):
     """Run ``(work, out_path, max_measures)`` jobs; yield ``(work, out_path, result)``
-    for each, in completion order.
+    for each, in completion order. ``job`` is the worker function (default
+    :func:`_export_job`; tests pass a stand-in).
 
-    If a worker process dies (e.g. killed for memory), the works then in flight are
-    retried one at a time in a fresh one-process pool, so only the culprit fails.
+    If a worker process dies (e.g. killed for memory), the pool breaks: the job that
+    reported it is retried alone in a one-process pool (so only a culprit fails, as
+    "worker process died"), and the jobs not yet done go to a fresh pool.
     """
     from tqdm import tqdm
 
+    job = job or _export_job
     bar = tqdm(total=len(jobs), unit="work", disable=not progress, smoothing=0.05)
-    pending = list(jobs)
-    suspects = []
+    pending, suspects = list(jobs), []
     while pending or suspects:
         if suspects:
-            batch, pool_size, suspects = [suspects.pop(0)], 1, suspects
+            batch, pool_size = [suspects.pop(0)], 1
         else:
             batch, pool_size, pending = pending, workers, []
+        finished = set()
         # max_tasks_per_child recycles workers: music21 keeps caches that grow over works
         with cf.ProcessPoolExecutor(max_workers=pool_size, max_tasks_per_child=200) as pool:
-            futures = {pool.submit(_export_job, w, str(p), timeout_s, m): (w, p, m)
-                       for w, p, m in batch}
+            futures = {pool.submit(job, w, str(p), timeout_s, m): i
+                       for i, (w, p, m) in enumerate(batch)}
             for future in cf.as_completed(futures):
-                work, out_path, max_measures = futures[future]
+                index = futures[future]
+                work, out_path, _ = batch[index]
                 try:
                     result = future.result()
                 except cf.process.BrokenProcessPool:
-                    if pool_size == 1:
-                        result = {"ok": False, "seconds": 0.0,
-                                  "reason": "worker process died (crash or out of memory)"}
-                    else:
-                        suspects.append((work, out_path, max_measures))
-                        continue
+                    if pool_size > 1:
+                        suspects.append(batch[index])
+                        pending = [j for i, j in enumerate(batch)
+                                   if i != index and i not in finished] + pending
+                        break
+                    result = {"ok": False, "seconds": 0.0,
+                              "reason": "worker process died (crash or out of memory)"}
+                finished.add(index)
                 bar.update(1)
                 yield work, out_path, result
     bar.close()
@@ -605,6 +612,54 @@ def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIME
         writer = csv.DictWriter(manifest_file, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf8") as f:
+        return list(csv.DictReader(f))
+
+
+def retry_failures(out_dir, workers: int = 2, timeout_s: int = 600, heldout=None,
+                   progress: bool = True) -> BuildSummary:
+    """Try the works in ``out_dir/failures.csv`` again (e.g. timeouts on a busy machine)
+    with a longer ``timeout_s``; add the ones that now succeed to ``manifest.csv`` and
+    leave only the rest in ``failures.csv``. Same arguments as :func:`build_corpus`.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    failed = _read_csv(out_dir / "failures.csv")
+    rows = _read_csv(out_dir / "manifest.csv")
+    if heldout is None:
+        heldout = read_heldout() if HELDOUT_FILE.exists() else set(heldout_keys(list_works()))
+    known = {w.key: w for w in list_works({f["corpus_path"].split("/", 1)[0] for f in failed})}
+    works = []
+    for f in failed:
+        work = Work(f["corpus_path"], int(f["number"]) if f["number"] else None)
+        works.append(known.get(work.key, work))
+    jobs = [(w, out_dir / "midi" / output_name(w), None) for w in works]
+    summary = BuildSummary(tried=len(jobs))
+    for work, out_path, result in _run_jobs(jobs, workers, timeout_s, progress):
+        if result["ok"]:
+            split = "heldout" if work.key in heldout else "train"
+            rows.append(_manifest_row(work, out_path.relative_to(out_dir).as_posix(), split,
+                                      result))
+            summary.written += 1
+        else:
+            summary.failures.append((work.corpus_path,
+                                     "" if work.number is None else work.number,
+                                     result["reason"]))
+            summary.failed += 1
+    rows.sort(key=lambda r: r["file"])
+    with open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file:
+        writer = csv.DictWriter(manifest_file, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file:
+        writer = csv.writer(failures_file)
+        writer.writerow(["corpus_path", "number", "reason"])
+        writer.writerows(summary.failures)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -870,6 +925,9 @@ def main(argv=None) -> int:
                         help="share of the folk-tune collections to build (deterministic)")
     parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S,
                         help="per-work time limit, seconds")
+    parser.add_argument("--retry-failures", action="store_true",
+                        help="with --out: retry the works in OUT/failures.csv (use a longer "
+                             "--timeout) and update the manifest")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     if not (args.out or args.samples or args.write_heldout):
@@ -881,7 +939,11 @@ def main(argv=None) -> int:
     if args.samples:
         summary = build_samples(args.samples, workers=args.workers, timeout_s=args.timeout)
         print(f"samples: {summary.line()}")
-    if args.out:
+    if args.out and args.retry_failures:
+        summary = retry_failures(args.out, workers=args.workers, timeout_s=args.timeout,
+                                 progress=not args.no_progress)
+        print(f"retry: {summary.line()} -> {args.out}")
+    elif args.out:
         works = build_order(limit_works(list_works(args.collections), args.limit,
                                         args.folk_fraction))
         summary = build_corpus(works, args.out, workers=args.workers, timeout_s=args.timeout,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,6 +164,39 @@ def test_build_writes_good_works_and_reports_a_broken_one(tmp_path):
     # the Josquin file holds its three voices
     assert rolls["josquin/oVenusBant.abc"].sum(axis=0).max() == 3
     assert not (tmp_path / "midi" / bc.output_name(works[3])).exists()
+
+    # retry: a work listed as failed (e.g. a timeout on a busy machine) is built and
+    # moved to the manifest; the broken one stays in failures.csv
+    with open(tmp_path / "failures.csv", "a", newline="", encoding="utf8") as f:
+        csv.writer(f).writerow(["nottingham-dataset/reelsa-c.abc", 81, "timeout after 1 s"])
+    retry = bc.retry_failures(tmp_path, workers=1, timeout_s=300, heldout=heldout,
+                              progress=False)
+    assert (retry.tried, retry.written, retry.failed) == (2, 1, 1)
+    with open(tmp_path / "manifest.csv", newline="", encoding="utf8") as f:
+        numbers = sorted(row["number"] for row in csv.DictReader(f)
+                         if row["collection"] == "nottingham-dataset")
+    assert numbers == ["80", "81"]
+    with open(tmp_path / "failures.csv", newline="", encoding="utf8") as f:
+        assert [row["corpus_path"] for row in csv.DictReader(f)] == ["bach/no_such_chorale.mxl"]
+
+
+def _exit_on_crash_work(work, out_path, timeout_s, max_measures):
+    """Stand-in worker job: kills its process for works under 'crash/'."""
+    if work.corpus_path.startswith("crash/"):
+        os._exit(3)
+    return {"ok": True, "seconds": 0.0}
+
+
+def test_a_dying_worker_fails_only_its_own_work(tmp_path):
+    works = [bc.Work(f"fine/w{i}.abc") for i in range(5)]
+    works.insert(2, bc.Work("crash/x.abc"))
+    jobs = [(w, tmp_path / f"{i}.mid", None) for i, w in enumerate(works)]
+    results = {w.corpus_path: r for w, _, r in
+               bc._run_jobs(jobs, 2, 10, False, job=_exit_on_crash_work)}
+    assert set(results) == {w.corpus_path for w in works}
+    assert not results["crash/x.abc"]["ok"]
+    assert "worker process died" in results["crash/x.abc"]["reason"]
+    assert all(r["ok"] for path, r in results.items() if path != "crash/x.abc")
 
 
 def test_a_work_over_the_time_limit_is_skipped_with_a_reason(monkeypatch, tmp_path):
