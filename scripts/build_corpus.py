@@ -889,8 +889,10 @@ FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth",
 def build_order(works) -> list[Work]:
     """Polyphonic collections first (slowest, most valuable), folk tunes last; within
     each group by stable hash, so an interrupted build has a fair sample of each."""
+    # Salted: heldout_keys() takes the lowest unsalted hashes, so an unsalted order
+    # would build the held-out works first and a partial build would be mostly held out.
     return sorted(works, key=lambda w: (w.collection in FOLK_COLLECTIONS,
-                                        _stable_hash(w.key), w.key))
+                                        _stable_hash("order:" + w.key), w.key))
 
 
 def limit_works(works, limit: int | None = None, folk_fraction: float = 1.0) -> list[Work]:

@@ -226,3 +226,11 @@ def test_limit_and_folk_fraction_are_deterministic_subsets():
     first_folk = next(i for i, w in enumerate(order) if w.collection == "essenFolksong")
     assert all(w.collection == "bach" for w in order[:first_folk])
     assert all(w.collection == "essenFolksong" for w in order[first_folk:])
+
+
+def test_partial_builds_and_trials_are_not_made_of_heldout_works():
+    works = _fake_works({"palestrina": 400})
+    heldout = set(bc.heldout_keys(works))  # the 20 lowest (unsalted) hashes
+    assert len(heldout) == 20
+    assert len(heldout & {w.key for w in bc.build_order(works)[:20]}) <= 5
+    assert len(heldout & {w.key for w in bc.limit_works(works, limit=20)}) <= 5
