@@ -74,6 +74,7 @@ def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, *
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
+        os.chmod(path, 0o644)  # mkstemp makes files private; a checkpoint is an ordinary file
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
