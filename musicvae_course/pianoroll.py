@@ -85,17 +85,18 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.n
     pitch, onset, offset = pitch[keep], onset[keep], offset[keep]
     if n_steps is None:
         n_steps = int(offset.max()) if offset.size else 0
-    roll = np.zeros((N_PITCHES, n_steps), dtype=bool)
-    if pitch.size == 0 or n_steps == 0:
-        return roll
-    # Mark +1 at onsets and -1 at offsets, then a running sum: O(notes + cells)
-    # with no Python loop over notes. Counts keep overlapping notes correct.
-    delta = np.zeros((N_PITCHES, n_steps + 1), dtype=np.int32)
-    rows = pitch - LOWEST_PITCH
-    np.add.at(delta, (rows, np.clip(onset, 0, n_steps)), 1)
-    np.add.at(delta, (rows, np.clip(offset, 0, n_steps)), -1)
-    roll[:] = np.cumsum(delta, axis=1)[:, :n_steps] > 0
-    return roll
+    flat = np.zeros(N_PITCHES * n_steps, dtype=bool)
+    onset = np.maximum(onset, 0)
+    offset = np.minimum(offset, n_steps)
+    inside = offset > onset
+    lengths = (offset - onset)[inside]
+    if lengths.size:
+        # Index every covered cell at once: O(cells on), no loop over notes and
+        # no pass over the whole (mostly silent) grid. Overlaps simply re-set cells.
+        first_cell = ((pitch - LOWEST_PITCH) * n_steps + onset)[inside]
+        position_in_note = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        flat[np.repeat(first_cell, lengths) + position_in_note] = True
+    return flat.reshape(N_PITCHES, n_steps)
 
 
 def load_pretty_midi(midi):
@@ -179,12 +180,17 @@ def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE,
     padded = np.zeros((N_PITCHES, padded_steps), dtype=bool)
     padded[:, :n_steps] = roll
     starts = np.arange(0, padded_steps - length + 1, stride)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=1)[:, starts]
-    windows = np.ascontiguousarray(windows.transpose(1, 0, 2))  # (N, 88, length)
-    onsets = windows.copy()
-    onsets[:, :, 1:] &= ~windows[:, :, :-1]
-    keep = onsets.sum(axis=(1, 2)) >= min_notes
-    return windows[keep]
+    # Count notes per window from per-step onset counts (a cumulative sum), so
+    # only the windows kept are ever copied.
+    onsets = padded.copy()
+    onsets[:, 1:] &= ~padded[:, :-1]
+    onsets_before = np.concatenate([[0], np.cumsum(onsets.sum(axis=0))])
+    notes = onsets_before[starts + length] - onsets_before[starts]
+    later = starts > 0  # a note already sounding at a window's first step counts too
+    notes[later] += (padded[:, starts[later]] & padded[:, starts[later] - 1]).sum(axis=0)
+    kept = starts[notes >= min_notes]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=1)[:, kept]
+    return np.ascontiguousarray(windows.transpose(1, 0, 2))  # (N, 88, length)
 
 
 def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program: int = 0,
