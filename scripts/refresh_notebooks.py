@@ -11,8 +11,9 @@ The course notebooks (``notebooks/*.ipynb``) are stored with outputs only in the
 
 Each notebook runs top to bottom in a fresh kernel started in ``notebooks/`` (as Jupyter and nbval do), with the
 repository root on ``PYTHONPATH`` so an uninstalled checkout works. A cell that raises stops the refresh of that
-notebook and leaves the file as it was. Execution counts, cell execution metadata and saved widget state are
-removed, so a refresh that changes no checked output changes no byte.
+notebook and leaves the file as it was. Execution counts (except those of checked cells, which nbval needs),
+cell execution metadata and saved widget state are removed, so a refresh that changes no checked output changes
+no byte.
 """
 from __future__ import annotations
 
@@ -38,23 +39,35 @@ def is_checked(cell) -> bool:
     return "nbval-check-output" in tags or any(line.strip() == CHECK_MARKER for line in cell.source.split("\n"))
 
 
+def merge_streams(outputs: list) -> list:
+    """Join consecutive stream outputs of the same stream (a print loop gives many), as nbval compares them."""
+    merged = []
+    for output in outputs:
+        if (merged and output.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == output.get("name")):
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
 def clean(nb, keep_outputs: bool = True) -> None:
-    """Drop outputs of unchecked cells (all outputs if not ``keep_outputs``), execution counts and run metadata."""
+    """Keep outputs and execution counts of checked cells only (none if not ``keep_outputs``); drop run metadata.
+
+    nbval refuses a stored output without an execution count ("Unrun reference cell has outputs"), so checked
+    cells keep theirs: with every cell run in order, that is the cell's position among the code cells.
+    """
     nb.metadata.pop("widgets", None)
     nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-        cell.metadata.pop("ExecuteTime", None)
-        cell.metadata.pop("collapsed", None)
-        cell.metadata.pop("scrolled", None)
+        for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
+            cell.metadata.pop(key, None)
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         if not (keep_outputs and is_checked(cell)):
             cell.outputs = []
-        for output in cell.outputs:
-            if "execution_count" in output:
-                output["execution_count"] = None
+            cell.execution_count = None
+        cell.outputs = merge_streams(cell.outputs)
 
 
 def refresh(path: Path, timeout: int = 600, kernel_name: str = "python3") -> float:
