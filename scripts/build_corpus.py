@@ -8,6 +8,9 @@ terms its *encoding* may be used. The compositions are public domain; many of th
 encodings are not free to redistribute, so the full corpus is built locally and
 never committed: only ``data_samples/`` (redistributable encodings) is.
 
+The encodings' terms are in ``corpus_terms.py`` and the shipped samples in
+``corpus_samples.py`` (both beside this file).
+
 Usage (from the repository root)::
 
     /work/venv/bin/python scripts/build_corpus.py --out corpus/ [--workers 2]
@@ -32,14 +35,16 @@ import concurrent.futures as cf
 import copy
 import csv
 import hashlib
-import os
 import re
 import signal
 import sys
 import time
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+
+# Sibling modules: scripts/ is on sys.path when this file runs as a script, and
+# spawned pool workers inherit that path.
+from corpus_terms import encoding_terms, rights_statement
 
 MIDI_TICKS_PER_QUARTER = 480  # music21's default (10,080) makes pretty_midi call files corrupt
 DEFAULT_TIMEOUT_S = 120  # per work; Beethoven movements take 10-79 s to export
@@ -52,170 +57,6 @@ SKIPPED_COLLECTIONS = ("demos", "theoryExercises")  # music21's test fixtures, n
 VOICES_AS_TUNES_COLLECTIONS = ("josquin",)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELDOUT_FILE = REPO_ROOT / "musicvae_course" / "heldout_works.txt"
-
-# ---------------------------------------------------------------------------
-# Terms of the encodings
-# ---------------------------------------------------------------------------
-# music21/corpus/license.txt: the corpus is "distributed with the permission of the
-# encoders ... where permitted under United States copyright law. Some encodings ...
-# may not be used for commercial uses or have other restrictions: please see the
-# licenses embedded in individual compositions or directories". So an encoding is
-# redistributable by us only where its own file or directory grants an open licence.
-# Everything below was read from the installed music21 10.5.1 corpus (file headers,
-# MusicXML <rights>/<credit-words>, directory license.txt files).
-
-#: licence ids that allow us to redistribute a derived MIDI file (with attribution /
-#: share-alike where the licence asks for it).
-REDISTRIBUTABLE_LICENCES = frozenset({
-    "CC0-1.0", "public-domain", "CC-BY", "CC-BY-SA", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
-    "GPL-2.0-or-later",
-})
-
-
-@dataclass(frozen=True)
-class EncodingTerms:
-    """Terms of one encoding: ``licence`` id, who holds it and where we read it."""
-
-    licence: str
-    holder: str
-    evidence: str
-
-    @property
-    def redistributable(self) -> bool:
-        return is_redistributable(self.licence)
-
-
-_UNSTATED = "unstated-permission"  # shipped by permission to music21; no licence to us
-
-#: Terms keyed by corpus directory (first path component).
-COLLECTION_TERMS: dict[str, EncodingTerms] = {
-    "airdsAirs": EncodingTerms(_UNSTATED, "Jack Campin (ABC transcription, 2009)",
-                               "Z: lines in airdsAirs/*.abc; no licence stated"),
-    "bach": EncodingTerms(_UNSTATED, "Margaret Greentree (jsbchorales.net), by permission",
-                          "MusicXML credit 'PDF (c) Margaret Greentree - used by permission'; "
-                          "some files carry no credit; no licence stated"),
-    "beach": EncodingTerms("CC-BY-SA", "Michael Scott Cuthbert (2017)",
-                           "<rights>: engraving CC-SA-BY; work out of copyright (1915)"),
-    "beethoven": EncodingTerms(_UNSTATED, "unnamed (Finale MusicXML); kern by Craig Stuart Sapp",
-                               "no licence stated in files"),
-    "chopin": EncodingTerms(_UNSTATED, "Craig Stuart Sapp (kern, 2005)", "no licence stated"),
-    "ciconia": EncodingTerms("CC-BY-SA-3.0", "Michael Scott Cuthbert (2010)",
-                             "<rights>: freely distributed under a CC-BY-SA 3.0 license"),
-    "corelli": EncodingTerms("CC-BY", "unnamed encoder (2014)",
-                             "<rights>: (c) 2014, Creative Commons License (CC-BY)"),
-    "cpebach": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "demos": EncodingTerms(_UNSTATED, "music21 test files",
-                           "corpus/license.txt: music21 assumes no copyright; none stated"),
-    "essenFolksong": EncodingTerms("non-commercial-permission",
-                                   "Essen (H. Schaffrath, E. Dahlig-Turek); ABC by Seymour Shlien",
-                                   "essenFolksong/license.txt: legal status unclear; permission "
-                                   "for non-commercial distribution and use in music21"),
-    "handel": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "haydn": EncodingTerms(_UNSTATED, "unnamed (MuseScore 2.1 MusicXML)", "no licence stated"),
-    "johnson_j_r": EncodingTerms("CC0-1.0", "Michael Scott Asato Cuthbert",
-                                 "<rights>: Public Domain (Encoding by MSAC: CC0)"),
-    "joplin": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "josquin": EncodingTerms("GPL-2.0-or-later", "Laura E. Conrad (1999)",
-                             "ABC header: GNU GPL version 2 or later"),
-    "leadSheet": EncodingTerms(_UNSTATED, "unnamed", "per-file <rights>, see FILE_TERMS"),
-    "liliuokalani": EncodingTerms("CC0-1.0", "Michael Scott Asato Cuthbert",
-                                  "<rights>: now public domain; encoding by MSAC, CC0"),
-    "luca": EncodingTerms("CC-BY-SA-3.0", "Michael Scott Cuthbert (2010)",
-                          "<rights>: freely distributed under a CC-BY-SA 3.0 license"),
-    "lusitano": EncodingTerms("CC0-1.0", "Michael Scott Asato Cuthbert (2022)",
-                              "<rights>: released as CC0/Public Domain"),
-    "miscFolk": EncodingTerms(_UNSTATED, "Jack Campin (ABC, 2000 and 2007)",
-                              "ABC header comments; no licence stated"),
-    "monteverdi": EncodingTerms(_UNSTATED, "unnamed; two files (c) UT Orpheus Edizioni 2003",
-                                "no licence stated; see FILE_TERMS"),
-    "mozart": EncodingTerms(_UNSTATED, "unnamed (Finale MusicXML)", "no licence stated"),
-    "nottingham-dataset": EncodingTerms(_UNSTATED, "Nottingham Music Database (E. Foxley)",
-                                        "no licence stated"),
-    "oneills1850": EncodingTerms(_UNSTATED, "Norbert Paap (ABC transcription)",
-                                 "Z: lines; no licence stated"),
-    "palestrina": EncodingTerms("proprietary-licence-agreement", "John Miller (2000)",
-                                "kern !!!YEC: Copyright 2000, John Miller; !!!YEM: rights to all "
-                                "derivative electronic formats reserved; licensing agreement"),
-    "ryansMammoth": EncodingTerms(_UNSTATED, "Ray Davies and others (ABC)",
-                                  "Z: Contributed by ...; no licence stated"),
-    "schoenberg": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "schubert": EncodingTerms(_UNSTATED, "unnamed", "<rights>: 'Copyright (c)' with no holder"),
-    "schumann_clara": EncodingTerms(_UNSTATED, "unnamed", "per-file, see FILE_TERMS"),
-    "schumann_robert": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "theoryExercises": EncodingTerms(_UNSTATED, "music21 test files", "no licence stated"),
-    "trecento": EncodingTerms(_UNSTATED, "Michael Scott Cuthbert (transcriptions)",
-                              "no licence stated (some <rights> 'Copyright (c)' with no holder)"),
-    "verdi": EncodingTerms(_UNSTATED, "unnamed", "no licence stated"),
-    "weber": EncodingTerms("public-domain", "Oliver Seely",
-                           "<rights>: Released to Public Domain in 1998"),
-    "webern": EncodingTerms("CC-BY-SA", "Michael Scott Cuthbert (2023)",
-                            "<rights>: work P.D. (Canada, EU), US from 2023; edition CC-BY-SA"),
-}
-
-#: Per-file exceptions to COLLECTION_TERMS, keyed by corpus path.
-FILE_TERMS: dict[str, EncodingTerms] = {
-    **{f"bach/bwv{n}.krn": EncodingTerms(
-        "proprietary-licence-agreement", "CCARH (1994)",
-        "kern !!!YEC: Copyright 1994, CCARH; refer to licensing agreement")
-       for n in (277, 281, 366)},
-    **{f"monteverdi/madrigal.5.{n}.mxl": EncodingTerms(
-        "all-rights-reserved", "UT Orpheus Edizioni (2003)", "<rights>: (c) UT Orpheus 2003")
-       for n in (4, 5)},
-    **{f"schumann_clara/polonaise_op1n{n}.mxl": EncodingTerms(
-        "CC-BY-SA-4.0", "Cypressdome for IMSLP",
-        "credit: typeset by Cypressdome for IMSLP, released under the CC BY-SA 4.0 license")
-       for n in (1, 2, 3, 4)},
-    "leadSheet/fosterBrownHair.mxl": EncodingTerms(
-        "public-domain", "unnamed", "<rights>: Public Domain"),
-    "leadSheet/berlinAlexandersRagtime.mxl": EncodingTerms(
-        "all-rights-reserved", "unnamed", "<rights>: All Rights Reserved"),
-}
-
-_UNKNOWN_TERMS = EncodingTerms("unknown", "unknown", "collection not in COLLECTION_TERMS")
-
-
-def is_redistributable(licence: str) -> bool:
-    """True when an encoding under ``licence`` (an id as used in COLLECTION_TERMS) may be
-    redistributed in this repository; unknown ids are refused (default deny)."""
-    return licence in REDISTRIBUTABLE_LICENCES
-
-
-def encoding_terms(corpus_path: str) -> EncodingTerms:
-    """Terms of the encoding at ``corpus_path`` (e.g. ``'josquin/milleRegrets.abc'``):
-    the per-file entry if any, else its collection's, else ``licence='unknown'``."""
-    corpus_path = corpus_path.replace("\\", "/")
-    if corpus_path in FILE_TERMS:
-        return FILE_TERMS[corpus_path]
-    return COLLECTION_TERMS.get(corpus_path.split("/", 1)[0], _UNKNOWN_TERMS)
-
-
-_RIGHTS_PATTERNS = (
-    re.compile(r"<rights>\s*([^<]*?)\s*</rights>", re.S),
-    re.compile(r"^!!!YEC:\s*(.+)$", re.M),  # kern copyright record
-    re.compile(r"^%\s*(Copyright.+)$", re.M | re.I),  # ABC comment
-)
-
-
-def rights_statement(file_path: Path) -> str:
-    """The encoding's own rights line (MusicXML ``<rights>``, kern ``!!!YEC``, ABC
-    ``% Copyright``), whitespace-collapsed, or ``''`` if the file states none."""
-    try:
-        if file_path.suffix == ".mxl":
-            with zipfile.ZipFile(file_path) as archive:
-                text = "".join(archive.read(name)[:200_000].decode("utf8", "replace")
-                               for name in archive.namelist()
-                               if name.endswith((".xml", ".musicxml"))
-                               and not name.startswith("META-INF"))
-        else:
-            text = file_path.read_bytes()[:200_000].decode("utf8", "replace")
-    except (OSError, zipfile.BadZipFile):
-        return ""
-    for pattern in _RIGHTS_PATTERNS:
-        match = pattern.search(text)
-        if match and match.group(1).strip():
-            return " ".join(match.group(1).split())[:300]
-    return ""
-
 
 # ---------------------------------------------------------------------------
 # Works
@@ -511,6 +352,22 @@ def _manifest_row(work: Work, file: str, split: str, info: dict) -> dict:
     }
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: ask Linux to SIGTERM this worker when its parent dies.
+
+    A build stopped from outside (``timeout``, ``kill``) otherwise leaves its pool
+    workers running as orphans, still exporting. No-op where prctl is unavailable.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_jobs(jobs, workers, timeout_s, progress, job=None):
     """Run ``(work, out_path, max_measures)`` jobs; yield ``(work, out_path, result)``
     for each, in completion order. ``job`` is the worker function (default
@@ -532,7 +389,8 @@ def _run_jobs(jobs, workers, timeout_s, progress, job=None):
             batch, pool_size, pending = pending, workers, []
         finished = set()
         # max_tasks_per_child recycles workers: music21 keeps caches that grow over works
-        with cf.ProcessPoolExecutor(max_workers=pool_size, max_tasks_per_child=200) as pool:
+        with cf.ProcessPoolExecutor(max_workers=pool_size, max_tasks_per_child=200,
+                                    initializer=_die_with_parent) as pool:
             futures = {pool.submit(job, w, str(p), timeout_s, m): i
                        for i, (w, p, m) in enumerate(batch)}
             for future in cf.as_completed(futures):
@@ -607,13 +465,16 @@ def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIME
                 failures_file.flush()
                 summary.failures.append(failure)
                 summary.failed += 1
-    rows.sort(key=lambda r: r["file"])
-    with open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file:
-        writer = csv.DictWriter(manifest_file, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _write_manifest(path: Path, rows, columns=MANIFEST_COLUMNS) -> None:
+    with open(path, "w", newline="", encoding="utf8") as manifest_file:
+        writer = csv.DictWriter(manifest_file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -651,234 +512,13 @@ def retry_failures(out_dir, workers: int = 2, timeout_s: int = 600, heldout=None
                                      "" if work.number is None else work.number,
                                      result["reason"]))
             summary.failed += 1
-    rows.sort(key=lambda r: r["file"])
-    with open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file:
-        writer = csv.DictWriter(manifest_file, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
     with open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file:
         writer = csv.writer(failures_file)
         writer.writerow(["corpus_path", "number", "reason"])
         writer.writerows(summary.failures)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-# ---------------------------------------------------------------------------
-# Shipped samples (data_samples/)
-# ---------------------------------------------------------------------------
-SAMPLE_MAX_MEASURES = 64  # keeps every sample short (<= 64 written bars) and the folder small
-SAMPLE_STYLES = ("chorale", "folk", "renaissance", "keyboard", "strings", "other")
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """One shipped sample: which corpus work, its file name and its style label."""
-
-    corpus_path: str
-    file: str  # name inside data_samples/
-    style: str  # one of SAMPLE_STYLES
-    title: str
-    composer: str
-    number: int | None = None
-    note: str = ""  # scoring, and why this style label where it is a stand-in
-
-
-#: The fixed list of shipped samples. Only encodings whose terms allow redistribution
-#: (see COLLECTION_TERMS/FILE_TERMS): no Bach chorale, folk-tune, keyboard-sonata or
-#: string-quartet encoding in music21's corpus states such terms, so stand-ins are
-#: labelled in ``note``.
-SAMPLE_WORKS: tuple[SampleSpec, ...] = (
-    SampleSpec("johnson_j_r/lift_every_voice.mxl", "johnson_lift_every_voice_hymn.mid",
-               "chorale", "Lift Every Voice and Sing", "J. Rosamond Johnson",
-               note="four-part (SATB) hymn: stand-in for a Bach chorale"),
-    SampleSpec("liliuokalani/aloha_oe.mxl", "liliuokalani_aloha_oe_song.mid", "chorale",
-               "Aloha Oe", "Liliuokalani",
-               note="SATB chorus with solo voice and piano: hymn-like song"),
-    SampleSpec("leadSheet/fosterBrownHair.mxl", "foster_jeanie_with_the_light_brown_hair.mid",
-               "folk", "Jeanie with the Light Brown Hair", "Stephen Foster",
-               note="parlour-song melody (chord symbols dropped): stand-in for a folk tune"),
-    *(SampleSpec(f"josquin/{stem}.abc", f"josquin_{name}.mid", "renaissance", title,
-                 "Josquin des Prez", note="voices (one ABC tune each) merged into one score")
-      for stem, name, title in (
-          ("adieuMesAmours", "adieu_mes_amours", "Adieu mes amours"),
-          ("fortunaDunGranTempo", "fortuna_dun_gran_tempo", "Fortuna d'un gran tempo"),
-          ("laDeplorationDeLaMorteDeJohannesOckeghem", "deploration_sur_la_mort_d_ockeghem",
-           "La deploration de la mort de Johannes Ockeghem"),
-          ("laPlusDesPlus", "la_plus_des_plus", "La plus des plus"),
-          ("milleRegrets", "mille_regretz", "Mille regretz"),
-          ("oVenusBant", "o_venus_bant", "O Venus bant"),
-          ("petiteCamusette", "petite_camusette", "Petite camusette"),
-          ("4vPerIlludAveProlatum", "per_illud_ave_prolatum", "Per illud ave prolatum"))),
-    SampleSpec("lusitano/allor_che_ignuda.mxl", "lusitano_allor_che_ignuda_madrigal.mid",
-               "renaissance", "Allor che ignuda d'herb et fior la terra", "Vicente Lusitano"),
-    SampleSpec("ciconia/quod_jactatur.xml", "ciconia_quod_jactatur.mid", "other",
-               "Quod jactatur", "Johannes Ciconia",
-               note="late-medieval canon (c. 1400); the encoding has its single written line"),
-    SampleSpec("luca/gloria.xml", "luca_gloria.mid", "other", "Gloria", "D. Luca",
-               note="trecento mass movement (14th century)"),
-    *(SampleSpec(f"schumann_clara/polonaise_op1n{n}.mxl",
-                 f"clara_schumann_polonaise_op1_no{n}_piano.mid", "keyboard",
-                 f"Polonaise, Op. 1 No. {n}", "Clara Schumann", note="solo piano")
-      for n in (1, 2, 3, 4)),
-    SampleSpec("corelli/opus3no1/1grave.xml", "corelli_trio_sonata_op3_no1_grave.mid",
-               "strings", "Trio Sonata Op. 3 No. 1: Grave", "Arcangelo Corelli",
-               note="two violins and continuo (organ/violone line)"),
-    SampleSpec("weber/concertino_clarinet.mxl", "weber_clarinet_concertino_op26.mid", "other",
-               "Clarinet Concertino, Op. 26", "Carl Maria von Weber",
-               note="clarinet and piano"),
-    SampleSpec("beach/prayer_of_a_tired_child.musicxml", "beach_prayer_of_a_tired_child.mid",
-               "other", "Prayer of a Tired Child, Op. 75 No. 4", "Amy Beach",
-               note="four treble voices (SSAA) and piano"),
-    SampleSpec("webern/webern_dormi_jesu_op_16_no_2.mxl", "webern_dormi_jesu_op16_no2.mid",
-               "other", "Dormi Jesu, Op. 16 No. 2", "Anton Webern",
-               note="voice and clarinet; twelve-tone canon"),
-)
-
-SAMPLE_MANIFEST_COLUMNS = ("file", "title", "composer", "style", "corpus_path", "number",
-                           "collection", "source_format", "encoding_holder", "licence",
-                           "redistributable", "encoding_rights", "measures_kept", "steps",
-                           "note")
-SAMPLES_COMMAND = "python scripts/build_corpus.py --samples data_samples/"
-
-
-def check_redistributable(corpus_path: str) -> EncodingTerms:
-    """The terms of ``corpus_path``; raises ValueError unless they allow redistribution."""
-    terms = encoding_terms(corpus_path)
-    if not terms.redistributable:
-        raise ValueError(f"{corpus_path}: encoding licence {terms.licence!r} does not allow "
-                         f"redistribution ({terms.evidence})")
-    return terms
-
-
-def build_samples(out_dir, specs=SAMPLE_WORKS, workers: int = 2,
-                  timeout_s: int = DEFAULT_TIMEOUT_S,
-                  max_measures: int = SAMPLE_MAX_MEASURES) -> BuildSummary:
-    """Write the shipped samples: ``out_dir/<spec.file>`` and ``out_dir/manifest.csv``.
-
-    Every spec must name a redistributable encoding (ValueError otherwise, before any
-    work) and a known style. Each piece keeps its first ``max_measures`` measures and
-    must load with ``musicvae_course.pianoroll.midi_to_pianoroll`` into a non-empty
-    roll of at least 32 steps, else it is reported as a failure.
-    """
-    from musicvae_course.pianoroll import SEGMENT_STEPS, midi_to_pianoroll
-
-    start = time.perf_counter()
-    for spec in specs:
-        check_redistributable(spec.corpus_path)
-        if spec.style not in SAMPLE_STYLES:
-            raise ValueError(f"{spec.file}: style {spec.style!r} not in {SAMPLE_STYLES}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_file = {spec.file: spec for spec in specs}
-    jobs = [(Work(spec.corpus_path, spec.number, spec.title, spec.composer),
-             out_dir / spec.file, max_measures) for spec in specs]
-    summary = BuildSummary(tried=len(jobs))
-    rows = []
-    for work, out_path, result in _run_jobs(jobs, workers, timeout_s, progress=False):
-        spec = by_file[out_path.name]
-        if result["ok"]:
-            roll = midi_to_pianoroll(out_path)
-            if roll.shape[1] < SEGMENT_STEPS or not roll.any():
-                result = {"ok": False, "reason": f"roll too short or empty: {roll.shape}"}
-                out_path.unlink()
-        if not result["ok"]:
-            summary.failed += 1
-            summary.failures.append((work.corpus_path, work.number or "", result["reason"]))
-            continue
-        summary.written += 1
-        terms = encoding_terms(work.corpus_path)
-        rows.append({
-            "file": spec.file, "title": spec.title, "composer": spec.composer,
-            "style": spec.style, "corpus_path": work.corpus_path,
-            "number": "" if work.number is None else work.number,
-            "collection": work.collection, "source_format": work.source_format,
-            "encoding_holder": terms.holder, "licence": terms.licence,
-            "redistributable": terms.redistributable,
-            "encoding_rights": rights_statement(corpus_root() / work.corpus_path),
-            "measures_kept": f"first {max_measures}", "steps": roll.shape[1],
-            "note": spec.note,
-        })
-    order = {spec.file: i for i, spec in enumerate(specs)}
-    rows.sort(key=lambda r: order[r["file"]])
-    with open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file:
-        writer = csv.DictWriter(manifest_file, fieldnames=SAMPLE_MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out_dir / "README.md").write_text(samples_readme(rows, max_measures), encoding="utf8")
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
-_LICENCE_NAMES = {
-    "CC0-1.0": "CC0 1.0 (public domain dedication)",
-    "public-domain": "public domain (as stated in the file)",
-    "CC-BY": "CC BY (version not stated)",
-    "CC-BY-SA": "CC BY-SA (version not stated)",
-    "CC-BY-SA-3.0": "CC BY-SA 3.0",
-    "CC-BY-SA-4.0": "CC BY-SA 4.0",
-    "GPL-2.0-or-later": "GNU GPL 2.0 or later",
-}
-
-
-def samples_readme(rows, max_measures: int = SAMPLE_MAX_MEASURES) -> str:
-    """``data_samples/README.md`` text for the manifest ``rows`` (kept in sync by the script)."""
-    def cell(text) -> str:
-        return str(text).replace("|", "/").replace("\n", " ")
-
-    lines = [
-        "# Sample MIDI files",
-        "",
-        f"{len(rows)} short pieces for the notebooks and tests, written by",
-        f"`{SAMPLES_COMMAND}` from music21's bundled corpus (music21 10.5.1):",
-        "each work is parsed with music21, grace notes and chord symbols are removed, repeats",
-        f"are expanded, only the first {max_measures} measures are kept, and the result is",
-        "exported as MIDI (480 ticks per quarter). `manifest.csv` holds the same table,",
-        "machine-readable (`style` is one of " + ", ".join(SAMPLE_STYLES) + ").",
-        "",
-        "## Why these pieces",
-        "",
-        "The compositions are all public domain, but most *encodings* in music21's corpus",
-        "were shipped to music21 by permission, with no licence that lets us pass them on",
-        "(Bach chorales: Margaret Greentree's encodings, no licence; folk-tune collections:",
-        "none stated, Essen is non-commercial only; Palestrina: (c) John Miller with a",
-        "licence agreement; Beethoven, Mozart and Haydn quartets: none stated). Only",
-        "encodings whose own file or directory grants an open licence are used here; see",
-        "`COLLECTION_TERMS` in `scripts/build_corpus.py` for every collection. So some",
-        "styles have stand-ins, named in the `note` column:",
-        "",
-        "* **chorale**: J. Rosamond Johnson's four-part hymn and Liliuokalani's SATB song",
-        "  instead of Bach chorales;",
-        "* **folk**: one song melody (Stephen Foster) instead of a folk-tune collection:",
-        "  no folk collection in the corpus states a redistributable licence;",
-        "* **strings**: one Corelli trio-sonata movement (no string-quartet encoding is",
-        "  redistributable);",
-        "* **keyboard**: Clara Schumann's four Polonaises Op. 1.",
-        "",
-        "## Licences of the encodings",
-        "",
-        "The MIDI files are derived from the encodings and keep their terms: CC BY files",
-        "need attribution (the `encoding_holder` column); CC BY-SA files must be shared",
-        "under the same licence; the Josquin files are derived from Laura E. Conrad's ABC",
-        "transcriptions (1999), GNU GPL 2.0 or later: the source is the ABC in music21's",
-        "corpus (`music21/corpus/josquin/`) and this script. CC0 and public-domain files",
-        "carry no conditions.",
-        "",
-        "## Files",
-        "",
-        "| file | work | composer | style | music21 corpus path | encoding by | licence "
-        "| steps | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(cell(x) for x in (
-            f"`{row['file']}`", row["title"], row["composer"], row["style"],
-            f"`{row['corpus_path']}`", row["encoding_holder"],
-            _LICENCE_NAMES.get(row["licence"], row["licence"]), row["steps"],
-            row["note"])) + " |")
-    lines += ["", "`steps`: length in sixteenth notes as read by "
-              "`musicvae_course.pianoroll.midi_to_pianoroll`.", ""]
-    return "\n".join(lines)
 
 
 #: Collections of single-line folk tunes; everything else is (mostly) polyphonic.
@@ -939,6 +579,8 @@ def main(argv=None) -> int:
         write_heldout(keys, args.write_heldout)
         print(f"held-out list: {len(keys)} works -> {args.write_heldout}")
     if args.samples:
+        from corpus_samples import build_samples  # imports this module: import late
+
         summary = build_samples(args.samples, workers=args.workers, timeout_s=args.timeout)
         print(f"samples: {summary.line()}")
     if args.out and args.retry_failures:

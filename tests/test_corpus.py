@@ -17,6 +17,8 @@ SAMPLES = REPO / "data_samples"
 # so its folder goes on sys.path (spawned workers inherit the parent's sys.path).
 sys.path.insert(0, str(REPO / "scripts"))
 import build_corpus as bc  # noqa: E402
+import corpus_samples as samples  # noqa: E402
+import corpus_terms as terms  # noqa: E402
 
 
 def _sample_rows():
@@ -32,10 +34,10 @@ def test_every_sample_is_listed_with_an_allowed_licence_and_loads():
     assert 20 <= len(rows) <= 60
     assert sum(p.stat().st_size for p in SAMPLES.glob("*.mid")) < 3_000_000
     for row in rows:
-        assert row["licence"] in bc.REDISTRIBUTABLE_LICENCES, row["file"]
+        assert row["licence"] in terms.REDISTRIBUTABLE_LICENCES, row["file"]
         # the licence recorded must be the one the script's table gives that path
-        assert bc.encoding_terms(row["corpus_path"]).licence == row["licence"]
-        assert row["style"] in bc.SAMPLE_STYLES
+        assert terms.encoding_terms(row["corpus_path"]).licence == row["licence"]
+        assert row["style"] in samples.SAMPLE_STYLES
         assert row["composer"] and row["title"]
         roll = midi_to_pianoroll(SAMPLES / row["file"])
         assert roll.shape[0] == 88 and roll.shape[1] >= SEGMENT_STEPS, row["file"]
@@ -64,9 +66,9 @@ def test_samples_readme_lists_every_file():
     "no_such_collection/x.xml",  # unknown: default deny
 ])
 def test_redistributable_rule_rejects_restricted_encodings(path):
-    assert not bc.encoding_terms(path).redistributable
+    assert not terms.encoding_terms(path).redistributable
     with pytest.raises(ValueError, match=path.split("/")[0]):
-        bc.check_redistributable(path)
+        terms.check_redistributable(path)
 
 
 @pytest.mark.parametrize("path", [
@@ -74,20 +76,20 @@ def test_redistributable_rule_rejects_restricted_encodings(path):
     "schumann_clara/polonaise_op1n2.mxl", "lusitano/allor_che_ignuda.mxl",
 ])
 def test_redistributable_rule_accepts_open_encodings(path):
-    assert bc.encoding_terms(path).redistributable
+    assert terms.encoding_terms(path).redistributable
 
 
 def test_is_redistributable_refuses_restrictive_and_unknown_ids():
     for licence in ("non-commercial-permission", "unstated-permission",
                     "proprietary-licence-agreement", "all-rights-reserved", "unknown", ""):
-        assert not bc.is_redistributable(licence)
-    assert bc.is_redistributable("GPL-2.0-or-later")
+        assert not terms.is_redistributable(licence)
+    assert terms.is_redistributable("GPL-2.0-or-later")
 
 
 def test_build_samples_refuses_a_restricted_work_before_writing(tmp_path):
-    spec = bc.SampleSpec("essenFolksong/altdeu10.abc", "essen.mid", "folk", "t", "c", 1)
+    spec = samples.SampleSpec("essenFolksong/altdeu10.abc", "essen.mid", "folk", "t", "c", 1)
     with pytest.raises(ValueError, match="non-commercial"):
-        bc.build_samples(tmp_path, specs=(spec,))
+        samples.build_samples(tmp_path, specs=(spec,))
     assert not any(tmp_path.iterdir())
 
 
@@ -185,6 +187,22 @@ def _exit_on_crash_work(work, out_path, timeout_s, max_measures):
     if work.corpus_path.startswith("crash/"):
         os._exit(3)
     return {"ok": True, "seconds": 0.0}
+
+
+def _parent_death_signal(work, out_path, timeout_s, max_measures):
+    """Stand-in worker job: reports the signal the worker gets when its parent dies."""
+    import ctypes
+
+    value = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(value))  # PR_GET_PDEATHSIG
+    return {"ok": True, "signal": value.value}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
+def test_pool_workers_die_with_their_parent():
+    jobs = [(bc.Work("fine/a.abc"), Path("unused.mid"), None)]
+    (_, _, result), = bc._run_jobs(jobs, 1, 10, False, job=_parent_death_signal)
+    assert result["signal"] == bc.signal.SIGTERM
 
 
 def test_a_dying_worker_fails_only_its_own_work(tmp_path):
