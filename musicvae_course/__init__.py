@@ -37,9 +37,9 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value  # cache: later lookups skip this function
-        return value
+        # Not cached in globals(): the autograder compares this module's
+        # namespace before and after student code, and a cache looks like a change.
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'musicvae_course' has no attribute {name!r}")
 
 
