@@ -109,8 +109,12 @@ def active_units(mu, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, tor
 
 # --- sample statistics (MusPy's, on binary rolls) ---------------------------------
 
-def _numpy_rolls(rolls, threshold: float) -> np.ndarray:
-    """Any roll batch -> ``(N, 88, T)`` bool numpy."""
+def binary_rolls(rolls, threshold: float = 0.5) -> np.ndarray:
+    """Any roll or batch -> ``(N, 88, T)`` bool numpy, on where ``>= threshold``.
+
+    Accepts ``(88, T)``, ``(N, 88, T)`` or ``(N, 1, 88, T)``, tensor or array,
+    bool or probabilities in [0, 1].
+    """
     if hasattr(rolls, "detach"):
         rolls = rolls.detach().cpu().numpy()
     rolls = np.asarray(rolls)
@@ -136,7 +140,7 @@ def _pitch_class_histogram(rolls: np.ndarray) -> np.ndarray:
 
 def pitch_range(rolls, threshold: float = 0.5) -> np.ndarray:
     """Highest minus lowest sounding pitch, semitones, per segment: ``(N,)``; NaN if silent."""
-    used = _numpy_rolls(rolls, threshold).any(-1)  # (N, 88)
+    used = binary_rolls(rolls, threshold).any(-1)  # (N, 88)
     rows = np.arange(used.shape[1])
     high = np.where(used, rows, -1).max(1)
     low = np.where(used, rows, 10**6).min(1)
@@ -145,12 +149,12 @@ def pitch_range(rolls, threshold: float = 0.5) -> np.ndarray:
 
 def n_pitch_classes_used(rolls, threshold: float = 0.5) -> np.ndarray:
     """Distinct pitch classes that sound, 0-12, per segment: ``(N,)``."""
-    return (_pitch_class_histogram(_numpy_rolls(rolls, threshold)) > 0).sum(1).astype(float)
+    return (_pitch_class_histogram(binary_rolls(rolls, threshold)) > 0).sum(1).astype(float)
 
 
 def polyphony(rolls, threshold: float = 0.5) -> np.ndarray:
     """Mean pitches on per step, over steps where any pitch is on: ``(N,)``; NaN if silent."""
-    per_step = _numpy_rolls(rolls, threshold).sum(1)  # (N, T)
+    per_step = binary_rolls(rolls, threshold).sum(1)  # (N, T)
     sounding = (per_step > 0).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sounding > 0, per_step.sum(1) / sounding, np.nan)
@@ -158,7 +162,7 @@ def polyphony(rolls, threshold: float = 0.5) -> np.ndarray:
 
 def pitch_class_entropy(rolls, threshold: float = 0.5) -> np.ndarray:
     """Shannon entropy (bits, 0 to log2 12 = 3.58) of the notes' pitch classes: ``(N,)``; NaN if no note."""
-    histogram = _pitch_class_histogram(_numpy_rolls(rolls, threshold))
+    histogram = _pitch_class_histogram(binary_rolls(rolls, threshold))
     total = histogram.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = histogram / total
@@ -168,7 +172,7 @@ def pitch_class_entropy(rolls, threshold: float = 0.5) -> np.ndarray:
 
 def scale_consistency(rolls, threshold: float = 0.5) -> np.ndarray:
     """Largest share of notes inside one major or minor scale, in [0, 1]: ``(N,)``; NaN if no note."""
-    histogram = _pitch_class_histogram(_numpy_rolls(rolls, threshold))
+    histogram = _pitch_class_histogram(binary_rolls(rolls, threshold))
     total = histogram.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, (histogram @ _SCALES.T).max(1) / total, np.nan)
@@ -179,7 +183,7 @@ def empty_beat_rate(rolls, threshold: float = 0.5, steps_per_beat: int = STEPS_P
 
     (pypianoroll's function of this name returns the non-empty rate.)
     """
-    rolls = _numpy_rolls(rolls, threshold)
+    rolls = binary_rolls(rolls, threshold)
     if rolls.shape[-1] % steps_per_beat:
         raise ValueError(f"roll length {rolls.shape[-1]} is not a whole number of "
                          f"{steps_per_beat}-step beats")
@@ -199,7 +203,7 @@ def groove_consistency(rolls, threshold: float = 0.5, steps_per_bar: int = STEPS
     whatever they are: salu133445/muspy#73.) A 2-bar segment has one pair;
     NaN when no pair has an onset.
     """
-    starts = onsets(torch.from_numpy(_numpy_rolls(rolls, threshold))).numpy()
+    starts = onsets(torch.from_numpy(binary_rolls(rolls, threshold))).numpy()
     if starts.shape[-1] % steps_per_bar:
         raise ValueError(f"roll length {starts.shape[-1]} is not a whole number of "
                          f"{steps_per_bar}-step bars")
@@ -237,7 +241,7 @@ def sample_statistics(rolls, threshold: float = 0.5) -> dict:
 
     Taught in ``notebooks/04_generation.ipynb``.
     """
-    rolls = _numpy_rolls(rolls, threshold)
+    rolls = binary_rolls(rolls, threshold)
     non_empty = rolls.any(axis=(1, 2))
     result = {"n_segments": int(len(rolls)),
               "empty_fraction": float(1.0 - non_empty.mean()) if len(rolls) else math.nan,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from . import audio, plots
+from .metrics import binary_rolls
 from .pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS
 from .seeding import DEFAULT_SEED
 
@@ -231,17 +232,6 @@ def principal_directions(model, data, k: int = 8, batch_size: int = 256) -> Prin
     return PrincipalDirections(directions.float(), stds.float(), centre.float())
 
 
-def _numpy_rolls(rolls) -> np.ndarray:
-    """Any roll or batch shape -> ``(N, 88, T)`` bool (probabilities at 0.5)."""
-    if torch.is_tensor(rolls):
-        rolls = rolls.detach().cpu().numpy()
-    array = np.asarray(rolls)
-    if array.ndim < 2 or array.shape[-2] != N_PITCHES:
-        raise ValueError(f"rolls must end in (88, T), got shape {array.shape}")
-    array = array.reshape(-1, N_PITCHES, array.shape[-1])
-    return array if array.dtype == bool else array >= 0.5
-
-
 def note_density(rolls) -> np.ndarray:
     """Fraction of cells that are on, per roll.
 
@@ -252,7 +242,7 @@ def note_density(rolls) -> np.ndarray:
     Returns:
         ``(N,)`` float64 in [0, 1] (``N = 1`` for a single roll).
     """
-    on = _numpy_rolls(rolls)
+    on = binary_rolls(rolls)
     return on.mean(axis=(1, 2))
 
 
@@ -264,7 +254,7 @@ def mean_pitch(rolls) -> np.ndarray:
     Returns:
         ``(N,)`` float64 MIDI pitches in [21, 108], or NaN.
     """
-    on = _numpy_rolls(rolls)
+    on = binary_rolls(rolls)
     weights = on.sum(axis=2)  # (N, 88): steps each pitch is on
     pitches = LOWEST_PITCH + np.arange(N_PITCHES)
     total = weights.sum(axis=1)
