@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test setup student-versions clean-venv
+.PHONY: lab lint test setup student-versions clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ setup: $(BIN)/.installed
 lab: $(BIN)/.installed
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(BIN)/.installed
+# The house style (ruff: lint + format) and the package's layers (import-linter) are part of the tests.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 student-versions: $(BIN)/.installed

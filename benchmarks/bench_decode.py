@@ -6,14 +6,15 @@ pinned: on a busy 2-core machine two torch threads ran 3-15x slower than one.
 
     python benchmarks/bench_decode.py [--threads 1] [--repeats 200]
 """
+
 import argparse
 import statistics
 import time
 
 import torch
 
-from musicvae_course.model import MusicVAE
-from musicvae_course.seeding import seed_everything
+from musicvae_course.core.model import MusicVAE
+from musicvae_course.core.seeding import seed_everything
 
 TARGET_ONE_MS = 5.0
 

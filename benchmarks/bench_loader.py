@@ -12,6 +12,7 @@ Default files: data_samples/ plus a music21 corpus generated into
 measure on other music; LMD files are larger than folk tunes, so the LMD
 figure from the default corpus is optimistic.
 """
+
 import os
 
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -27,9 +28,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from musicvae_course import midi_fast  # noqa: E402
-from musicvae_course.corpus_cache import read_file, read_files  # noqa: E402
-from musicvae_course.data import list_midi_files  # noqa: E402
+from musicvae_course.core import midi_fast  # noqa: E402
+from musicvae_course.core.data import list_midi_files  # noqa: E402
+from musicvae_course.core.segment_cache import read_file, read_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LMD_FULL_FILES = 178_561  # files in lmd_full.tar.gz (Raffel 2016)
@@ -88,39 +89,57 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    paths = list_midi_files(args.folders) if args.folders else (
-        list_midi_files(ROOT / "data_samples") + generated_corpus(args.corpus_dir, args.n_folk))
+    paths = (
+        list_midi_files(args.folders)
+        if args.folders
+        else (list_midi_files(ROOT / "data_samples") + generated_corpus(args.corpus_dir, args.n_folk))
+    )
     mean_kb = statistics.fmean(p.stat().st_size for p in paths) / 1024
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{len(paths)} files, mean {mean_kb:.1f} KB | torch threads={torch.get_num_threads()}, "
-          f"OMP/MKL threads=1, cores={cores}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(paths)} files, mean {mean_kb:.1f} KB | torch threads={torch.get_num_threads()}, "
+        f"OMP/MKL threads=1, cores={cores}, load average {os.getloadavg()[0]:.1f}"
+    )
 
     for p in paths:  # warm the OS file cache so neither path pays for the disk
         p.read_bytes()
     read_file(str(paths[0]), 3600.0, "fast"), read_file(str(paths[0]), 3600.0, "reference")  # imports
     wall, cpu, results = time_single(paths, args.repeats)
     fallbacks = sum(results["fast", i]["fallback"] for i in range(len(paths)))
-    same = sum(results["fast", i]["reason"] == results["reference", i]["reason"]
-               and np.array_equal(results["fast", i].get("packed"), results["reference", i].get("packed"))
-               for i in range(len(paths)))
-    print(f"same segments (or same skip reason) from both paths: {same}/{len(paths)} files; "
-          f"the fast path sent {fallbacks} to the reference (overlapping notes)")
+    same = sum(
+        results["fast", i]["reason"] == results["reference", i]["reason"]
+        and np.array_equal(results["fast", i].get("packed"), results["reference", i].get("packed"))
+        for i in range(len(paths))
+    )
+    print(
+        f"same segments (or same skip reason) from both paths: {same}/{len(paths)} files; "
+        f"the fast path sent {fallbacks} to the reference (overlapping notes)"
+    )
     sizes = np.array([p.stat().st_size for p in paths])
     for label, chosen in [("all files", sizes >= 0), ("files <= 2 KB", sizes <= 2048), ("files > 2 KB", sizes > 2048)]:
         if not chosen.any():
             continue
-        rates = {clock: {r: chosen.sum() / np.sum(np.array(times[r])[chosen]) for r in times}
-                 for clock, times in (("wall", wall), ("CPU", cpu))}
-        print(f"1 process, {label} ({chosen.sum()}): " + " | ".join(
-            f"{clock}: fast {rate['fast']:6.0f} files/s, reference {rate['reference']:5.0f} files/s, "
-            f"ratio {rate['fast'] / rate['reference']:.1f}x" for clock, rate in rates.items())
-            + f" (target {TARGET_RATIO:.0f}x)")
+        rates = {
+            clock: {r: chosen.sum() / np.sum(np.array(times[r])[chosen]) for r in times}
+            for clock, times in (("wall", wall), ("CPU", cpu))
+        }
+        print(
+            f"1 process, {label} ({chosen.sum()}): "
+            + " | ".join(
+                f"{clock}: fast {rate['fast']:6.0f} files/s, reference {rate['reference']:5.0f} files/s, "
+                f"ratio {rate['fast'] / rate['reference']:.1f}x"
+                for clock, rate in rates.items()
+            )
+            + f" (target {TARGET_RATIO:.0f}x)"
+        )
     # Where the time goes: bytes -> roll only, without the work both paths share
     # (file I/O, hashing, pianoroll.segments, packing).
     datas = [p.read_bytes() for p in paths]
     roll_cpu = {}
-    for reader, read in (("fast", lambda d: midi_fast.read_pianoroll(d, 3600.0)),
-                         ("reference", lambda d: midi_fast.read_pianoroll_reference(d, 3600.0))):
+    for reader, read in (
+        ("fast", lambda d: midi_fast.read_pianoroll(d, 3600.0)),
+        ("reference", lambda d: midi_fast.read_pianoroll_reference(d, 3600.0)),
+    ):
         began = time.process_time()
         for data in datas:
             try:
@@ -129,21 +148,27 @@ def main():
                 pass
         roll_cpu[reader] = (time.process_time() - began) / len(datas)
     shared = sum(cpu["fast"]) / len(paths) - roll_cpu["fast"]
-    print(f"CPU per file, bytes -> roll only: fast {roll_cpu['fast'] * 1e6:.0f} us, reference "
-          f"{roll_cpu['reference'] * 1e6:.0f} us, ratio {roll_cpu['reference'] / roll_cpu['fast']:.1f}x; "
-          f"work both paths share (I/O, hash, segments, packing): about {shared * 1e6:.0f} us")
+    print(
+        f"CPU per file, bytes -> roll only: fast {roll_cpu['fast'] * 1e6:.0f} us, reference "
+        f"{roll_cpu['reference'] * 1e6:.0f} us, ratio {roll_cpu['reference'] / roll_cpu['fast']:.1f}x; "
+        f"work both paths share (I/O, hash, segments, packing): about {shared * 1e6:.0f} us"
+    )
     fast_rate = len(paths) / sum(wall["fast"])
     reference_rate = len(paths) / sum(wall["reference"])
 
     pool_fast = len(paths) / time_pool(paths, "fast", cores)
     pool_reference = len(paths) / time_pool(paths, "reference", cores)
-    print(f"{cores} processes: fast {pool_fast:8.0f} files/s | reference {pool_reference:6.0f} files/s | "
-          f"fast/reference = {pool_fast / pool_reference:.1f}x (pool start-up included)")
+    print(
+        f"{cores} processes: fast {pool_fast:8.0f} files/s | reference {pool_reference:6.0f} files/s | "
+        f"fast/reference = {pool_fast / pool_reference:.1f}x (pool start-up included)"
+    )
 
     best = max(pool_fast, fast_rate)
-    print(f"LMD-full ({LMD_FULL_FILES:,} files) at {best:.0f} files/s: {LMD_FULL_FILES / best / 60:.1f} min "
-          f"(reference: {LMD_FULL_FILES / max(pool_reference, reference_rate) / 3600:.1f} h); "
-          f"files here average {mean_kb:.1f} KB; LMD's are larger, so expect longer")
+    print(
+        f"LMD-full ({LMD_FULL_FILES:,} files) at {best:.0f} files/s: {LMD_FULL_FILES / best / 60:.1f} min "
+        f"(reference: {LMD_FULL_FILES / max(pool_reference, reference_rate) / 3600:.1f} h); "
+        f"files here average {mean_kb:.1f} KB; LMD's are larger, so expect longer"
+    )
 
 
 if __name__ == "__main__":

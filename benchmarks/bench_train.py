@@ -18,6 +18,7 @@ this process (``time.process_time``): with one thread that is what the code
 costs, whatever other processes do to the wall clock. Under 2 minutes on an
 H100/H200.
 """
+
 import argparse
 import contextlib
 import tempfile
@@ -26,9 +27,9 @@ import time
 import numpy as np
 import torch
 
-from musicvae_course.data import PianoRollDataset
-from musicvae_course.model import MusicVAE, vae_loss
-from musicvae_course.seeding import seed_everything
+from musicvae_course.core.data import PianoRollDataset
+from musicvae_course.core.model import MusicVAE, vae_loss
+from musicvae_course.core.seeding import seed_everything
 from musicvae_course.train import fit
 
 TARGET_RATIO = 0.9
@@ -47,10 +48,8 @@ def synthetic_segments(n: int, seed: int = 0) -> np.ndarray:
 
 def bare_step_rate(model, x, steps, amp_dtype):
     """Samples/s of forward + loss + backward + clip + Adam on one prepared batch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3,
-                                 fused=x.device.type == "cuda" or None)  # as fit makes it
-    autocast = (torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype
-                else contextlib.nullcontext())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=x.device.type == "cuda" or None)  # as fit makes it
+    autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     model.train()
 
     def step():
@@ -74,8 +73,17 @@ def fit_rate(model, train, val, batch_size, device, with_files, threads):
     """Samples/s of one ``fit`` epoch, clocked around the whole call."""
     with tempfile.TemporaryDirectory() as out_dir:
         with Clock(device) as clock:
-            fit(model, train, val, epochs=1, batch_size=batch_size, device=device,
-                threads=threads, out_dir=out_dir if with_files else None, progress=False)
+            fit(
+                model,
+                train,
+                val,
+                epochs=1,
+                batch_size=batch_size,
+                device=device,
+                threads=threads,
+                out_dir=out_dir if with_files else None,
+                progress=False,
+            )
         return clock.rates(len(train))
 
 
@@ -122,10 +130,12 @@ def compare(label, device, batch_size, n_segments, repeats, amp_dtype, threads):
         best = max(rate[column] for rate in bare)
         fit_loop = max(rate[column] for rate in loop)
         fit_all = max(rate[column] for rate in end_to_end)
-        print(f"{label} batch {batch_size}, {unit}: bare step {best:,.0f} | "
-              f"fit loop {fit_loop:,.0f} ({fit_loop / best:.2f}x) | "
-              f"fit end to end {fit_all:,.0f} ({fit_all / best:.2f}x) | "
-              f"target >= {TARGET_RATIO:.2f}x")
+        print(
+            f"{label} batch {batch_size}, {unit}: bare step {best:,.0f} | "
+            f"fit loop {fit_loop:,.0f} ({fit_loop / best:.2f}x) | "
+            f"fit end to end {fit_all:,.0f} ({fit_all / best:.2f}x) | "
+            f"target >= {TARGET_RATIO:.2f}x"
+        )
 
 
 def main():
@@ -138,14 +148,12 @@ def main():
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, CPU threads={torch.get_num_threads()}")
     if not args.no_cpu:
-        compare("cpu fp32", torch.device("cpu"), 256, args.segments, args.repeats, None,
-                args.threads)
+        compare("cpu fp32", torch.device("cpu"), 256, args.segments, args.repeats, None, args.threads)
     if torch.cuda.is_available():
         device = torch.device("cuda")
         print(f"GPU: {torch.cuda.get_device_name(device)}")
         for batch_size, n_segments in ((256, 256 * 100), (4096, 4096 * 40)):
-            compare("cuda bf16", device, batch_size, n_segments, args.repeats,
-                    torch.bfloat16, args.threads)
+            compare("cuda bf16", device, batch_size, n_segments, args.repeats, torch.bfloat16, args.threads)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run: ``PYTHONPATH=. python benchmarks/bench_widgets.py [--changes 40] [--threads 1]``
 
-Kit: what a slider move in ``musicvae_course.widgets`` costs, through the same
+Kit: what a slider move in ``musicvae_course.ui.widgets`` costs, through the same
 functions: ``interpolation_frame`` (decode) + ``PianoRollView.update`` +
 ``to_png`` (blitted Agg figure). Reference: the same decode, then a figure
 built from scratch with ``visualize_pianoroll`` and ``savefig`` (what a naive
@@ -19,6 +19,7 @@ Decoding and drawing cost the same whatever the weights, but the audio clip's
 cost grows with the number of notes, and a raw random decoder turns on
 nearly every cell (88-note chords).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from musicvae_course import audio, plots, widgets  # noqa: E402
-from musicvae_course.model import MusicVAE  # noqa: E402
-from musicvae_course.seeding import seed_everything  # noqa: E402
+from musicvae_course.core.model import MusicVAE  # noqa: E402
+from musicvae_course.core.seeding import seed_everything  # noqa: E402
+from musicvae_course.ui import audio, plots, widgets  # noqa: E402
 
 TARGET_MS = 100.0
 DATA_DENSITY = 0.025  #: share of cells on in real 2-bar segments
@@ -49,7 +50,7 @@ def _stats(seconds) -> tuple[float, float]:
 
 def _model() -> tuple[MusicVAE, str]:
     """The bundled model if present, else a random one with a realistic note density."""
-    from musicvae_course import checkpoint
+    from musicvae_course.core import checkpoint
 
     if checkpoint.BUNDLED_CHECKPOINT.is_file():
         return checkpoint.load_pretrained(device="cpu").eval(), str(checkpoint.BUNDLED_CHECKPOINT)
@@ -58,9 +59,11 @@ def _model() -> tuple[MusicVAE, str]:
     with torch.no_grad():
         logits = model.decode_logits(torch.randn(64, model.latent_dim, generator=generator))
         model.decoder[-1].bias -= torch.quantile(logits.flatten(), 1 - DATA_DENSITY)
-        density = (model.decode(torch.randn(64, model.latent_dim, generator=generator)) >= 0.5)
-    return model, (f"random weights (seeded), output bias shifted: {density.float().mean():.1%} "
-                   "of cells on (no bundled checkpoint yet)")
+        density = model.decode(torch.randn(64, model.latent_dim, generator=generator)) >= 0.5
+    return model, (
+        f"random weights (seeded), output bias shifted: {density.float().mean():.1%} "
+        "of cells on (no bundled checkpoint yet)"
+    )
 
 
 def main() -> None:
@@ -69,8 +72,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (pinned)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch threads: {torch.get_num_threads()} (pinned), matplotlib backend: "
-          f"{matplotlib.get_backend()}, changes timed: {args.changes}")
+    print(
+        f"torch threads: {torch.get_num_threads()} (pinned), matplotlib backend: "
+        f"{matplotlib.get_backend()}, changes timed: {args.changes}"
+    )
 
     model, source = _model()
     print(f"model: {source}")
@@ -85,8 +90,7 @@ def main() -> None:
         return view.to_png()
 
     def reference(t):
-        fig = plots.visualize_pianoroll(widgets.interpolation_frame(model, z1, z2, t),
-                                        figsize=(6.0, 3.2))
+        fig = plots.visualize_pianoroll(widgets.interpolation_frame(model, z1, z2, t), figsize=(6.0, 3.2))
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         plt.close(fig)
@@ -101,8 +105,7 @@ def main() -> None:
         forced._audio_key = None  # worst case: the notes changed, the clip is rendered
         forced.show(widgets.interpolation_frame(model, z1, z2, t))
 
-    paths = {"kit": kit, "reference": reference, "kit + audio": kit_with_audio,
-             "kit + new audio": kit_with_new_audio}
+    paths = {"kit": kit, "reference": reference, "kit + audio": kit_with_audio, "kit + new audio": kit_with_new_audio}
     timings = {name: [] for name in paths}
     for path in paths.values():  # warm-up: first draws lay out and cache
         for t in positions[:3]:
@@ -129,8 +132,7 @@ def main() -> None:
     for name, median in (("kit + audio", full_median), ("kit + new audio", worst_median)):
         verdict = "meets" if median <= TARGET_MS else "MISSES"
         print(f"        {name} median <= {TARGET_MS:.0f} ms -> {verdict} ({median:.1f} ms)")
-    print(f"machine load average (1 min) during the run: {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+    print(f"machine load average (1 min) during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     frame = widgets.interpolation_frame(model, z1, z2, 0.5)
     roll = np.zeros_like(frame, dtype=bool)  # a fixed 2-bar test clip, 4-note chords

@@ -11,6 +11,7 @@ card's original, or a path. (Training has its own command:
 ``python -m musicvae_course.train``.) The notebooks teach the same steps:
 ``02_latent_space_with_widgets.ipynb`` and ``04_generation.ipynb``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .pianoroll import SEGMENT_STEPS
-from .seeding import DEFAULT_SEED
+from .core.pianoroll import SEGMENT_STEPS
+from .core.seeding import DEFAULT_SEED
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m musicvae_course",
-                                     description="Sample, interpolate or reconstruct with the VAE.")
+    parser = argparse.ArgumentParser(
+        prog="python -m musicvae_course", description="Sample, interpolate or reconstruct with the VAE."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     sample = commands.add_parser("sample", help="decode z ~ N(0, T^2 I)")
     sample.add_argument("-n", type=int, default=8, help="how many 2-bar samples")
@@ -41,14 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate = commands.add_parser("interpolate", help="decode a path between two segments")
     interpolate.add_argument("--from", dest="start", help="MIDI file (default: a prior sample)")
     interpolate.add_argument("--to", dest="end", help="MIDI file (default: a prior sample)")
-    interpolate.add_argument("--segment", type=int, default=0,
-                             help="which 2-bar segment of each file (counted in bars)")
+    interpolate.add_argument(
+        "--segment", type=int, default=0, help="which 2-bar segment of each file (counted in bars)"
+    )
     interpolate.add_argument("--steps", type=int, default=8)
     interpolate.add_argument("--method", choices=("linear", "slerp"), default="slerp")
     reconstruct = commands.add_parser("reconstruct", help="encode and decode a MIDI file")
     reconstruct.add_argument("midi", help="MIDI file")
-    reconstruct.add_argument("--max-segments", type=int, default=16,
-                             help="2-bar windows to reconstruct from the start (default 16)")
+    reconstruct.add_argument(
+        "--max-segments", type=int, default=16, help="2-bar windows to reconstruct from the start (default 16)"
+    )
     for command in (sample, interpolate, reconstruct):
         _common(command)
     return parser
@@ -56,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _segment_of(path: str, bar: int) -> np.ndarray:
     """The 2-bar window starting at ``bar`` of a MIDI file: ``(88, 32)`` bool."""
-    from .pianoroll import midi_to_pianoroll, segments
+    from .core.pianoroll import midi_to_pianoroll, segments
 
     windows = segments(midi_to_pianoroll(path), min_notes=0)
     if not 0 <= bar < len(windows):
@@ -66,7 +70,7 @@ def _segment_of(path: str, bar: int) -> np.ndarray:
 
 def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str) -> list[Path]:
     """Each roll ``(88, 32)`` as MIDI, all of them in a row as ``<picture>.mid``, a PNG grid."""
-    from .plots import plot_pianoroll_grid
+    from .ui.plots import plot_pianoroll_grid
 
     written = [_midi(roll, out / f"{name}.mid", args) for roll, name in zip(rolls, names)]
     written.append(_midi(np.concatenate(list(rolls), axis=-1), out / f"{picture}.mid", args))
@@ -74,7 +78,7 @@ def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str) -
 
 
 def _midi(roll: np.ndarray, path: Path, args) -> Path:
-    from .pianoroll import pianoroll_to_midi
+    from .core.pianoroll import pianoroll_to_midi
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm, path=path)
@@ -94,8 +98,8 @@ def main(argv=None) -> int:
     import torch
 
     matplotlib.use("Agg")  # files only: no window, works without a display
-    from .checkpoint import load_pretrained
-    from .devices import choose_device
+    from .core.checkpoint import load_pretrained
+    from .core.devices import choose_device
 
     device = choose_device(args.device)
     model = load_pretrained(args.checkpoint, device=device)
@@ -116,8 +120,7 @@ def main(argv=None) -> int:
                     ends.append(model.encode(x[None, None].to(device))[0])  # z = mu
             rolls = model.interpolate(*ends, steps=args.steps, method=args.method)
             rolls = rolls.squeeze(1).cpu().numpy()
-            written = _write(rolls, [f"step_{i:02d}" for i in range(args.steps)], out, args,
-                             "interpolation")
+            written = _write(rolls, [f"step_{i:02d}" for i in range(args.steps)], out, args, "interpolation")
         else:
             written = _reconstruct(model, args, out)
     for path in written:
@@ -129,24 +132,27 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
     import torch
 
-    from .metrics import frame_scores, onset_scores
-    from .pianoroll import midi_to_pianoroll, segments
-    from .plots import compare_pianorolls
+    from .core.metrics import frame_scores, onset_scores
+    from .core.pianoroll import midi_to_pianoroll, segments
+    from .ui.plots import compare_pianorolls
 
     windows = segments(midi_to_pianoroll(args.midi), stride=SEGMENT_STEPS, min_notes=0)
-    windows = windows[:args.max_segments]
+    windows = windows[: args.max_segments]
     x = torch.as_tensor(windows, dtype=torch.float32).unsqueeze(1).to(model.device)
     probabilities = model(x)[0].squeeze(1).cpu().numpy()
     frame = frame_scores(probabilities, windows, args.threshold)
     onset = onset_scores(probabilities, windows, args.threshold)
-    print(f"{args.midi}: {len(windows)} segments; frame F1 {frame['f1']:.3f}, "
-          f"onset F1 {onset['f1']:.3f}")
+    print(f"{args.midi}: {len(windows)} segments; frame F1 {frame['f1']:.3f}, onset F1 {onset['f1']:.3f}")
     original, reconstruction = (np.concatenate(list(r), axis=-1) for r in (windows, probabilities))
     shown = SEGMENT_STEPS * 4  # the picture shows the first 8 bars
-    return [_midi(original, out / "original.mid", args),
-            _midi(reconstruction, out / "reconstruction.mid", args),
-            _png(compare_pianorolls(original[:, :shown], reconstruction[:, :shown],
-                                    threshold=args.threshold), out / "reconstruction.png")]
+    return [
+        _midi(original, out / "original.mid", args),
+        _midi(reconstruction, out / "reconstruction.mid", args),
+        _png(
+            compare_pianorolls(original[:, :shown], reconstruction[:, :shown], threshold=args.threshold),
+            out / "reconstruction.png",
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Three steps (the middle one is the long one; run it on a GPU if you have one)::
     python scripts/make_bundled_model.py finish --run runs/bundled --corpus corpus/
 
 ``prepare`` reads the corpus with the kit's own loader (``data.build_dataset``)
-and keeps the held-out works (``musicvae_course/heldout_works.txt``, marked
+and keeps the held-out works (``musicvae_course/corpus/heldout_works.txt``, marked
 ``heldout`` in the manifest) out of training entirely. ``finish`` copies the
 best checkpoint into the package in the card's format (weights and config
 only), records its SHA-256, and evaluates it on the held-out works: frame and
@@ -18,6 +18,7 @@ onset F1, ELBO, active units, and sample statistics against the data's. The
 figures go to ``musicvae_course/pretrained/heldout_metrics.json`` for
 ``MODEL_CARD.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicvae_course.core import checkpoint, data, metrics
+from musicvae_course.core.seeding import DEFAULT_SEED
 
-from musicvae_course import checkpoint, data, metrics  # noqa: E402
-from musicvae_course.seeding import DEFAULT_SEED  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 N_SAMPLES = 4096  #: prior samples and data segments compared for the statistics
 TEMPERATURES = (1.0, 0.7)
@@ -62,8 +62,10 @@ def prepare(corpora: list[Path], workers: int | None) -> None:
         ds = data.build_dataset(paths, cache_dir=out_dir / f"cache-{split}", workers=workers)
         out = ds.save_npz(out_dir / f"{split}.npz")
         n_files = len(np.unique(ds.file_ids))
-        print(f"{split}: {n_files:,} files -> {len(ds):,} segments -> {out} "
-              f"({out.stat().st_size / 1e6:.1f} MB); skipped {len(ds.report.skipped)}")
+        print(
+            f"{split}: {n_files:,} files -> {len(ds):,} segments -> {out} "
+            f"({out.stat().st_size / 1e6:.1f} MB); skipped {len(ds.report.skipped)}"
+        )
 
 
 def export(source: Path, target: Path) -> None:
@@ -94,16 +96,16 @@ def finish(run: Path, corpus: Path) -> None:
     data_rolls = heldout.subset(pick.numpy()).segments
     statistics = {"data": metrics.sample_statistics(data_rolls)}
     for temperature in TEMPERATURES:
-        samples = model.sample(N_SAMPLES, temperature=temperature,
-                               generator=torch.Generator().manual_seed(DEFAULT_SEED))
+        samples = model.sample(
+            N_SAMPLES, temperature=temperature, generator=torch.Generator().manual_seed(DEFAULT_SEED)
+        )
         statistics[f"prior_T{temperature}"] = metrics.sample_statistics(samples)
     history = json.loads((run / "history.json").read_text())
     summary = {
         "heldout_files": int(len(np.unique(heldout.file_ids))),
         "heldout_segments": len(heldout),
         "metrics": {k: float(v) for k, v in table.items()},
-        "sample_statistics": {name: {k: float(v) for k, v in stats.items()}
-                              for name, stats in statistics.items()},
+        "sample_statistics": {name: {k: float(v) for k, v in stats.items()} for name, stats in statistics.items()},
         "epochs": len(history),
         "training_samples": int(sum(row["samples"] for row in history)),
         "training_seconds": float(sum(row["seconds"] for row in history)),

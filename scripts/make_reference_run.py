@@ -10,6 +10,7 @@ data change::
 
     python scripts/make_reference_run.py          # about 3 minutes of training on one CPU thread
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ def main() -> int:
     WRITTEN.unlink(missing_ok=True)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     started = time.perf_counter()
-    NotebookClient(nb, timeout=1200, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     if not WRITTEN.is_file():
         print(f"the notebook ran but wrote no {WRITTEN}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ notebook and leaves the file as it was. Execution counts (except those of checke
 cell execution metadata and saved widget state are removed, so a refresh that changes no checked output changes
 no byte.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,12 @@ def merge_streams(outputs: list) -> list:
     """Join consecutive stream outputs of the same stream (a print loop gives many), as nbval compares them."""
     merged = []
     for output in outputs:
-        if (merged and output.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
-                and merged[-1].get("name") == output.get("name")):
+        if (
+            merged
+            and output.get("output_type") == "stream"
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1].get("name") == output.get("name")
+        ):
             merged[-1]["text"] += output["text"]
         else:
             merged.append(output)
@@ -73,8 +78,9 @@ def clean(nb, keep_outputs: bool = True) -> None:
 def refresh(path: Path, timeout: int = 600, kernel_name: str = "python3") -> float:
     """Execute ``path`` in its folder and write it back with only the checked outputs; returns seconds taken."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel_name, resources={"metadata": {"path": str(path.parent)}}
+    )
     started = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - started
@@ -86,8 +92,9 @@ def refresh(path: Path, timeout: int = 600, kernel_name: str = "python3") -> flo
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to refresh (default: every notebooks/*.ipynb)")
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to refresh (default: every notebooks/*.ipynb)"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     args = parser.parse_args(argv)

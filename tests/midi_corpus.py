@@ -11,6 +11,7 @@ CI starts from a clean clone with no MIDI corpus, so we make one:
   between note-on and note-off on one tick;
 * bad files, one per kind the loader must skip.
 """
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,9 @@ import numpy as np
 ESSEN_BOOKS = ["altdeu10", "ballad10", "boehme10", "erk10", "han1", "kinder0", "lux", "zuccal0"]
 
 
-def make_music21_corpus(folder, n_folk: int = 200, n_chorales: int = 12,
-                        workers: int = 2) -> tuple[list[Path], float, float]:
+def make_music21_corpus(
+    folder, n_folk: int = 200, n_chorales: int = 12, workers: int = 2
+) -> tuple[list[Path], float, float]:
     """Export ``n_folk`` Essen tunes and ``n_chorales`` Bach chorales as MIDI.
 
     Returns ``(paths, wall_seconds, cpu_seconds)``. Tunes music21 cannot export
@@ -68,8 +70,11 @@ def _export_work(task, folder: Path) -> list[Path]:
         for number in range(1, 3 * count + 1):
             if len(paths) == count:
                 break
-            _export(lambda: corpus.parse(source, number=number, forceSource=True),
-                    folder / "folk" / f"{Path(source).stem}_{number:03d}.mid", paths)
+            _export(
+                lambda: corpus.parse(source, number=number, forceSource=True),
+                folder / "folk" / f"{Path(source).stem}_{number:03d}.mid",
+                paths,
+            )
     return paths
 
 
@@ -98,25 +103,40 @@ def make_messy_midi(path, seed: int) -> Path:
         if rng.random() < 0.7:
             events.append((0, 0, mido.MetaMessage("track_name", name=rng.choice(["", "Piano", "Strings"]))))
         for _ in range(rng.randint(0, 3)):  # tempo anywhere, also outside track 0
-            events.append((rng.randrange(0, 40 * ticks_per_quarter), 0,
-                           mido.MetaMessage("set_tempo", tempo=rng.randrange(200_000, 1_500_000))))
+            events.append(
+                (
+                    rng.randrange(0, 40 * ticks_per_quarter),
+                    0,
+                    mido.MetaMessage("set_tempo", tempo=rng.randrange(200_000, 1_500_000)),
+                )
+            )
         for _ in range(rng.randint(5, 60)):
             channel = rng.choice([0, 0, 1, 2, 9])
             tick = rng.randrange(0, 32 * ticks_per_quarter, rng.choice(grid))
             duration = rng.choice([0] + [rng.choice(grid) * rng.randint(1, 6) for _ in range(6)])
             pitch = rng.choice(pitches) if rng.random() < 0.9 else rng.randrange(128)
             if rng.random() < 0.1:
-                events.append((tick, rng.random(), mido.Message("program_change", channel=channel,
-                                                                program=rng.randrange(128))))
-            events.append((tick, rng.random(), mido.Message("note_on", channel=channel, note=pitch,
-                                                            velocity=rng.randint(1, 127))))
+                events.append(
+                    (tick, rng.random(), mido.Message("program_change", channel=channel, program=rng.randrange(128)))
+                )
+            events.append(
+                (tick, rng.random(), mido.Message("note_on", channel=channel, note=pitch, velocity=rng.randint(1, 127)))
+            )
             if rng.random() < 0.93:  # else the note is never closed
-                off = (mido.Message("note_off", channel=channel, note=pitch) if rng.random() < 0.5
-                       else mido.Message("note_on", channel=channel, note=pitch, velocity=0))
+                off = (
+                    mido.Message("note_off", channel=channel, note=pitch)
+                    if rng.random() < 0.5
+                    else mido.Message("note_on", channel=channel, note=pitch, velocity=0)
+                )
                 events.append((tick + duration, rng.random(), off))
             if rng.random() < 0.05:  # a stray note-off
-                events.append((rng.randrange(0, 32 * ticks_per_quarter), rng.random(),
-                               mido.Message("note_off", channel=channel, note=pitch)))
+                events.append(
+                    (
+                        rng.randrange(0, 32 * ticks_per_quarter),
+                        rng.random(),
+                        mido.Message("note_off", channel=channel, note=pitch),
+                    )
+                )
         track = mido.MidiTrack()
         now = 0
         for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
@@ -163,7 +183,7 @@ def crashing_reader(path):
     """A ``build_dataset`` reader whose process dies on files named ``crash*``, like a segfault."""
     import os
 
-    from musicvae_course.midi_fast import read_pianoroll
+    from musicvae_course.core.midi_fast import read_pianoroll
 
     if Path(path).name.startswith("crash"):
         os._exit(3)
@@ -180,7 +200,7 @@ def hidden_restrikes(path) -> int:
     count = 0
     for track in mido.MidiFile(str(path)).tracks:
         unmatched: dict = {}  # (channel, pitch) -> positions of note-ons no note-off has matched yet
-        last_off: dict = {}   # (channel, pitch) -> position of the last note-off
+        last_off: dict = {}  # (channel, pitch) -> position of the last note-off
         for position, message in enumerate(track):
             if message.type not in ("note_on", "note_off"):
                 continue

@@ -1,4 +1,5 @@
 """Audio: every installed backend renders the right length, pitch and timing; silence stays silent."""
+
 import io
 import wave
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 from IPython.display import Audio
 
-from musicvae_course import audio
-from musicvae_course.pianoroll import pianoroll_to_midi
+from musicvae_course.core.pianoroll import pianoroll_to_midi
+from musicvae_course.ui import audio
 
 RATE = 8000  # low rate: fast tests, still far above the pitches checked here
 
@@ -62,9 +63,9 @@ def test_backends_sound_the_right_pitch(backend, pitch):
 def test_notes_sound_when_the_roll_says(backend):
     waveform, rate = audio.synthesize(_roll(60, 16, 24), instrument=backend, sample_rate=RATE)
     before = waveform[: int(1.9 * rate)]  # step 16 at 120 bpm starts at 2.0 s
-    during = waveform[int(2.1 * rate): int(2.9 * rate)]
+    during = waveform[int(2.1 * rate) : int(2.9 * rate)]
     assert np.abs(before).max() < 1e-3
-    assert np.sqrt(np.mean(during ** 2)) > 0.05
+    assert np.sqrt(np.mean(during**2)) > 0.05
 
 
 @pytest.mark.parametrize("backend", audio.available_backends())

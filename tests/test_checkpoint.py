@@ -1,14 +1,14 @@
 """Checkpoints: the card's format, safe loading, clear errors, renamed keys."""
+
 import os
 import pickle
 
 import pytest
 import torch
 
-from musicvae_course import checkpoint as ckpt
-from musicvae_course.checkpoint import (CheckpointError, load_checkpoint, load_pretrained,
-                                        save_checkpoint)
-from musicvae_course.model import MusicVAE
+from musicvae_course.core import checkpoint as ckpt
+from musicvae_course.core.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
+from musicvae_course.core.model import MusicVAE
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,19 @@ def test_bare_state_dict_is_accepted(tmp_path, trained_like_model):
 
 
 def test_training_checkpoint_with_extra_state_is_accepted(tmp_path, trained_like_model):
-    path = save_checkpoint(trained_like_model, tmp_path / "last.pt",
-                           training_state={"epoch": 4, "history": [{"loss": 1.0}]})
+    path = save_checkpoint(
+        trained_like_model, tmp_path / "last.pt", training_state={"epoch": 4, "history": [{"loss": 1.0}]}
+    )
     assert load_checkpoint(path)["training_state"]["epoch"] == 4
     assert torch.equal(load_pretrained(path)(_x())[0], trained_like_model(_x())[0])
 
 
 def test_renamed_keys_are_mapped_by_order_and_shape(tmp_path, trained_like_model):
-    renamed = {f"layer{i}.{k.rsplit('.', 1)[-1]}": v
-               for i, (k, v) in enumerate(trained_like_model.state_dict().items())
-               if not k.endswith("num_batches_tracked")}  # an older file: no counters
+    renamed = {
+        f"layer{i}.{k.rsplit('.', 1)[-1]}": v
+        for i, (k, v) in enumerate(trained_like_model.state_dict().items())
+        if not k.endswith("num_batches_tracked")
+    }  # an older file: no counters
     path = tmp_path / "renamed.pt"
     torch.save({"config": {"latent_dim": 32}, "model_state": renamed}, path)
     with pytest.warns(UserWarning, match="matched by architecture order and shape"):
@@ -67,9 +70,11 @@ def test_renamed_keys_are_mapped_by_order_and_shape(tmp_path, trained_like_model
 
 
 def test_missing_tensor_is_named(tmp_path, trained_like_model):
-    state = {f"x{i}.{k.rsplit('.', 1)[-1]}": v
-             for i, (k, v) in enumerate(trained_like_model.state_dict().items())
-             if not k.startswith("decoder.2.")}  # drop the first decoder BatchNorm
+    state = {
+        f"x{i}.{k.rsplit('.', 1)[-1]}": v
+        for i, (k, v) in enumerate(trained_like_model.state_dict().items())
+        if not k.startswith("decoder.2.")
+    }  # drop the first decoder BatchNorm
     path = tmp_path / "nobn.pt"
     torch.save({"config": {"latent_dim": 32}, "model_state": state}, path)
     with pytest.raises(CheckpointError, match=r"nobn\.pt.*decoder\.2\.weight \(128,\)"):
@@ -81,8 +86,11 @@ def test_wrong_shapes_are_named(tmp_path, trained_like_model):
     raw = torch.load(path, weights_only=True)
     raw["config"]["latent_dim"] = 64
     torch.save(raw, path)
-    with pytest.raises(CheckpointError, match=r"dim32\.pt.*fc_mu\.weight: file \(32, 2560\) "
-                                              r"vs model \(64, 2560\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"dim32\.pt.*fc_mu\.weight: file \(32, 2560\) "
+        r"vs model \(64, 2560\)",
+    ):
         load_pretrained(path)
 
 
@@ -119,8 +127,10 @@ class _CreatesAFile:
 
 def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
     target = tmp_path / "pwned"
-    for name, payload in [("evil.pt", {"config": {}, "model_state": _CreatesAFile(target)}),
-                          ("evil_zip.pt", _CreatesAFile(target))]:
+    for name, payload in [
+        ("evil.pt", {"config": {}, "model_state": _CreatesAFile(target)}),
+        ("evil_zip.pt", _CreatesAFile(target)),
+    ]:
         path = tmp_path / name
         if name == "evil_zip.pt":
             torch.save(payload, path)  # torch's zip format wrapping the pickle

@@ -1,15 +1,15 @@
 """python -m musicvae_course sample|interpolate|reconstruct: MIDI and PNG files from a checkpoint."""
+
 import numpy as np
 import pretty_midi
 import pytest
 import torch
+from tiny_rolls import tiny_segments
 
 from musicvae_course.__main__ import main
-from musicvae_course.checkpoint import save_checkpoint
-from musicvae_course.model import MusicVAE
-from musicvae_course.pianoroll import midi_to_pianoroll, pianoroll_to_midi
-
-from tiny_rolls import tiny_segments
+from musicvae_course.core.checkpoint import save_checkpoint
+from musicvae_course.core.model import MusicVAE
+from musicvae_course.core.pianoroll import midi_to_pianoroll, pianoroll_to_midi
 
 
 @pytest.fixture(scope="module")
@@ -20,38 +20,94 @@ def checkpoint(tmp_path_factory):
 
 
 def test_sample_writes_one_midi_per_sample_and_a_picture(checkpoint, tmp_path):
-    assert main(["sample", "-n", "3", "--checkpoint", str(checkpoint), "--out", str(tmp_path),
-                 "--device", "cpu", "--threshold", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "-n",
+                "3",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--threshold",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "sample_00.mid", "sample_01.mid", "sample_02.mid", "samples.mid", "samples.png"]
+        "sample_00.mid",
+        "sample_01.mid",
+        "sample_02.mid",
+        "samples.mid",
+        "samples.png",
+    ]
     assert pretty_midi.PrettyMIDI(str(tmp_path / "samples.mid")).get_end_time() > 0
 
 
 def test_interpolate_between_two_midi_files(checkpoint, tmp_path):
     for name, seed in (("a.mid", 0), ("b.mid", 1)):
-        pianoroll_to_midi(np.concatenate(list(tiny_segments(2, seed)), axis=-1),
-                          path=tmp_path / name)
+        pianoroll_to_midi(np.concatenate(list(tiny_segments(2, seed)), axis=-1), path=tmp_path / name)
     out = tmp_path / "out"
-    assert main(["interpolate", "--from", str(tmp_path / "a.mid"), "--to", str(tmp_path / "b.mid"),
-                 "--steps", "4", "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                "--from",
+                str(tmp_path / "a.mid"),
+                "--to",
+                str(tmp_path / "b.mid"),
+                "--steps",
+                "4",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert {p.name for p in out.iterdir()} == {
-        "step_00.mid", "step_01.mid", "step_02.mid", "step_03.mid",
-        "interpolation.mid", "interpolation.png"}
+        "step_00.mid",
+        "step_01.mid",
+        "step_02.mid",
+        "step_03.mid",
+        "interpolation.mid",
+        "interpolation.png",
+    }
     with pytest.raises(SystemExit, match="--segment 9"):
-        main(["interpolate", "--from", str(tmp_path / "a.mid"), "--segment", "9",
-              "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"])
+        main(
+            [
+                "interpolate",
+                "--from",
+                str(tmp_path / "a.mid"),
+                "--segment",
+                "9",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
 
 
 def test_reconstruct_writes_original_and_reconstruction_of_equal_length(checkpoint, tmp_path, capsys):
     source = tmp_path / "song.mid"
     pianoroll_to_midi(np.concatenate(list(tiny_segments(3, 2)), axis=-1), path=source)
     out = tmp_path / "out"
-    assert main(["reconstruct", str(source), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["reconstruct", str(source), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 0
+    )
     assert "3 segments; frame F1" in capsys.readouterr().out
     expected = np.concatenate(list(tiny_segments(3, 2)), axis=-1)  # 96 steps, the last one silent
     original = midi_to_pianoroll(out / "original.mid")
-    np.testing.assert_array_equal(original, expected[:, :original.shape[1]])
-    assert original.shape[1] >= 93 and not expected[:, original.shape[1]:].any()
+    np.testing.assert_array_equal(original, expected[:, : original.shape[1]])
+    assert original.shape[1] >= 93 and not expected[:, original.shape[1] :].any()
     assert (out / "reconstruction.png").stat().st_size > 0

@@ -1,4 +1,5 @@
-"""Tests for scripts/build_corpus.py and the shipped data_samples/."""
+"""Tests for musicvae_course.corpus (the corpus builder) and the shipped data_samples/."""
+
 from __future__ import annotations
 
 import csv
@@ -9,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from musicvae_course.pianoroll import SEGMENT_STEPS, midi_to_pianoroll
+from musicvae_course.core.pianoroll import SEGMENT_STEPS, midi_to_pianoroll
+from musicvae_course.corpus import build as bc
+from musicvae_course.corpus import samples, terms
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data_samples"
-# The builder is a script, not a package module; worker processes import it by name,
-# so its folder goes on sys.path (spawned workers inherit the parent's sys.path).
-sys.path.insert(0, str(REPO / "scripts"))
-import build_corpus as bc  # noqa: E402
-import corpus_samples as samples  # noqa: E402
-import corpus_terms as terms  # noqa: E402
 
 
 def _sample_rows():
@@ -56,32 +53,46 @@ def test_samples_readme_lists_every_file():
         assert f"`{row['file']}`" in readme
 
 
-@pytest.mark.parametrize("path", [
-    "essenFolksong/altdeu10.abc",  # non-commercial permission only
-    "palestrina/Agnus.krn",  # (c) John Miller, licence agreement
-    "bach/bwv66.6.mxl",  # by permission, no licence
-    "bach/bwv277.krn",  # (c) CCARH (per-file exception)
-    "monteverdi/madrigal.5.4.mxl",  # (c) UT Orpheus (per-file exception)
-    "schumann_clara/opus17/movement3.xml",  # collection default, not the CC polonaises
-    "no_such_collection/x.xml",  # unknown: default deny
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "essenFolksong/altdeu10.abc",  # non-commercial permission only
+        "palestrina/Agnus.krn",  # (c) John Miller, licence agreement
+        "bach/bwv66.6.mxl",  # by permission, no licence
+        "bach/bwv277.krn",  # (c) CCARH (per-file exception)
+        "monteverdi/madrigal.5.4.mxl",  # (c) UT Orpheus (per-file exception)
+        "schumann_clara/opus17/movement3.xml",  # collection default, not the CC polonaises
+        "no_such_collection/x.xml",  # unknown: default deny
+    ],
+)
 def test_redistributable_rule_rejects_restricted_encodings(path):
     assert not terms.encoding_terms(path).redistributable
     with pytest.raises(ValueError, match=path.split("/")[0]):
         terms.check_redistributable(path)
 
 
-@pytest.mark.parametrize("path", [
-    "josquin/milleRegrets.abc", "corelli/opus3no1/1grave.xml",
-    "schumann_clara/polonaise_op1n2.mxl", "lusitano/allor_che_ignuda.mxl",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "josquin/milleRegrets.abc",
+        "corelli/opus3no1/1grave.xml",
+        "schumann_clara/polonaise_op1n2.mxl",
+        "lusitano/allor_che_ignuda.mxl",
+    ],
+)
 def test_redistributable_rule_accepts_open_encodings(path):
     assert terms.encoding_terms(path).redistributable
 
 
 def test_is_redistributable_refuses_restrictive_and_unknown_ids():
-    for licence in ("non-commercial-permission", "unstated-permission",
-                    "proprietary-licence-agreement", "all-rights-reserved", "unknown", ""):
+    for licence in (
+        "non-commercial-permission",
+        "unstated-permission",
+        "proprietary-licence-agreement",
+        "all-rights-reserved",
+        "unknown",
+        "",
+    ):
         assert not terms.is_redistributable(licence)
     assert terms.is_redistributable("GPL-2.0-or-later")
 
@@ -99,8 +110,9 @@ def test_output_names_keep_the_full_path_and_tune_number():
     c = bc.output_name(bc.Work("trecento/PMFC_04-Cara mi donna.xml"))
     assert a != b and a.startswith("beethoven/") and a.endswith(".mid")
     assert " " not in c
-    assert bc.output_name(bc.Work("oneills1850/0001-0050.abc", 3)) != \
-        bc.output_name(bc.Work("oneills1850/0001-0050.abc", 30))
+    assert bc.output_name(bc.Work("oneills1850/0001-0050.abc", 3)) != bc.output_name(
+        bc.Work("oneills1850/0001-0050.abc", 30)
+    )
 
 
 def _fake_works(sizes):
@@ -144,8 +156,7 @@ def test_build_writes_good_works_and_reports_a_broken_one(tmp_path):
         bc.Work("bach/no_such_chorale.mxl"),  # broken: no such file
     ]
     heldout = {works[0].key}
-    summary = bc.build_corpus(works, tmp_path, workers=1, timeout_s=300, heldout=heldout,
-                              progress=False)
+    summary = bc.build_corpus(works, tmp_path, workers=1, timeout_s=300, heldout=heldout, progress=False)
     assert (summary.tried, summary.written, summary.failed) == (4, 3, 1)
     with open(tmp_path / "failures.csv", newline="", encoding="utf8") as f:
         failures = list(csv.DictReader(f))
@@ -171,12 +182,10 @@ def test_build_writes_good_works_and_reports_a_broken_one(tmp_path):
     # moved to the manifest; the broken one stays in failures.csv
     with open(tmp_path / "failures.csv", "a", newline="", encoding="utf8") as f:
         csv.writer(f).writerow(["nottingham-dataset/reelsa-c.abc", 81, "timeout after 1 s"])
-    retry = bc.retry_failures(tmp_path, workers=1, timeout_s=300, heldout=heldout,
-                              progress=False)
+    retry = bc.retry_failures(tmp_path, workers=1, timeout_s=300, heldout=heldout, progress=False)
     assert (retry.tried, retry.written, retry.failed) == (2, 1, 1)
     with open(tmp_path / "manifest.csv", newline="", encoding="utf8") as f:
-        numbers = sorted(row["number"] for row in csv.DictReader(f)
-                         if row["collection"] == "nottingham-dataset")
+        numbers = sorted(row["number"] for row in csv.DictReader(f) if row["collection"] == "nottingham-dataset")
     assert numbers == ["80", "81"]
     with open(tmp_path / "failures.csv", newline="", encoding="utf8") as f:
         assert [row["corpus_path"] for row in csv.DictReader(f)] == ["bach/no_such_chorale.mxl"]
@@ -201,7 +210,7 @@ def _parent_death_signal(work, out_path, timeout_s, max_measures):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
 def test_pool_workers_die_with_their_parent():
     jobs = [(bc.Work("fine/a.abc"), Path("unused.mid"), None)]
-    (_, _, result), = bc._run_jobs(jobs, 1, 10, False, job=_parent_death_signal)
+    ((_, _, result),) = bc._run_jobs(jobs, 1, 10, False, job=_parent_death_signal)
     assert result["signal"] == bc.signal.SIGTERM
 
 
@@ -209,8 +218,7 @@ def test_a_dying_worker_fails_only_its_own_work(tmp_path):
     works = [bc.Work(f"fine/w{i}.abc") for i in range(5)]
     works.insert(2, bc.Work("crash/x.abc"))
     jobs = [(w, tmp_path / f"{i}.mid", None) for i, w in enumerate(works)]
-    results = {w.corpus_path: r for w, _, r in
-               bc._run_jobs(jobs, 2, 10, False, job=_exit_on_crash_work)}
+    results = {w.corpus_path: r for w, _, r in bc._run_jobs(jobs, 2, 10, False, job=_exit_on_crash_work)}
     assert set(results) == {w.corpus_path for w in works}
     assert not results["crash/x.abc"]["ok"]
     assert "worker process died" in results["crash/x.abc"]["reason"]

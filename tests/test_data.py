@@ -1,4 +1,5 @@
-"""musicvae_course.data / midi_fast / corpus_cache: loading a corpus into training segments."""
+"""musicvae_course.core.data / midi_fast / corpus_cache: loading a corpus into training segments."""
+
 from __future__ import annotations
 
 import csv
@@ -10,14 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from midi_corpus import crashing_reader, hidden_restrikes, make_bad_files, make_messy_midi, make_music21_corpus
 
-from midi_corpus import (crashing_reader, hidden_restrikes, make_bad_files, make_messy_midi,
-                         make_music21_corpus)
-from musicvae_course import corpus_cache
-from musicvae_course.data import (PianoRollDataset, build_dataset, list_midi_files, load_dataset,
-                                  select_files, split_by_file)
-from musicvae_course.midi_fast import midi_to_pianoroll_fast, read_pianoroll
-from musicvae_course.pianoroll import midi_to_pianoroll, segments
+from musicvae_course.core import segment_cache as corpus_cache
+from musicvae_course.core.data import (
+    PianoRollDataset,
+    build_dataset,
+    list_midi_files,
+    load_dataset,
+    select_files,
+    split_by_file,
+)
+from musicvae_course.core.midi_fast import midi_to_pianoroll_fast, read_pianoroll
+from musicvae_course.core.pianoroll import midi_to_pianoroll, segments
 
 DATA_SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 CORPUS_VERSION = "v1"  # bump when midi_corpus.py changes what it writes
@@ -27,8 +33,11 @@ def _generated(request, name, make):
     """A folder made once per session, kept in pytest's cache when there is one
     (so local reruns skip the ~40 s music21 export; a clean clone makes it anew)."""
     cache = getattr(request.config, "cache", None)
-    folder = (Path(cache.mkdir(f"musicvae-{name}-{CORPUS_VERSION}")) if cache is not None
-              else request.getfixturevalue("tmp_path_factory").mktemp(name))
+    folder = (
+        Path(cache.mkdir(f"musicvae-{name}-{CORPUS_VERSION}"))
+        if cache is not None
+        else request.getfixturevalue("tmp_path_factory").mktemp(name)
+    )
     done = folder / "complete.txt"
     if not done.is_file():
         shutil.rmtree(folder)
@@ -47,8 +56,9 @@ def real_files(request):
 
 @pytest.fixture(scope="session")
 def messy_files(request):
-    return _generated(request, "messy", lambda folder: [make_messy_midi(folder / f"messy_{i:03d}.mid", i)
-                                                        for i in range(200)])
+    return _generated(
+        request, "messy", lambda folder: [make_messy_midi(folder / f"messy_{i:03d}.mid", i) for i in range(200)]
+    )
 
 
 @pytest.fixture
@@ -64,11 +74,12 @@ def corpus(real_files, tmp_path):
 
 def _padded(roll, n_steps):
     out = np.zeros((roll.shape[0], n_steps), dtype=bool)
-    out[:, :roll.shape[1]] = roll
+    out[:, : roll.shape[1]] = roll
     return out
 
 
 # --- fast path against the reference --------------------------------------------------
+
 
 def test_fast_path_equals_reference_on_real_files(real_files):
     assert len(real_files) >= 200
@@ -104,9 +115,15 @@ def test_fast_path_equals_reference_on_messy_files(messy_files):
 
 # --- bad input ------------------------------------------------------------------------
 
-BAD_REASONS = {"empty": "empty file", "text": "not a MIDI file", "truncated": "truncated",
-               "corrupt": "corrupt", "no_notes": "no notes", "drums_only": "drums only",
-               "too_long": "too long"}
+BAD_REASONS = {
+    "empty": "empty file",
+    "text": "not a MIDI file",
+    "truncated": "truncated",
+    "corrupt": "corrupt",
+    "no_notes": "no notes",
+    "drums_only": "drums only",
+    "too_long": "too long",
+}
 
 
 def test_bad_files_are_skipped_and_reported(corpus, tmp_path):
@@ -131,12 +148,12 @@ def test_a_crashing_worker_costs_one_file(corpus):
     shutil.copy(next(corpus.rglob("*.mid")), crash)
     ds = build_dataset(corpus, workers=2, reader=crashing_reader, progress=False)
     assert [(Path(p).name, "crashed" in r) for p, r in ds.report.skipped] == [("crash.mid", True)]
-    expected = build_dataset(corpus, workers=0, path_filter=lambda p: Path(p).name != "crash.mid",
-                             progress=False)
+    expected = build_dataset(corpus, workers=0, path_filter=lambda p: Path(p).name != "crash.mid", progress=False)
     assert ds.files == expected.files and np.array_equal(ds.segments, expected.segments)
 
 
 # --- cache ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def read_counter(monkeypatch):
@@ -163,8 +180,8 @@ def test_cache_rereads_changed_and_new_files_and_drops_removed(corpus, real_file
     build_dataset(corpus, cache_dir=cache, workers=0, progress=False)
     paths = sorted(corpus.rglob("*.mid"))
     changed, removed = paths[0], paths[1]
-    shutil.copy(real_files[100], changed)             # new content
-    os.utime(paths[2], ns=(1, 1))                     # touched only: same bytes, no reread
+    shutil.copy(real_files[100], changed)  # new content
+    os.utime(paths[2], ns=(1, 1))  # touched only: same bytes, no reread
     removed.unlink()
     added = corpus / "new" / "added.mid"
     added.parent.mkdir()
@@ -195,6 +212,7 @@ def test_a_filtered_build_keeps_the_rest_of_the_cache(corpus, tmp_path, read_cou
 
 
 # --- files, subsets and splits ----------------------------------------------------------
+
 
 def test_list_midi_files_takes_folders_globs_and_lists(corpus):
     nested = sorted(corpus.rglob("*.mid"))
@@ -255,6 +273,7 @@ def test_select_files_on_a_dataset(corpus):
 
 # --- the dataset object -------------------------------------------------------------------
 
+
 @pytest.fixture
 def small():
     rng = np.random.default_rng(1)
@@ -311,8 +330,9 @@ def test_subset_to_and_npz_round_trip(small, tmp_path):
     assert np.array_equal(part.segments, rolls[[3, 30, 0]]) and part.file_ids.tolist() == [0, 6, 0]
     assert np.array_equal(ds.subset(np.arange(37) < 4).segments, rolls[:4])
     moved = ds.to("cpu")
-    assert torch.is_tensor(moved.packed) and torch.equal(torch.cat(list(moved.batches(16, shuffle=False))),
-                                                         torch.cat(list(ds.batches(16, shuffle=False))))
+    assert torch.is_tensor(moved.packed) and torch.equal(
+        torch.cat(list(moved.batches(16, shuffle=False))), torch.cat(list(ds.batches(16, shuffle=False)))
+    )
     assert np.array_equal(moved.subset(torch.tensor([2, 1])).segments, rolls[[2, 1]])
     loaded = load_dataset(ds.save_npz(tmp_path / "d.npz"))
     assert np.array_equal(loaded.segments, rolls) and loaded.files == ds.files

@@ -3,6 +3,7 @@
 The fixtures (tests/fixtures/grading/) are built by build_fixtures.py: a three-question source notebook and
 submissions that are correct, partial, crashing, looping and tampering, with the scores each must get.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,10 +17,17 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell
 
-from musicvae_course import autograde
-from musicvae_course.grading import (
-    CODE_STUB, Checker, GradingSourceError, main, make_student_version, make_student_versions, questions,
-    strip_solutions, student_version, split_tests,
+from musicvae_course.grading import Checker, autograde
+from musicvae_course.grading.cli import main
+from musicvae_course.grading.markers import (
+    CODE_STUB,
+    GradingSourceError,
+    make_student_version,
+    make_student_versions,
+    questions,
+    split_tests,
+    strip_solutions,
+    student_version,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
@@ -54,20 +62,30 @@ def test_committed_fixtures_match_their_builder(tmp_path):
 
 # ------------------------------------------------------------------------------------------- student versions
 
+
 def test_student_version_strips_solutions_hidden_tests_instructor_cells_and_outputs():
     source = nbformat.read(SOURCE, as_version=4)
     source.cells[1].outputs = [nbformat.v4.new_output("stream", text="left over\n")]
     source.cells[1].execution_count = 7
     student = student_version(source, "melody.ipynb")
     text = nbformat.writes(student)
-    for secret in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "weights / total",  # markers, a solution
-                   "normalize must not change its input", "clip at the top",  # hidden tests
-                   "Grading note", "reference_onsets", "left over"):  # instructor cells, outputs
+    for secret in (
+        "BEGIN SOLUTION",
+        "END SOLUTION",
+        "HIDDEN TESTS",
+        "weights / total",  # markers, a solution
+        "normalize must not change its input",
+        "clip at the top",  # hidden tests
+        "Grading note",
+        "reference_onsets",
+        "left over",
+    ):  # instructor cells, outputs
         assert secret not in text
     assert len(student.cells) == len(source.cells) - 2
     assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
     assert _cell(student, "q1_solution").source == (
-        "def normalize(weights):\n    # YOUR CODE HERE\n    raise NotImplementedError()")
+        "def normalize(weights):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
     assert _cell(student, "q3_solution").source == CODE_STUB
     public = _cell(student, "q1").source
     assert public.startswith("assert np.isclose(normalize([1, 3]).sum(), 1.0)") and public.count("assert") == 2
@@ -83,22 +101,37 @@ def test_strip_solutions_keeps_code_outside_the_markers():
     assert strip_solutions("### BEGIN SOLUTION\nIt is C major.\n### END SOLUTION", "markdown") == "YOUR ANSWER HERE"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda nb: setattr(_cell(nb, "setup"), "source", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"),
-     "solution markers outside a solution cell"),
-    (lambda nb: setattr(_cell(nb, "q1"), "source", "assert True\n### BEGIN HIDDEN TESTS\nassert True"),
-     "has no '### END HIDDEN TESTS'"),
-    (lambda nb: setattr(_cell(nb, "q2_solution"), "source", "## BEGIN SOLUTION\nx = 1\n### END SOLUTION"),
-     "looks like a grading marker"),
-    (lambda nb: _cell(nb, "q3").metadata["nbgrader"].update(points=0), "points > 0"),
-    (lambda nb: _cell(nb, "q3_solution").metadata["nbgrader"].update(grade_id="answer3"),
-     "'<question id>_solution'"),
-    (lambda nb: _cell(nb, "q3_solution").metadata["nbgrader"].update(grade_id="q9_solution"),
-     "question 'q9', which has no test cell (questions: q1, q2, q3)"),
-    (lambda nb: _cell(nb, "q2").metadata["nbgrader"].update(grade_id="q1"), "used by another cell"),
-    (lambda nb: setattr(_cell(nb, "q2"), "source", "x = (1,\n### BEGIN HIDDEN TESTS\n2)\n### END HIDDEN TESTS"),
-     "straddles"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda nb: setattr(_cell(nb, "setup"), "source", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"),
+            "solution markers outside a solution cell",
+        ),
+        (
+            lambda nb: setattr(_cell(nb, "q1"), "source", "assert True\n### BEGIN HIDDEN TESTS\nassert True"),
+            "has no '### END HIDDEN TESTS'",
+        ),
+        (
+            lambda nb: setattr(_cell(nb, "q2_solution"), "source", "## BEGIN SOLUTION\nx = 1\n### END SOLUTION"),
+            "looks like a grading marker",
+        ),
+        (lambda nb: _cell(nb, "q3").metadata["nbgrader"].update(points=0), "points > 0"),
+        (
+            lambda nb: _cell(nb, "q3_solution").metadata["nbgrader"].update(grade_id="answer3"),
+            "'<question id>_solution'",
+        ),
+        (
+            lambda nb: _cell(nb, "q3_solution").metadata["nbgrader"].update(grade_id="q9_solution"),
+            "question 'q9', which has no test cell (questions: q1, q2, q3)",
+        ),
+        (lambda nb: _cell(nb, "q2").metadata["nbgrader"].update(grade_id="q1"), "used by another cell"),
+        (
+            lambda nb: setattr(_cell(nb, "q2"), "source", "x = (1,\n### BEGIN HIDDEN TESTS\n2)\n### END HIDDEN TESTS"),
+            "straddles",
+        ),
+    ],
+)
 def test_marker_mistakes_are_errors_naming_the_cell(edit, message):
     nb = nbformat.read(SOURCE, as_version=4)
     edit(nb)
@@ -110,11 +143,21 @@ def test_marker_mistakes_are_errors_naming_the_cell(edit, message):
 def test_questions_and_test_statements_of_the_source():
     found = questions(nbformat.read(SOURCE, as_version=4), "melody.ipynb")
     assert {q: (found[q].points, found[q].solution_ids) for q in found} == {
-        "q1": (2, ["q1_solution"]), "q2": (3, ["q2_solution"]), "q3": (1, ["q3_solution"])}
+        "q1": (2, ["q1_solution"]),
+        "q2": (3, ["q2_solution"]),
+        "q3": (1, ["q3_solution"]),
+    }
     statements = split_tests(found["q2"].test_source)
     assert [(s.lineno, s.hidden, s.is_test) for s in statements] == [
-        (1, False, False), (2, False, False), (3, False, True),
-        (5, True, False), (6, True, False), (7, True, True), (8, True, True), (9, True, True)]
+        (1, False, False),
+        (2, False, False),
+        (3, False, True),
+        (5, True, False),
+        (6, True, False),
+        (7, True, True),
+        (8, True, True),
+        (9, True, True),
+    ]
 
 
 def test_sync_check_finds_stale_missing_and_extra_student_versions(tmp_path, capsys):
@@ -133,8 +176,7 @@ def test_sync_check_finds_stale_missing_and_extra_student_versions(tmp_path, cap
     nbformat.write(nb, src / "melody.ipynb")
     (dst / "stray.ipynb").write_text((dst / "other.ipynb").read_text())
     problems = make_student_versions(src, dst, check=True)
-    assert any("melody.ipynb, cell" in p and "(q3): source differs" in p and "two semitones up" in p
-               for p in problems)
+    assert any("melody.ipynb, cell" in p and "(q3): source differs" in p and "two semitones up" in p for p in problems)
     assert any("stray.ipynb: no source notebook" in p for p in problems)
     assert not any("other.ipynb" in p for p in problems)
     assert main(["student-versions", str(src), str(dst), "--check"]) == 1
@@ -163,8 +205,11 @@ def test_a_broken_source_is_reported_and_the_others_still_written(tmp_path):
 def test_student_version_fails_only_in_graded_cells(student_dir):
     failures = autograde.failing_cells(student_dir / "melody.ipynb", cell_timeout=60)
     assert {(f["role"], f["grade_id"], f["ename"]) for f in failures} == {
-        ("test", "q1", "NotImplementedError"), ("test", "q2", "NotImplementedError"),
-        ("solution", "q3_solution", "NotImplementedError"), ("test", "q3", "NameError")}
+        ("test", "q1", "NotImplementedError"),
+        ("test", "q2", "NotImplementedError"),
+        ("solution", "q3_solution", "NotImplementedError"),
+        ("test", "q3", "NameError"),
+    }
     assert autograde.ungraded_failures(student_dir / "melody.ipynb", cell_timeout=60) == []
 
 
@@ -179,6 +224,7 @@ def test_ungraded_cell_that_needs_a_solution_is_reported(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- check
+
 
 def _normalize(weights):
     weights = np.asarray(weights, dtype=float)
@@ -211,10 +257,12 @@ def test_check_hints_at_the_stub_and_at_undefined_names(student_dir):
         raise NotImplementedError()
 
     checker = Checker(student_dir / "melody.ipynb")
-    assert "the solution cell of q1 still raises NotImplementedError" in str(checker.run("q1", {"np": np,
-                                                                                               "normalize": stub}))
+    assert "the solution cell of q1 still raises NotImplementedError" in str(
+        checker.run("q1", {"np": np, "normalize": stub})
+    )
     assert "name 'count_onsets' is not defined (run the cell that defines it first)" in str(
-        checker.run("q2", {"np": np}))
+        checker.run("q2", {"np": np})
+    )
 
 
 def test_check_leaves_the_namespace_alone_and_prints_when_called(student_dir, capsys):
@@ -239,6 +287,7 @@ def test_check_errors_name_the_question_and_the_file(student_dir, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- autograder
 
+
 def test_plan_puts_deleted_and_relabelled_test_cells_back_after_their_solution():
     source = autograde._load_source(SOURCE)
     nb = nbformat.read(FIXTURES / "submissions" / "tampering" / "melody.ipynb", as_version=4)
@@ -247,8 +296,10 @@ def test_plan_puts_deleted_and_relabelled_test_cells_back_after_their_solution()
     assert order == ["setup", "q1_solution", "q1", "student", "q2_solution", "q2", "q3_solution", "q3", "student"]
     assert steps[order.index("q1")].kind == "tests"  # the edited test cell is replaced by the source's tests
     assert steps[0].kind == "given" and steps[0].record_names == ("Checker", "assert_same_notes", "check", "np")
-    assert sorted(notes) == ["test cell 'q2' was missing and was put back",
-                             "test cell 'q3' was missing and was put back"]
+    assert sorted(notes) == [
+        "test cell 'q2' was missing and was put back",
+        "test cell 'q3' was missing and was put back",
+    ]
     nb.cells.append(nbformat.from_dict(dict(_cell(nb, "q1"))))  # a copy of a test cell is never run
     steps, notes = autograde.plan_submission(source, nb)
     assert [s.grade_id for s in steps].count("q1") == 1 and any("repeats 'q1'" in n for n in notes)
@@ -256,8 +307,13 @@ def test_plan_puts_deleted_and_relabelled_test_cells_back_after_their_solution()
 
 def test_results_without_a_valid_signature_are_rejected():
     payload = json.dumps({"question": "q1", "status": "passed"})
-    sign = lambda key, text: autograde.hmac.new(key.encode(), text.encode(), autograde.hashlib.sha256).hexdigest()
-    entry = lambda text: {"status": "ok", "data": {"text/plain": repr(text)}}
+
+    def sign(key, text):
+        return autograde.hmac.new(key.encode(), text.encode(), autograde.hashlib.sha256).hexdigest()
+
+    def entry(text):
+        return {"status": "ok", "data": {"text/plain": repr(text)}}
+
     assert autograde.verified_result(entry(payload + "\n" + sign("k1", payload)), "k1", "q1")["status"] == "passed"
     assert autograde.verified_result(entry(payload + "\n" + sign("k1", payload)), "k2", "q1") is None
     assert autograde.verified_result(entry(payload + "\n" + sign("k1", payload)), "k1", "q2") is None
@@ -332,7 +388,8 @@ def test_cli_autograde_reports_unreadable_and_missing_notebooks_without_stopping
     assert (out / "grades.csv").read_text().splitlines() == [
         "student,notebook,q1,q2,q3,total,max,status",
         "ada,melody.ipynb,0,0,0,0,6,unreadable",
-        "bob,melody.ipynb,0,0,0,0,6,missing"]
+        "bob,melody.ipynb,0,0,0,0,6,missing",
+    ]
     assert "is not a readable notebook" in (out / "feedback" / "ada" / "melody.md").read_text()
     assert "stray.ipynb: not inside a student folder" in capsys.readouterr().err
     assert main(["run-student-versions", str(tmp_path / "bob")]) == 1  # no notebooks: CI must not pass

@@ -1,12 +1,13 @@
 """Metrics on hand-made rolls: each expected value is worked out in the comment beside it."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from musicvae_course import metrics
-from musicvae_course.model import MusicVAE
+from musicvae_course.core import metrics
+from musicvae_course.core.model import MusicVAE, input_batches
 
 C4 = 60 - 21  # row of middle C
 E4, G4 = C4 + 4, C4 + 7
@@ -175,7 +176,7 @@ def test_evaluate_is_deterministic_and_restores_training_mode(model_and_rolls):
 def test_evaluation_sums_of_shards_add_up(model_and_rolls):
     # what fit relies on under torchrun: each rank sums its shard, the sums are added
     model, rolls = model_and_rolls
-    batches = metrics._batches_of
+    batches = input_batches
     a = metrics.evaluation_sums(model, batches(rolls[:10], 4, model.device))
     b = metrics.evaluation_sums(model, batches(rolls[10:], 4, model.device))
     whole = metrics.summarize_sums(a + b, model.latent_dim)

@@ -1,12 +1,19 @@
 """The card's architecture, shapes, gradients and loss."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from musicvae_course.model import (LOG_VAR_RANGE, MusicVAE, count_parameters, interpolate_latents,
-                                   kl_per_dimension, vae_loss)
+from musicvae_course.core.model import (
+    LOG_VAR_RANGE,
+    MusicVAE,
+    count_parameters,
+    interpolate_latents,
+    kl_per_dimension,
+    vae_loss,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +105,7 @@ def test_interpolation_endpoints_and_slerp_norm():
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     mid = interpolate_latents(a, b, steps=3, method="slerp")[1]
     assert torch.allclose(mid.norm(), torch.tensor(1.0), atol=1e-6)  # on the circle
-    assert torch.allclose(interpolate_latents(a, b, 3, "linear")[1].norm(),
-                          torch.tensor(math.sqrt(0.5)))
+    assert torch.allclose(interpolate_latents(a, b, 3, "linear")[1].norm(), torch.tensor(math.sqrt(0.5)))
     with pytest.raises(ValueError, match="method"):
         interpolate_latents(a, b, 3, "cubic")
 

@@ -1,4 +1,5 @@
 """MIDI <-> piano roll: the beat grid, the rounding rule, edge cases, round trips."""
+
 import mido
 import numpy as np
 import pretty_midi
@@ -7,12 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from musicvae_course.pianoroll import (LOWEST_PITCH, N_PITCHES, midi_to_pianoroll, pitch_name,
-                                       pianoroll_to_midi, segments)
+from musicvae_course.core.pianoroll import (
+    LOWEST_PITCH,
+    N_PITCHES,
+    midi_to_pianoroll,
+    pianoroll_to_midi,
+    pitch_name,
+    segments,
+)
 
 # A short phrase: (MIDI pitch, start in quarter notes, length in quarter notes)
-PHRASE = [(60, 0, 1), (64, 1, 0.5), (67, 1.5, 0.5), (72, 2, 2), (48, 0, 4),
-          (62, 4, 0.25), (62, 4.25, 0.25), (65, 5, 3)]
+PHRASE = [(60, 0, 1), (64, 1, 0.5), (67, 1.5, 0.5), (72, 2, 2), (48, 0, 4), (62, 4, 0.25), (62, 4.25, 0.25), (65, 5, 3)]
 
 
 def write_midi(path, notes, ppq=480, tempi=((0, 120.0),), tempo_track=0, drum=False):
@@ -24,10 +30,11 @@ def write_midi(path, notes, ppq=480, tempi=((0, 120.0),), tempo_track=0, drum=Fa
     events = []
     for pitch, start, length in notes:
         on, off = round(start * ppq), round((start + length) * ppq)
-        events += [(on, 1, mido.Message("note_on", note=pitch, velocity=90, channel=channel)),
-                   (off, 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel))]
-    tempo_events = [(tick, 2, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
-                    for tick, bpm in tempi]
+        events += [
+            (on, 1, mido.Message("note_on", note=pitch, velocity=90, channel=channel)),
+            (off, 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel)),
+        ]
+    tempo_events = [(tick, 2, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for tick, bpm in tempi]
     target = {0: meta, 1: music}
     track_events = {0: [], 1: []}
     track_events[tempo_track] += tempo_events
@@ -44,7 +51,7 @@ def write_midi(path, notes, ppq=480, tempi=((0, 120.0),), tempo_track=0, drum=Fa
 def expected_roll(notes, steps):
     roll = np.zeros((N_PITCHES, steps), bool)
     for pitch, start, length in notes:
-        roll[pitch - LOWEST_PITCH, round(start * 4):round((start + length) * 4)] = True
+        roll[pitch - LOWEST_PITCH, round(start * 4) : round((start + length) * 4)] = True
     return roll
 
 
@@ -64,9 +71,13 @@ def test_tempo_does_not_change_the_roll(tmp_path, bpm):
 @pytest.mark.parametrize("tempo_track", [0, 1])
 def test_mid_file_tempo_change_does_not_move_the_grid(tmp_path, tempo_track):
     at_120 = midi_to_pianoroll(write_midi(tmp_path / "120.mid", PHRASE))
-    changed = write_midi(tmp_path / "changes.mid", PHRASE, ppq=96,
-                         tempi=[(0, 72.0), (96 * 3, 140.0), (96 * 5 + 17, 95.5)],
-                         tempo_track=tempo_track)
+    changed = write_midi(
+        tmp_path / "changes.mid",
+        PHRASE,
+        ppq=96,
+        tempi=[(0, 72.0), (96 * 3, 140.0), (96 * 5 + 17, 95.5)],
+        tempo_track=tempo_track,
+    )
     assert np.array_equal(midi_to_pianoroll(changed), at_120)
 
 
@@ -121,13 +132,12 @@ def test_unreadable_file_names_the_file(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(bool, (N_PITCHES, 24), elements=st.booleans()),
-       st.sampled_from([60.0, 120.0, 133.0]))
+@given(arrays(bool, (N_PITCHES, 24), elements=st.booleans()), st.sampled_from([60.0, 120.0, 133.0]))
 def test_roll_to_midi_to_roll_is_the_identity(roll, bpm):
     pm = pianoroll_to_midi(roll, bpm=bpm)
     back = midi_to_pianoroll(pm)
     restored = np.zeros_like(roll)
-    restored[:, :back.shape[1]] = back
+    restored[:, : back.shape[1]] = back
     assert back.shape[1] <= roll.shape[1]
     assert np.array_equal(restored, roll)
 
@@ -157,7 +167,7 @@ def test_pianoroll_to_midi_thresholds_probabilities_and_writes(tmp_path):
 
 def test_segments_windows_stride_padding_and_min_notes():
     roll = np.zeros((88, 56), bool)
-    roll[0, 0] = True      # bar 1
+    roll[0, 0] = True  # bar 1
     roll[1, 50:56] = True  # bar 4 (steps 48-55; the tail is padded to 64)
     windows = segments(roll, length=32, stride=16, min_notes=1)
     # windows start at 0, 16, 32; the one at 16 (steps 16-47) is silent and dropped

@@ -1,4 +1,5 @@
 """Piano-roll figures: accepted shapes, note-name axis, bar lines, difference classes, fast view."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,8 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from musicvae_course import plots  # noqa: E402
-from musicvae_course.pianoroll import pitch_name  # noqa: E402
+from musicvae_course.core.pianoroll import pitch_name  # noqa: E402
+from musicvae_course.ui import plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -34,27 +35,33 @@ def _line_xs(ax, gid):
     return sorted(float(segment[0, 0]) for segment in collections[0].get_segments())
 
 
-@pytest.mark.parametrize("make, is_batch, batch", [
-    (lambda: np.zeros((88, 32), bool), False, 1),
-    (lambda: np.zeros((1, 88, 32), np.float32), False, 1),
-    (lambda: torch.zeros(1, 1, 88, 32), False, 1),
-    (lambda: torch.rand(5, 1, 88, 32), True, 5),
-    (lambda: np.random.default_rng(0).random((3, 88, 64)), True, 3),
-])
+@pytest.mark.parametrize(
+    "make, is_batch, batch",
+    [
+        (lambda: np.zeros((88, 32), bool), False, 1),
+        (lambda: np.zeros((1, 88, 32), np.float32), False, 1),
+        (lambda: torch.zeros(1, 1, 88, 32), False, 1),
+        (lambda: torch.rand(5, 1, 88, 32), True, 5),
+        (lambda: np.random.default_rng(0).random((3, 88, 64)), True, 3),
+    ],
+)
 def test_as_roll_batch_accepts_model_and_roll_shapes(make, is_batch, batch):
     rolls, got_batch = plots.as_roll_batch(make())
     assert got_batch is is_batch
     assert rolls.shape[:2] == (batch, 88)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((87, 32)), r"\(88, T\)"),
-    (np.zeros((2, 2, 88, 32)), r"\(88, T\)"),
-    (np.zeros(88), r"\(88, T\)"),
-    (np.zeros((88, 0)), "empty"),
-    (np.full((88, 32), 3.0), "logits"),
-    (np.full((88, 32), np.nan), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((87, 32)), r"\(88, T\)"),
+        (np.zeros((2, 2, 88, 32)), r"\(88, T\)"),
+        (np.zeros(88), r"\(88, T\)"),
+        (np.zeros((88, 0)), "empty"),
+        (np.full((88, 32), 3.0), "logits"),
+        (np.full((88, 32), np.nan), "NaN"),
+    ],
+)
 def test_as_roll_batch_rejects_bad_input_clearly(bad, message):
     with pytest.raises(ValueError, match=message):
         plots.as_roll_batch(bad)

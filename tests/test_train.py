@@ -1,20 +1,21 @@
 """fit: learning, the card's schedule, exact resume, safe saves, the NaN guard, fine-tuning."""
+
 import math
 import os
 
 import numpy as np
 import pytest
 import torch
-
-from musicvae_course import devices
-from musicvae_course import train as training
-from musicvae_course.checkpoint import load_checkpoint
-from musicvae_course.data import PianoRollDataset
-from musicvae_course.history import load_history, plot_history
-from musicvae_course.metrics import evaluate
-from musicvae_course.model import MusicVAE, vae_loss
-
 from tiny_rolls import tiny_segments
+
+from musicvae_course import train as training
+from musicvae_course.core import devices
+from musicvae_course.core.checkpoint import load_checkpoint
+from musicvae_course.core.data import PianoRollDataset
+from musicvae_course.core.metrics import evaluate
+from musicvae_course.core.model import MusicVAE, vae_loss
+from musicvae_course.train.history import load_history
+from musicvae_course.ui.curves import plot_history
 
 LATENT = 8
 QUICK = dict(batch_size=16, threads=1, progress=False)  # tiny runs: 4 steps per epoch
@@ -95,8 +96,7 @@ def test_resume_refuses_changed_settings(data, tmp_path):
     train, _ = data
     training.fit(new_model(), train, epochs=1, out_dir=tmp_path, **QUICK)
     with pytest.raises(ValueError, match="free_bits"):
-        training.fit(new_model(), train, epochs=2, out_dir=tmp_path, resume=True,
-                     free_bits=1.0, **QUICK)
+        training.fit(new_model(), train, epochs=2, out_dir=tmp_path, resume=True, free_bits=1.0, **QUICK)
     with pytest.raises(FileExistsError, match="resume=True"):
         training.fit(new_model(), train, epochs=1, out_dir=tmp_path, **QUICK)
 
@@ -155,8 +155,7 @@ def test_fine_tuning_starts_from_init_and_can_freeze_the_encoder(data, tmp_path)
     pretrained = new_model(seed=5)
     training.fit(pretrained, train, epochs=1, out_dir=tmp_path, **QUICK)
     tuned = new_model(seed=6)
-    history = training.fit(tuned, train, epochs=1, init=tmp_path / "last.pt",
-                           freeze_encoder=True, **QUICK)
+    history = training.fit(tuned, train, epochs=1, init=tmp_path / "last.pt", freeze_encoder=True, **QUICK)
     assert history[0]["lr"] == training.FINE_TUNE_LR and history[0]["beta"] == 1.0
     assert all(p.requires_grad for p in tuned.parameters())  # frozen only while fit ran
     before, after = pretrained.state_dict(), tuned.state_dict()
@@ -186,10 +185,20 @@ def test_two_processes_with_ddp_end_with_identical_weights(tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(repo / "tests" / "ddp_worker.py"), str(tmp_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(repo / "tests" / "ddp_worker.py"),
+        str(tmp_path),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -207,14 +216,30 @@ def test_two_processes_with_ddp_end_with_identical_weights(tmp_path):
 
 
 def test_command_line_trains_resumes_and_evaluates_on_the_test_split(tmp_path, capsys):
-    from musicvae_course.train_cli import main
+    from musicvae_course.train.cli import main
 
     files = [f"piece_{i}.mid" for i in range(10)]
-    PianoRollDataset(tiny_segments(80), file_ids=np.repeat(np.arange(10), 8),
-                     files=files).save_npz(tmp_path / "tiny.npz")
+    PianoRollDataset(tiny_segments(80), file_ids=np.repeat(np.arange(10), 8), files=files).save_npz(
+        tmp_path / "tiny.npz"
+    )
     run = tmp_path / "run"
-    common = ["--data", str(tmp_path / "tiny.npz"), "--out", str(run), "--latent-dim", "8",
-              "--batch-size", "16", "--threads", "1", "--no-progress", "--split", "0.6", "0.2", "0.2"]
+    common = [
+        "--data",
+        str(tmp_path / "tiny.npz"),
+        "--out",
+        str(run),
+        "--latent-dim",
+        "8",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--split",
+        "0.6",
+        "0.2",
+        "0.2",
+    ]
     assert main(common + ["--epochs", "1"]) == 0
     assert load_checkpoint(run / "last.pt")["config"]["latent_dim"] == 8
     assert main(common + ["--epochs", "2", "--resume"]) == 0

@@ -1,4 +1,5 @@
 """Latent-space widget logic (plain functions) and the ipywidgets wiring, without a browser."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,9 +8,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from musicvae_course import widgets  # noqa: E402
-from musicvae_course.model import MusicVAE, interpolate_latents  # noqa: E402
-from musicvae_course.seeding import seed_everything  # noqa: E402
+from musicvae_course.core import latent  # noqa: E402
+from musicvae_course.core.model import MusicVAE, interpolate_latents  # noqa: E402
+from musicvae_course.core.seeding import seed_everything  # noqa: E402
+from musicvae_course.ui import widgets  # noqa: E402
 
 LATENT = 32  # small latent: fast, and every function is size-agnostic
 
@@ -46,11 +48,11 @@ def test_latent_point_agrees_with_the_models_interpolation(method):
     z1, z2 = torch.randn(2, LATENT, generator=torch.Generator().manual_seed(2))
     grid = interpolate_latents(z1, z2, steps=5, method=method)
     for i, t in enumerate(np.linspace(0, 1, 5)):
-        torch.testing.assert_close(widgets.latent_point(z1, z2, float(t), method), grid[i])
+        torch.testing.assert_close(latent.latent_point(z1, z2, float(t), method), grid[i])
     with pytest.raises(ValueError, match="t must be"):
-        widgets.latent_point(z1, z2, 1.5)
+        latent.latent_point(z1, z2, 1.5)
     with pytest.raises(ValueError, match="method"):
-        widgets.latent_point(z1, z2, 0.5, "cubic")
+        latent.latent_point(z1, z2, 0.5, "cubic")
 
 
 def test_frames_run_in_eval_mode_and_restore_training_mode(model):
@@ -67,13 +69,15 @@ def test_frames_run_in_eval_mode_and_restore_training_mode(model):
 def test_direction_frame_moves_along_the_directions(model):
     z_base = torch.randn(LATENT, generator=torch.Generator().manual_seed(3))
     directions = torch.eye(LATENT)[:2]
-    np.testing.assert_allclose(widgets.latent_direction_frame(model, z_base, directions, [0, 0]),
-                               _decode(model, z_base))
+    np.testing.assert_allclose(
+        widgets.latent_direction_frame(model, z_base, directions, [0, 0]), _decode(model, z_base)
+    )
     moved = z_base.clone()
     moved[0] += 2.0
     moved[1] -= 0.5
-    np.testing.assert_allclose(widgets.latent_direction_frame(model, z_base, directions, [2.0, -0.5]),
-                               _decode(model, moved), atol=1e-6)
+    np.testing.assert_allclose(
+        widgets.latent_direction_frame(model, z_base, directions, [2.0, -0.5]), _decode(model, moved), atol=1e-6
+    )
     with pytest.raises(ValueError, match="coefficients"):
         widgets.latent_direction_frame(model, z_base, directions, [1.0])
 
@@ -84,23 +88,24 @@ def test_sample_frame_is_seeded_and_temperature_scales_z(model):
     assert not np.allclose(a, widgets.sample_frame(model, 1.0, seed=8))
     z = torch.randn(1, LATENT, generator=torch.Generator().manual_seed(7))
     np.testing.assert_allclose(widgets.sample_frame(model, 0.5, seed=7), _decode(model, 0.5 * z), atol=1e-6)
-    np.testing.assert_allclose(widgets.sample_frame(model, 0.0, seed=1),
-                               widgets.sample_frame(model, 0.0, seed=2))  # T=0: the prior's mean
+    np.testing.assert_allclose(
+        widgets.sample_frame(model, 0.0, seed=1), widgets.sample_frame(model, 0.0, seed=2)
+    )  # T=0: the prior's mean
 
 
 def test_principal_directions_are_orthonormal_and_ordered(model, rolls):
-    result = widgets.principal_directions(model, rolls, k=5)
+    result = latent.principal_directions(model, rolls, k=5)
     assert result.directions.shape == (5, LATENT) and result.stds.shape == (5,)
     torch.testing.assert_close(result.directions @ result.directions.T, torch.eye(5), atol=1e-5, rtol=0)
     assert torch.all(result.stds[:-1] >= result.stds[1:])
-    means = widgets.encode_means(model, rolls)
+    means = latent.encode_means(model, rolls)
     torch.testing.assert_close(result.mean, means.mean(dim=0), atol=1e-6, rtol=0)
     projected = (means - result.mean) @ result.directions.T  # spread along each direction
     torch.testing.assert_close(projected.std(dim=0), result.stds, rtol=1e-3, atol=1e-7)
     with pytest.raises(ValueError, match="k must be"):
-        widgets.principal_directions(model, rolls, k=LATENT + 1)
+        latent.principal_directions(model, rolls, k=LATENT + 1)
     with pytest.raises(ValueError, match="at least 2"):
-        widgets.principal_directions(model, rolls[:1], k=1)
+        latent.principal_directions(model, rolls[:1], k=1)
 
 
 def test_encode_means_reads_datasets_in_order(model, rolls):
@@ -110,21 +115,22 @@ def test_encode_means_reads_datasets_in_order(model, rolls):
             tensor = torch.as_tensor(rolls, dtype=torch.float32)[:, None]
             return iter(tensor.split(batch_size))
 
-    torch.testing.assert_close(widgets.encode_means(model, Batches(), batch_size=7),
-                               widgets.encode_means(model, torch.as_tensor(rolls)[:, None]))
+    torch.testing.assert_close(
+        latent.encode_means(model, Batches(), batch_size=7), latent.encode_means(model, torch.as_tensor(rolls)[:, None])
+    )
     with pytest.raises(ValueError, match="data must be"):
-        widgets.encode_means(model, np.zeros((4, 88, 16)))
+        latent.encode_means(model, np.zeros((4, 88, 16)))
 
 
 def test_note_density_and_mean_pitch():
     roll = np.zeros((88, 32), bool)
     roll[60 - 21, :2] = True
     roll[72 - 21, 2:4] = True
-    np.testing.assert_allclose(widgets.note_density(roll), [4 / (88 * 32)])
-    np.testing.assert_allclose(widgets.mean_pitch(roll), [66.0])
+    np.testing.assert_allclose(latent.note_density(roll), [4 / (88 * 32)])
+    np.testing.assert_allclose(latent.mean_pitch(roll), [66.0])
     batch = np.stack([roll, np.zeros_like(roll)])[:, None].astype(np.float32) * 0.9
-    assert widgets.note_density(batch).tolist() == [4 / (88 * 32), 0.0]
-    pitches = widgets.mean_pitch(batch)
+    assert latent.note_density(batch).tolist() == [4 / (88 * 32), 0.0]
+    pitches = latent.mean_pitch(batch)
     assert pitches[0] == 66.0 and np.isnan(pitches[1])
 
 
@@ -133,15 +139,15 @@ def test_attribute_vector_is_high_group_minus_low_group(model):
     for i in range(12):  # roll i has i + 1 cells on: density rises with i
         rolls[i, 40, : i + 1] = True
     rolls = rolls[::-1].copy()  # order in the data must not matter
-    means = widgets.encode_means(model, rolls)
-    density = widgets.note_density(rolls)
+    means = latent.encode_means(model, rolls)
+    density = latent.note_density(rolls)
     low, high = np.argsort(density)[:3], np.argsort(density)[-3:]
     expected = means[torch.as_tensor(high)].mean(0) - means[torch.as_tensor(low)].mean(0)
-    torch.testing.assert_close(widgets.attribute_vector(model, rolls, widgets.note_density, 0.25), expected)
+    torch.testing.assert_close(latent.attribute_vector(model, rolls, latent.note_density, 0.25), expected)
     with_empty = np.concatenate([rolls, np.zeros((4, 88, 32), bool)])  # mean pitch NaN there
-    assert torch.isfinite(widgets.attribute_vector(model, with_empty, widgets.mean_pitch)).all()
+    assert torch.isfinite(latent.attribute_vector(model, with_empty, latent.mean_pitch)).all()
     with pytest.raises(ValueError, match="fraction"):
-        widgets.attribute_vector(model, rolls, widgets.note_density, 0.75)
+        latent.attribute_vector(model, rolls, latent.note_density, 0.75)
 
 
 def _only(box, dom_class):
@@ -198,7 +204,7 @@ def test_temperature_widget_new_sample_changes_seed_and_image(model):
 
 
 def test_roll_panel_renders_a_clip_only_when_the_notes_change(monkeypatch):
-    from musicvae_course import audio
+    from musicvae_course.ui import audio
 
     renders = []
     real = audio.synthesize

@@ -1,4 +1,5 @@
 """Tiny synthetic training sets for the training tests: learnable, made in milliseconds."""
+
 import numpy as np
 
 
@@ -9,5 +10,5 @@ def tiny_segments(n: int = 64, seed: int = 0) -> np.ndarray:
     for i in range(n):
         base = rng.integers(30, 50)
         for start in range(0, 32, 4):
-            rolls[i, base + rng.integers(0, 8), start:start + 3] = True
+            rolls[i, base + rng.integers(0, 8), start : start + 3] = True
     return rolls

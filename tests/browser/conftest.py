@@ -8,19 +8,29 @@ missing the tests FAIL with what is missing and the command that installs it. Th
 Screenshots and server logs go to ``$MVC_BROWSER_ARTIFACTS`` (default ``test-artifacts/browser/``),
 one folder per test.
 """
+
 from __future__ import annotations
 
 import re
 import shutil
 
 import pytest
+from jupyterlab_driver import (
+    REPO,
+    artifacts_dir,
+    find_chromium,
+    launch_browser,
+    missing_browser_tools,
+    shutdown_kernels,
+    start_lab,
+)
 
-from jupyterlab_driver import (REPO, artifacts_dir, find_chromium, launch_browser, missing_browser_tools,
-                               shutdown_kernels, start_lab)
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "browser: end-to-end test in JupyterLab and headless Chromium (needs chromium + playwright)")
+        "markers", "browser: end-to-end test in JupyterLab and headless Chromium (needs chromium + playwright)"
+    )
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
@@ -29,6 +39,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
     return report
 
+
 @pytest.fixture
 def test_artifacts(request):
     """This test's artifact folder, emptied first so a CI log never shows screenshots of an earlier run."""
@@ -36,6 +47,7 @@ def test_artifacts(request):
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
 
 @pytest.fixture
 def browser_page(request, tmp_path, test_artifacts):
@@ -49,8 +61,7 @@ def browser_page(request, tmp_path, test_artifacts):
     def open_page():
         missing = missing_browser_tools()
         if missing:
-            pytest.fail("The browser tests need what is missing here:\n  - " + "\n  - ".join(missing),
-                        pytrace=False)
+            pytest.fail("The browser tests need what is missing here:\n  - " + "\n  - ".join(missing), pytrace=False)
         if "context" not in opened:
             from playwright.sync_api import sync_playwright
 
@@ -72,6 +83,7 @@ def browser_page(request, tmp_path, test_artifacts):
                     print(f"no failure screenshot of page {index}: {error}")
         opened["context"].close()
         opened["playwright"].stop()
+
 
 @pytest.fixture(scope="session")
 def _repo_lab_server():

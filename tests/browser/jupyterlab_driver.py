@@ -19,6 +19,7 @@ Traps measured on this project's machines (field notes §5): wait for the status
 "Idle" text, not the busy indicator's attribute; clear stored outputs first, or the
 test looks at an old plot; use a fresh browser profile for every test.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,7 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "browser" / "fixtures"
 
-# The widgets of notebook 02 carry these classes (musicvae_course/widgets.py adds them).
+# The widgets of notebook 02 carry these classes (musicvae_course/ui/widgets.py adds them).
 ROLL_IMAGE = "mvc-roll-image"
 INTERP_SLIDER = "mvc-interp-slider"
 LATENT_SLIDER = "mvc-latent-slider"
@@ -68,8 +69,7 @@ INSTALL_PLAYWRIGHT = f"{sys.executable} -m pip install playwright"
 # page; every cell kept in the DOM (no windowing), so all prompts and widgets can be queried.
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
@@ -95,15 +95,19 @@ def missing_browser_tools() -> list[str]:
     """What the browser tests need and cannot find, each with the command that installs it ([] if nothing)."""
     missing = []
     if find_chromium() is None:
-        where = (f"$MVC_CHROMIUM={os.environ['MVC_CHROMIUM']} is not executable"
-                 if os.environ.get("MVC_CHROMIUM") else f"none of {', '.join(CHROMIUM_CANDIDATES)} is on PATH")
+        where = (
+            f"$MVC_CHROMIUM={os.environ['MVC_CHROMIUM']} is not executable"
+            if os.environ.get("MVC_CHROMIUM")
+            else f"none of {', '.join(CHROMIUM_CANDIDATES)} is on PATH"
+        )
         missing.append(f"Chromium ({where}); install it with: {INSTALL_CHROMIUM}")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         missing.append(
             f"the Python package 'playwright' (not importable by {sys.executable}); install it with: "
-            f"{INSTALL_PLAYWRIGHT}  (do not run 'playwright install': the tests use the system Chromium)")
+            f"{INSTALL_PLAYWRIGHT}  (do not run 'playwright install': the tests use the system Chromium)"
+        )
     return missing
 
 
@@ -137,7 +141,8 @@ class LabServer:
     def api(self, path: str, method: str = "GET", timeout: float = 10.0):
         """JSON answer of the REST API at /api/<path>; raises urllib.error.HTTPError on an error status."""
         request = urllib.request.Request(
-            f"{self.url}api/{path}", method=method, headers={"Authorization": f"token {self.token}"})
+            f"{self.url}api/{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -182,9 +187,15 @@ def _stop(server: LabServer) -> None:
 
 
 @contextlib.contextmanager
-def start_lab(root_dir: str | os.PathLike | None = None, *, command: list[str] | None = None,
-              cwd: str | os.PathLike | None = None, pythonpath: str | os.PathLike | None = REPO,
-              log_path: str | os.PathLike | None = None, startup_timeout: float = 90.0):
+def start_lab(
+    root_dir: str | os.PathLike | None = None,
+    *,
+    command: list[str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    pythonpath: str | os.PathLike | None = REPO,
+    log_path: str | os.PathLike | None = None,
+    startup_timeout: float = 90.0,
+):
     """Run a JupyterLab server on 127.0.0.1 for the duration of a ``with`` block; yields a :class:`LabServer`.
 
     ``command`` is the program that starts the server, default ``python -m jupyterlab`` of this
@@ -196,8 +207,8 @@ def start_lab(root_dir: str | os.PathLike | None = None, *, command: list[str] |
 
     Jupyter's config, runtime, workspace and settings folders are fresh temporary ones, so nothing
     of the user's setup takes part and no stale workspace reopens old tabs. The server's output goes
-    to ``log_path`` (default ``<artifacts>/jupyterlab.log``). On leaving the block, also after an error, the server is shut
-    down through its API, then its process group and kernels are killed if still alive.
+    to ``log_path`` (default ``<artifacts>/jupyterlab.log``). On leaving the block, also after an error, the
+    server is shut down through its API, then its process group and kernels are killed if still alive.
     """
     workdir = Path(tempfile.mkdtemp(prefix="mvc-lab-"))
     settings_dir = workdir / "lab-settings"
@@ -206,14 +217,16 @@ def start_lab(root_dir: str | os.PathLike | None = None, *, command: list[str] |
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(values))
     env = dict(os.environ)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
-        "JUPYTERLAB_WORKSPACES_DIR": str(workdir / "workspaces"),
-        "IPYTHONDIR": str(workdir / "ipython"),
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-    })
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
+            "JUPYTERLAB_WORKSPACES_DIR": str(workdir / "workspaces"),
+            "IPYTHONDIR": str(workdir / "ipython"),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        }
+    )
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
     log_path = Path(log_path or artifacts_dir() / "jupyterlab.log")
@@ -225,27 +238,39 @@ def start_lab(root_dir: str | os.PathLike | None = None, *, command: list[str] |
     try:
         for _attempt in range(3):  # a port taken between free_port() and bind: try another one
             port = free_port()
-            args = [*base, "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-                    "--port-retries=0", f"--IdentityProvider.token={token}",
-                    "--LabApp.expose_app_in_browser=True",
-                    # an absolute checkpoint_dir keeps .ipynb_checkpoints/ out of the notebooks' folder
-                    f"--FileCheckpoints.checkpoint_dir={workdir / 'checkpoints'}"]
+            args = [
+                *base,
+                "--no-browser",
+                "--allow-root",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                "--port-retries=0",
+                f"--IdentityProvider.token={token}",
+                "--LabApp.expose_app_in_browser=True",
+                # an absolute checkpoint_dir keeps .ipynb_checkpoints/ out of the notebooks' folder
+                f"--FileCheckpoints.checkpoint_dir={workdir / 'checkpoints'}",
+            ]
             if root_dir is not None:
                 args.append(f"--ServerApp.root_dir={Path(root_dir).resolve()}")
             with open(log_path, "w") as log:
                 log.write(f"$ {' '.join(args)}\n")
                 log.flush()
-                process = subprocess.Popen(args, cwd=cwd or REPO, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+                process = subprocess.Popen(
+                    args, cwd=cwd or REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             server = LabServer(f"http://127.0.0.1:{port}/", token, port, process, log_path, workdir)
             if _wait_for_status(server, startup_timeout):
                 break
             if process.poll() is None:
-                raise RuntimeError(f"JupyterLab did not answer /api/status within {startup_timeout:.0f} s "
-                                   f"(log: {log_path}):\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"JupyterLab did not answer /api/status within {startup_timeout:.0f} s "
+                    f"(log: {log_path}):\n{server.log_tail()}"
+                )
             if "already in use" not in server.log_tail():
-                raise RuntimeError(f"JupyterLab exited with code {process.returncode} before answering "
-                                   f"(command: {' '.join(args)}; log: {log_path}):\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"JupyterLab exited with code {process.returncode} before answering "
+                    f"(command: {' '.join(args)}; log: {log_path}):\n{server.log_tail()}"
+                )
         else:
             raise RuntimeError(f"JupyterLab found no free port in 3 tries (log: {log_path})")
         yield server
@@ -276,11 +301,16 @@ def _wait_for_status(server: LabServer, timeout: float) -> bool:
 
 # --- the browser side -----------------------------------------------------------------------
 
+
 def launch_browser(playwright, profile_dir: str | os.PathLike, executable: str):
     """Headless Chromium with a fresh persistent profile (``launch_persistent_context``, field notes §5)."""
     context = playwright.chromium.launch_persistent_context(
-        str(profile_dir), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-        viewport={"width": 1280, "height": 900})
+        str(profile_dir),
+        executable_path=executable,
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": 1280, "height": 900},
+    )
     context.set_default_timeout(30_000)
     return context
 
@@ -307,10 +337,14 @@ def wait_kernel_idle(page, timeout: float = 60.0) -> None:
 def open_notebook(page, server: LabServer, path: str, timeout: float = 60.0) -> None:
     """Open ``path`` (relative to the server root) in JupyterLab and wait until its kernel is Idle."""
     page.goto(server.lab_url(path))
-    page.wait_for_function("""path => {
+    page.wait_for_function(
+        """path => {
         const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
         return widget && widget.context && widget.context.isReady && widget.context.path === path;
-    }""", arg=path, timeout=timeout * 1000)
+    }""",
+        arg=path,
+        timeout=timeout * 1000,
+    )
     notebook_panel(page).locator(".jp-Notebook").wait_for(state="visible", timeout=timeout * 1000)
     wait_kernel_idle(page, timeout)
 
@@ -340,8 +374,11 @@ def run_all_cells(page) -> None:
 
 def code_cell_prompts(page) -> list[str]:
     """Input prompts of the open notebook's code cells, e.g. ['[1]:', '[*]:', '[ ]:']."""
-    return notebook_panel(page).locator(".jp-CodeCell .jp-InputArea-prompt").evaluate_all(
-        "prompts => prompts.map(p => p.textContent.trim())")
+    return (
+        notebook_panel(page)
+        .locator(".jp-CodeCell .jp-InputArea-prompt")
+        .evaluate_all("prompts => prompts.map(p => p.textContent.trim())")
+    )
 
 
 def notebook_json(page) -> dict:
@@ -375,8 +412,10 @@ def wait_until_run_finished(page, timeout: float) -> dict:
             if error_outputs(notebook) or all(c.get("execution_count") for c in code_cells):
                 return notebook
         page.wait_for_timeout(250)
-    raise TimeoutError(f"Run All not finished after {timeout:.0f} s: prompts {code_cell_prompts(page)}, "
-                       f"status {kernel_status_text(page)!r}")
+    raise TimeoutError(
+        f"Run All not finished after {timeout:.0f} s: prompts {code_cell_prompts(page)}, "
+        f"status {kernel_status_text(page)!r}"
+    )
 
 
 def run_notebook_to_end(page, server: LabServer, path: str, timeout: float) -> dict:
@@ -389,7 +428,8 @@ def run_notebook_to_end(page, server: LabServer, path: str, timeout: float) -> d
 
 def kernel_execute(page, code: str, timeout: float = 30.0) -> str:
     """Run ``code`` in the open notebook's kernel (not in a cell) and return what it printed to stdout."""
-    return page.evaluate("""async ([code, timeoutMs]) => {
+    return page.evaluate(
+        """async ([code, timeoutMs]) => {
         const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
         let stdout = '';
         const future = kernel.requestExecute({code, store_history: false});
@@ -400,7 +440,9 @@ def kernel_execute(page, code: str, timeout: float = 30.0) -> str:
         const timer = new Promise((_, reject) => setTimeout(() => reject(new Error('kernel timeout')), timeoutMs));
         await Promise.race([future.done, timer]);
         return stdout;
-    }""", [code, int(timeout * 1000)])
+    }""",
+        [code, int(timeout * 1000)],
+    )
 
 
 def image_bytes(locator, attempts: int = 5) -> bytes:

@@ -5,13 +5,13 @@ free port, a random token; ``start_lab`` appends these, so the script must pass 
 arguments on to ``jupyter lab``). The notebook then runs in the kernel that server provides,
 from headless Chromium, as a student's first session would.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 
 import pytest
-
 from jupyterlab_driver import REPO, error_outputs, kernel_execute, run_notebook_to_end, start_lab
 
 pytestmark = pytest.mark.browser
@@ -32,8 +32,9 @@ def test_readme_launch_command_serves_notebook_01_which_runs_to_the_end(browser_
     page = browser_page()
 
     # pythonpath=None: the kernel must find musicvae_course through the environment the script sets up
-    with start_lab(command=MAKE_LAB, pythonpath=None, startup_timeout=300,
-                   log_path=test_artifacts / "launch.log") as server:
+    with start_lab(
+        command=MAKE_LAB, pythonpath=None, startup_timeout=300, log_path=test_artifacts / "launch.log"
+    ) as server:
         listed = server.api(f"contents/{NOTEBOOK_01}?content=0")
         assert listed["type"] == "notebook", listed
 

@@ -20,79 +20,44 @@ Conventions
   or end the line with ``;`` (a bare last expression would show it twice).
   Nothing here calls ``plt.show`` or draws on import.
 """
+
 from __future__ import annotations
 
 import io
 
 import numpy as np
 
-from .pianoroll import (HIGHEST_PITCH, LOWEST_PITCH, N_PITCHES, STEPS_PER_BAR,
-                        STEPS_PER_BEAT, pitch_name)
+from ..core.metrics import precision_recall_f1
+from ..core.pianoroll import (
+    HIGHEST_PITCH,
+    LOWEST_PITCH,
+    N_PITCHES,
+    STEPS_PER_BAR,
+    STEPS_PER_BEAT,
+    binarize,
+    pitch_name,
+    roll_batch,
+    single_roll,
+    to_numpy,
+)
 
 DEFAULT_CMAP = "Greys"  #: sequential: 0 white, 1 black, probabilities in between
 #: Classes of :func:`difference_classes` (cell values of the difference view).
 SILENT, HIT, MISS, FALSE_POSITIVE = 0, 1, 2, 3
 #: Okabe-Ito colours (readable with colour-blindness) for the difference view.
-DIFFERENCE_COLOURS = {SILENT: "#ffffff", HIT: "#009E73", MISS: "#D55E00",
-                      FALSE_POSITIVE: "#0072B2"}
-DIFFERENCE_LABELS = {HIT: "hit", MISS: "miss (original only)",
-                     FALSE_POSITIVE: "false positive (reconstruction only)"}
+DIFFERENCE_COLOURS = {SILENT: "#ffffff", HIT: "#009E73", MISS: "#D55E00", FALSE_POSITIVE: "#0072B2"}
+DIFFERENCE_LABELS = {HIT: "hit", MISS: "miss (original only)", FALSE_POSITIVE: "false positive (reconstruction only)"}
 _PITCH_MARGIN = 2  # semitones kept around the used range when cropping
 _MIN_CROPPED_SPAN = 12  # a cropped view shows at least an octave
 
 
 def as_roll_batch(roll, name: str = "roll") -> tuple[np.ndarray, bool]:
-    """Bring any accepted roll shape to ``(B, 88, T)`` numpy.
-
-    Args:
-        roll: ``(88, T)``, ``(1, 88, T)``, ``(1, 1, 88, T)``, ``(B, 88, T)`` or
-            ``(B, 1, 88, T)``; torch tensor or numpy array; bool, or numbers in
-            [0, 1] (probabilities; logits are refused: apply a sigmoid first).
-        name: the argument's name, used in error messages.
-
-    Returns:
-        ``(rolls, is_batch)``: ``rolls`` is ``(B, 88, T)``, bool or float32;
-        ``is_batch`` is False when the input was a single roll.
-
-    Raises:
-        ValueError: wrong shape, no time steps, NaN or values outside [0, 1].
-    """
-    if hasattr(roll, "detach"):
-        roll = roll.detach().cpu().numpy()
-    array = np.asarray(roll)
-    shape = array.shape
-    if array.ndim == 4 and shape[1] == 1:
-        array, is_batch = array[:, 0], shape[0] != 1
-    elif array.ndim == 3:
-        is_batch = shape[0] != 1
-    elif array.ndim == 2:
-        array, is_batch = array[None], False
-    else:
-        array, is_batch = None, False
-    if array is None or array.shape[1] != N_PITCHES:
-        raise ValueError(f"{name} must have shape (88, T), (1, 88, T), (B, 88, T) or "
-                         f"(B, 1, 88, T); got {shape}")
-    if array.shape[2] == 0 or array.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {shape}): nothing to draw")
-    if array.dtype != bool:
-        array = array.astype(np.float32)
-        if np.isnan(array).any():
-            raise ValueError(f"{name} contains NaN")
-        if array.min() < 0.0 or array.max() > 1.0:
-            raise ValueError(f"{name} has values in [{array.min():.3g}, {array.max():.3g}]; "
-                             "expected bool or probabilities in [0, 1] (logits? apply a sigmoid)")
-    return array, is_batch
-
-
-def _single_roll(roll, name: str) -> np.ndarray:
-    rolls, is_batch = as_roll_batch(roll, name)
-    if is_batch:
-        raise ValueError(f"{name} must be one roll, got a batch of {rolls.shape[0]}")
-    return rolls[0]
-
-
-def _binary(roll: np.ndarray, threshold: float) -> np.ndarray:
-    return roll if roll.dtype == bool else roll >= threshold
+    """Any accepted roll shape as ``(B, 88, T)`` numpy, bool or float32 (:func:`~musicvae_course.core.pianoroll.
+    roll_batch` does the checking), and whether it was a batch."""
+    rolls, is_batch = roll_batch(roll, name)
+    if rolls.shape[2] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(rolls.shape)}): nothing to draw")
+    return to_numpy(rolls), is_batch
 
 
 def used_pitch_range(rolls, threshold: float = 0.5) -> tuple[int, int]:
@@ -107,7 +72,7 @@ def used_pitch_range(rolls, threshold: float = 0.5) -> tuple[int, int]:
         octave, within 21-108; the full keyboard if no note is on.
     """
     rolls = np.asarray(rolls)
-    on = _binary(rolls, threshold)
+    on = binarize(rolls, threshold)
     rows = np.flatnonzero(on.reshape(-1, N_PITCHES, on.shape[-1]).any(axis=(0, 2)))
     if rows.size == 0:
         return LOWEST_PITCH, HIGHEST_PITCH
@@ -147,8 +112,7 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool) -> None:
     if not bars:
         return
     edges = np.arange(0, n_steps + 1) - 0.5  # line between step t-1 and t sits at t - 0.5
-    beat = edges[(np.arange(n_steps + 1) % STEPS_PER_BEAT == 0)
-                 & (np.arange(n_steps + 1) % STEPS_PER_BAR != 0)]
+    beat = edges[(np.arange(n_steps + 1) % STEPS_PER_BEAT == 0) & (np.arange(n_steps + 1) % STEPS_PER_BAR != 0)]
     bar = edges[np.arange(n_steps + 1) % STEPS_PER_BAR == 0][1:-1]  # not the frame edges
     to_axes = ax.get_xaxis_transform()  # x in data, y in axes: lines span the view
     ax.vlines(beat, 0, 1, transform=to_axes, colors="#bbbbbb", linewidths=0.5, gid="beat-lines")
@@ -158,13 +122,20 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool) -> None:
 def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, title):
     """Draw one ``(88, T)`` roll on ``ax``; return the ``AxesImage``."""
     low, high = _resolve_pitch_range(pitch_range, roll, threshold)
-    data = _binary(roll, threshold) if threshold is not None else roll
-    image = ax.imshow(data.astype(np.float32), origin="lower", aspect="auto", cmap=cmap,
-                      vmin=0.0, vmax=1.0, interpolation="nearest",
-                      # "data": resample the 88 x T values, then colour: same
-                      # pixels with nearest, and ~2.5x faster than colouring first.
-                      interpolation_stage="data",
-                      extent=(-0.5, roll.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5))
+    data = binarize(roll, threshold) if threshold is not None else roll
+    image = ax.imshow(
+        data.astype(np.float32),
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        vmin=0.0,
+        vmax=1.0,
+        interpolation="nearest",
+        # "data": resample the 88 x T values, then colour: same
+        # pixels with nearest, and ~2.5x faster than colouring first.
+        interpolation_stage="data",
+        extent=(-0.5, roll.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
+    )
     _style_axes(ax, roll.shape[1], low, high, bars)
     if title is not None:
         ax.set_title(title)
@@ -177,9 +148,16 @@ def _new_figure(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs):
     return plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
 
 
-def visualize_pianoroll(roll, ax=None, title: str | None = None, threshold: float | None = None,
-                        bars: bool = True, pitch_range=None, cmap: str = DEFAULT_CMAP,
-                        figsize=(8, 4)):
+def visualize_pianoroll(
+    roll,
+    ax=None,
+    title: str | None = None,
+    threshold: float | None = None,
+    bars: bool = True,
+    pitch_range=None,
+    cmap: str = DEFAULT_CMAP,
+    figsize=(8, 4),
+):
     """Draw a piano roll (or a grid of them, for a batch).
 
     Args:
@@ -206,8 +184,9 @@ def visualize_pianoroll(roll, ax=None, title: str | None = None, threshold: floa
     if is_batch:
         if ax is not None:
             raise ValueError("a batch is drawn as a new grid; pass one roll when giving ax")
-        return plot_pianoroll_grid(rolls, titles=None, threshold=threshold, bars=bars,
-                                   pitch_range=pitch_range, cmap=cmap, suptitle=title)
+        return plot_pianoroll_grid(
+            rolls, titles=None, threshold=threshold, bars=bars, pitch_range=pitch_range, cmap=cmap, suptitle=title
+        )
     if ax is None:
         fig, axes = _new_figure(figsize=figsize, layout="constrained")
         ax = axes[0, 0]
@@ -215,9 +194,17 @@ def visualize_pianoroll(roll, ax=None, title: str | None = None, threshold: floa
     return ax.figure
 
 
-def plot_pianoroll_grid(rolls, ncols: int = 4, titles=None, threshold: float | None = None,
-                        bars: bool = True, pitch_range="used", cmap: str = DEFAULT_CMAP,
-                        suptitle: str | None = None, figsize=None):
+def plot_pianoroll_grid(
+    rolls,
+    ncols: int = 4,
+    titles=None,
+    threshold: float | None = None,
+    bars: bool = True,
+    pitch_range="used",
+    cmap: str = DEFAULT_CMAP,
+    suptitle: str | None = None,
+    figsize=None,
+):
     """Draw several rolls in a grid sharing one pitch axis.
 
     Args:
@@ -237,7 +224,7 @@ def plot_pianoroll_grid(rolls, ncols: int = 4, titles=None, threshold: float | N
     Taught in ``notebooks/04_generation.ipynb``.
     """
     if isinstance(rolls, (list, tuple)):
-        rolls = np.stack([_single_roll(r, f"rolls[{i}]") for i, r in enumerate(rolls)])
+        rolls = np.stack([single_roll(r, f"rolls[{i}]") for i, r in enumerate(rolls)])
     batch, _ = as_roll_batch(rolls, "rolls")
     n = batch.shape[0]
     if titles is None:
@@ -249,8 +236,9 @@ def plot_pianoroll_grid(rolls, ncols: int = 4, titles=None, threshold: float | N
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     low, high = _resolve_pitch_range(pitch_range, batch, threshold)
-    fig, axes = _new_figure(nrows, ncols, figsize=figsize or (3.2 * ncols, 2.6 * nrows),
-                            sharex=True, sharey=True, layout="constrained")
+    fig, axes = _new_figure(
+        nrows, ncols, figsize=figsize or (3.2 * ncols, 2.6 * nrows), sharex=True, sharey=True, layout="constrained"
+    )
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_visible(False)
@@ -283,8 +271,8 @@ def difference_classes(original, reconstruction, threshold: float = 0.5) -> np.n
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
-    target = _binary(_single_roll(original, "original"), threshold)
-    guess = _binary(_single_roll(reconstruction, "reconstruction"), threshold)
+    target = binarize(single_roll(original, "original"), threshold)
+    guess = binarize(single_roll(reconstruction, "reconstruction"), threshold)
     if target.shape != guess.shape:
         raise ValueError(f"original {target.shape} and reconstruction {guess.shape} differ in shape")
     classes = np.full(target.shape, SILENT, dtype=np.int8)
@@ -294,8 +282,15 @@ def difference_classes(original, reconstruction, threshold: float = 0.5) -> np.n
     return classes
 
 
-def compare_pianorolls(original, reconstruction, ax=None, threshold: float = 0.5,
-                       pitch_range="used", cmap: str = DEFAULT_CMAP, figsize=(14, 4)):
+def compare_pianorolls(
+    original,
+    reconstruction,
+    ax=None,
+    threshold: float = 0.5,
+    pitch_range="used",
+    cmap: str = DEFAULT_CMAP,
+    figsize=(14, 4),
+):
     """Original, reconstruction and their difference, side by side.
 
     Args:
@@ -319,8 +314,8 @@ def compare_pianorolls(original, reconstruction, ax=None, threshold: float = 0.5
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    target = _single_roll(original, "original")
-    guess = _single_roll(reconstruction, "reconstruction")
+    target = single_roll(original, "original")
+    guess = single_roll(reconstruction, "reconstruction")
     classes = difference_classes(target, guess, threshold)
     if ax is None:
         fig, axes = _new_figure(1, 3, figsize=figsize, sharey=True, layout="constrained")
@@ -328,27 +323,38 @@ def compare_pianorolls(original, reconstruction, ax=None, threshold: float = 0.5
     else:
         axes = list(np.ravel(ax))
         if len(axes) != 3:
-            raise ValueError(f"ax must be three axes (original, reconstruction, difference), "
-                             f"got {len(axes)}")
-    both = np.stack([_binary(target, threshold), _binary(guess, threshold)])
+            raise ValueError(f"ax must be three axes (original, reconstruction, difference), got {len(axes)}")
+    both = np.stack([binarize(target, threshold), binarize(guess, threshold)])
     low, high = _resolve_pitch_range(pitch_range, both, None)
     _draw_roll(axes[0], target, None, (low, high), cmap, True, "original")
     _draw_roll(axes[1], guess, None, (low, high), cmap, True, "reconstruction")
     colours = ListedColormap([DIFFERENCE_COLOURS[c] for c in (SILENT, HIT, MISS, FALSE_POSITIVE)])
     diff_ax = axes[2]
-    diff_ax.imshow(classes, origin="lower", aspect="auto", cmap=colours, vmin=-0.5, vmax=3.5,
-                   interpolation="nearest",
-                   extent=(-0.5, classes.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5))
+    diff_ax.imshow(
+        classes,
+        origin="lower",
+        aspect="auto",
+        cmap=colours,
+        vmin=-0.5,
+        vmax=3.5,
+        interpolation="nearest",
+        extent=(-0.5, classes.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
+    )
     _style_axes(diff_ax, classes.shape[1], low, high, True)
     counts = {c: int((classes == c).sum()) for c in (HIT, MISS, FALSE_POSITIVE)}
-    precision = counts[HIT] / max(counts[HIT] + counts[FALSE_POSITIVE], 1)
-    recall = counts[HIT] / max(counts[HIT] + counts[MISS], 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    scores = precision_recall_f1(counts[HIT], counts[FALSE_POSITIVE], counts[MISS])
+    precision, recall, f1 = scores["precision"], scores["recall"], scores["f1"]
     diff_ax.set_title(f"difference at {threshold:g}: P {precision:.2f}  R {recall:.2f}  F1 {f1:.2f}")
-    diff_ax.legend(handles=[Patch(color=DIFFERENCE_COLOURS[c], label=f"{DIFFERENCE_LABELS[c]}: {counts[c]}")
-                            for c in (HIT, MISS, FALSE_POSITIVE)],
-                   loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small",
-                   frameon=False)  # below the panel, so it never hides a note
+    diff_ax.legend(
+        handles=[
+            Patch(color=DIFFERENCE_COLOURS[c], label=f"{DIFFERENCE_LABELS[c]}: {counts[c]}")
+            for c in (HIT, MISS, FALSE_POSITIVE)
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.15),
+        fontsize="small",
+        frameon=False,
+    )  # below the panel, so it never hides a note
     for other in axes[1:]:
         other.set_ylabel("")
     return axes[0].figure
@@ -389,9 +395,18 @@ class PianoRollView:
     Taught in ``notebooks/02_latent_space_with_widgets.ipynb``.
     """
 
-    def __init__(self, n_steps: int = 32, ax=None, title: str | None = None,
-                 threshold: float | None = None, pitch_range=None, cmap: str = DEFAULT_CMAP,
-                 bars: bool = True, figsize=(6.0, 3.2), dpi: int = 80):
+    def __init__(
+        self,
+        n_steps: int = 32,
+        ax=None,
+        title: str | None = None,
+        threshold: float | None = None,
+        pitch_range=None,
+        cmap: str = DEFAULT_CMAP,
+        bars: bool = True,
+        figsize=(6.0, 3.2),
+        dpi: int = 80,
+    ):
         if isinstance(pitch_range, str):
             raise ValueError("PianoRollView needs a fixed pitch_range: None or (low, high)")
         self._standalone = ax is None
@@ -418,11 +433,11 @@ class PianoRollView:
 
     def update(self, roll) -> None:
         """Show ``roll`` (any single-roll shape with ``T = n_steps``)."""
-        data = _single_roll(roll, "roll")
+        data = single_roll(roll, "roll")
         if data.shape[1] != self.n_steps:
             raise ValueError(f"roll has {data.shape[1]} steps; this view shows {self.n_steps}")
         if self.threshold is not None:
-            data = _binary(data, self.threshold)
+            data = binarize(data, self.threshold)
         self.image.set_data(data.astype(np.float32))
         if not self._standalone:
             self.figure.canvas.draw_idle()

@@ -1,4 +1,5 @@
 """Seeds in one place, so grading and notebook outputs reproduce on another machine."""
+
 from __future__ import annotations
 
 import random

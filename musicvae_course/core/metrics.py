@@ -22,6 +22,7 @@ groove consistency divides by the bar length, so a silent bar next to a kick
 bar scores 0.967 (salu133445/muspy#73). Our groove consistency divides by the
 onset positions that either bar uses (see ``groove_consistency``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,21 +31,19 @@ import math
 import numpy as np
 import torch
 
-from .model import kl_per_dimension
-from .pianoroll import LOWEST_PITCH, STEPS_PER_BAR, STEPS_PER_BEAT
+from .model import input_batches, kl_per_dimension
+from .pianoroll import LOWEST_PITCH, STEPS_PER_BAR, STEPS_PER_BEAT, binarize, roll_batch, to_numpy
 
 ACTIVE_UNIT_THRESHOLD = 0.01  #: Burda et al. (2016): a unit is active if Var_x E[z|x] > 0.01
 # MusPy's scale masks, C major and C natural minor; the other keys are rotations.
 _C_MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
 _C_MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)
-_SCALES = np.stack([np.roll(_C_MAJOR, r) for r in range(12)]
-                   + [np.roll(_C_MINOR, r) for r in range(12)])  # (24, 12)
+_SCALES = np.stack([np.roll(_C_MAJOR, r) for r in range(12)] + [np.roll(_C_MINOR, r) for r in range(12)])  # (24, 12)
 
 
 def _binary(roll, threshold: float = 0.5) -> torch.Tensor:
     """Tensor or array -> bool tensor (same device), on where ``>= threshold``."""
-    roll = torch.as_tensor(roll)
-    return roll if roll.dtype == torch.bool else roll >= threshold
+    return torch.as_tensor(binarize(roll, threshold))
 
 
 def onsets(roll, threshold: float = 0.5) -> torch.Tensor:
@@ -61,13 +60,27 @@ def _confusion(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([tp, predicted.sum() - tp, target.sum() - tp]).double()
 
 
-def _prf(counts) -> dict:
-    """Precision, recall, F1 from ``[tp, fp, fn]``. 0/0 counts as 1 (nothing to find, none claimed)."""
-    tp, fp, fn = (float(c) for c in counts)
+def precision_recall_f1(tp: float, fp: float, fn: float) -> dict:
+    """The kit's one precision/recall/F1, from true positives, false positives and false negatives (counts >= 0).
+
+    Rule for empty cases: precision is 1 when nothing was claimed (``tp + fp == 0``) and recall is 1 when there
+    was nothing to find (``tp + fn == 0``), so an empty reconstruction of an empty roll scores 1, 1, 1 and an
+    empty reconstruction of a non-empty roll scores precision 1, recall 0, F1 0.
+
+    Returns:
+        ``{"precision", "recall", "f1"}``, floats in [0, 1].
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb`` (reconstruction quality).
+    """
+    tp, fp, fn = float(tp), float(fp), float(fn)
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _prf_of(counts) -> dict:
+    return precision_recall_f1(*(float(c) for c in counts))
 
 
 def frame_scores(predicted, target, threshold: float = 0.5) -> dict:
@@ -80,7 +93,7 @@ def frame_scores(predicted, target, threshold: float = 0.5) -> dict:
     Returns:
         ``{"precision", "recall", "f1"}`` in [0, 1], micro-averaged over all cells.
     """
-    return _prf(_confusion(_binary(predicted, threshold), _binary(target, threshold)))
+    return _prf_of(_confusion(_binary(predicted, threshold), _binary(target, threshold)))
 
 
 def onset_scores(predicted, target, threshold: float = 0.5) -> dict:
@@ -88,7 +101,7 @@ def onset_scores(predicted, target, threshold: float = 0.5) -> dict:
 
     Shapes and values as ``frame_scores``.
     """
-    return _prf(_confusion(onsets(predicted, threshold), onsets(target, threshold)))
+    return _prf_of(_confusion(onsets(predicted, threshold), onsets(target, threshold)))
 
 
 def active_units(mu, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, torch.Tensor]:
@@ -109,24 +122,15 @@ def active_units(mu, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, tor
 
 # --- sample statistics (MusPy's, on binary rolls) ---------------------------------
 
+
 def binary_rolls(rolls, threshold: float = 0.5) -> np.ndarray:
     """Any roll or batch -> ``(N, 88, T)`` bool numpy, on where ``>= threshold``.
 
-    Accepts ``(88, T)``, ``(N, 88, T)`` or ``(N, 1, 88, T)``, tensor or array,
-    bool or probabilities in [0, 1].
+    Shapes and values as :func:`~musicvae_course.core.pianoroll.roll_batch` (tensor or array, bool or
+    probabilities in [0, 1]).
     """
-    if hasattr(rolls, "detach"):
-        rolls = rolls.detach().cpu().numpy()
-    rolls = np.asarray(rolls)
-    if rolls.dtype != bool:
-        rolls = rolls >= threshold
-    if rolls.ndim == 4 and rolls.shape[1] == 1:
-        rolls = rolls[:, 0]
-    if rolls.ndim == 2:
-        rolls = rolls[None]
-    if rolls.ndim != 3 or rolls.shape[1] != 88:
-        raise ValueError(f"rolls must be (N, 88, T), (N, 1, 88, T) or (88, T), got {rolls.shape}")
-    return rolls
+    batch, _ = roll_batch(rolls, "rolls")
+    return to_numpy(binarize(batch, threshold))
 
 
 def _pitch_class_histogram(rolls: np.ndarray) -> np.ndarray:
@@ -185,8 +189,7 @@ def empty_beat_rate(rolls, threshold: float = 0.5, steps_per_beat: int = STEPS_P
     """
     rolls = binary_rolls(rolls, threshold)
     if rolls.shape[-1] % steps_per_beat:
-        raise ValueError(f"roll length {rolls.shape[-1]} is not a whole number of "
-                         f"{steps_per_beat}-step beats")
+        raise ValueError(f"roll length {rolls.shape[-1]} is not a whole number of {steps_per_beat}-step beats")
     beats = rolls.reshape(*rolls.shape[:2], -1, steps_per_beat).any(axis=(1, 3))  # (N, beats)
     return 1.0 - beats.mean(1)
 
@@ -205,8 +208,7 @@ def groove_consistency(rolls, threshold: float = 0.5, steps_per_bar: int = STEPS
     """
     starts = onsets(torch.from_numpy(binary_rolls(rolls, threshold))).numpy()
     if starts.shape[-1] % steps_per_bar:
-        raise ValueError(f"roll length {starts.shape[-1]} is not a whole number of "
-                         f"{steps_per_bar}-step bars")
+        raise ValueError(f"roll length {starts.shape[-1]} is not a whole number of {steps_per_bar}-step bars")
     grooves = starts.any(1).reshape(starts.shape[0], -1, steps_per_bar)  # (N, bars, positions)
     either = (grooves[:, :-1] | grooves[:, 1:]).sum(-1)
     differ = (grooves[:, :-1] ^ grooves[:, 1:]).sum(-1)
@@ -217,9 +219,12 @@ def groove_consistency(rolls, threshold: float = 0.5, steps_per_bar: int = STEPS
 
 
 SAMPLE_STATISTICS = {
-    "pitch_range": pitch_range, "n_pitch_classes_used": n_pitch_classes_used,
-    "polyphony": polyphony, "pitch_class_entropy": pitch_class_entropy,
-    "scale_consistency": scale_consistency, "empty_beat_rate": empty_beat_rate,
+    "pitch_range": pitch_range,
+    "n_pitch_classes_used": n_pitch_classes_used,
+    "polyphony": polyphony,
+    "pitch_class_entropy": pitch_class_entropy,
+    "scale_consistency": scale_consistency,
+    "empty_beat_rate": empty_beat_rate,
     "groove_consistency": groove_consistency,
 }  #: name -> per-segment function, as averaged by ``sample_statistics``
 
@@ -243,9 +248,11 @@ def sample_statistics(rolls, threshold: float = 0.5) -> dict:
     """
     rolls = binary_rolls(rolls, threshold)
     non_empty = rolls.any(axis=(1, 2))
-    result = {"n_segments": int(len(rolls)),
-              "empty_fraction": float(1.0 - non_empty.mean()) if len(rolls) else math.nan,
-              "density": float(rolls.mean()) if len(rolls) else math.nan}
+    result = {
+        "n_segments": int(len(rolls)),
+        "empty_fraction": float(1.0 - non_empty.mean()) if len(rolls) else math.nan,
+        "density": float(rolls.mean()) if len(rolls) else math.nan,
+    }
     kept = rolls[non_empty]
     for name, statistic in SAMPLE_STATISTICS.items():
         values = statistic(kept) if len(kept) else np.array([np.nan])
@@ -290,21 +297,10 @@ class MetricsTable(dict):
         printer.text(str(self))
 
 
-def _batches_of(data, batch_size: int, device):
-    """Batches ``(B, 1, 88, 32)`` float32 on ``device`` from a dataset or a roll array."""
-    if hasattr(data, "batches"):  # a data.PianoRollDataset
-        yield from data.batches(batch_size, shuffle=False, device=device)
-        return
-    rolls = torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data)
-    if rolls.dim() == 3:
-        rolls = rolls.unsqueeze(1)
-    for start in range(0, len(rolls), batch_size):
-        yield rolls[start:start + batch_size].to(device=device, dtype=torch.float32)
-
-
 @torch.no_grad()
-def evaluation_sums(model, batches, threshold: float = 0.5, seed: int = 0,
-                    amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+def evaluation_sums(
+    model, batches, threshold: float = 0.5, seed: int = 0, amp_dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Everything ``evaluate`` reports, as sums over ``batches`` (so shards can be added).
 
     Returns a float64 tensor (float32 on MPS) on the model's device:
@@ -323,24 +319,32 @@ def evaluation_sums(model, batches, threshold: float = 0.5, seed: int = 0,
     model.eval()
     try:
         for x in batches:
-            with (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype
-                  else contextlib.nullcontext()):
+            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                 mu, log_var = model.encode(x)
                 z = model.reparameterize(mu, log_var, generator=generator)
                 sampled_logits = model.decode_logits(z)
                 mean_logits = model.decode_logits(mu)
             target = x >= threshold
             reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(
-                sampled_logits.float(), x.float(), reduction="sum")
+                sampled_logits.float(), x.float(), reduction="sum"
+            )
             predicted = mean_logits.float() >= cutoff
             mu = mu.to(dtype)
-            totals += torch.cat([
-                torch.stack([torch.tensor(float(len(x)), device=device, dtype=dtype),
-                             reconstruction.to(dtype),
-                             kl_per_dimension(mu, log_var).sum().to(dtype)]),
-                _confusion(predicted, target).to(dtype),
-                _confusion(onsets(predicted), onsets(target)).to(dtype),
-                mu.sum(0), mu.pow(2).sum(0)])
+            totals += torch.cat(
+                [
+                    torch.stack(
+                        [
+                            torch.tensor(float(len(x)), device=device, dtype=dtype),
+                            reconstruction.to(dtype),
+                            kl_per_dimension(mu, log_var).sum().to(dtype),
+                        ]
+                    ),
+                    _confusion(predicted, target).to(dtype),
+                    _confusion(onsets(predicted), onsets(target)).to(dtype),
+                    mu.sum(0),
+                    mu.pow(2).sum(0),
+                ]
+            )
     finally:
         model.train(was_training)
     return totals
@@ -352,21 +356,22 @@ def summarize_sums(totals: torch.Tensor, latent_dim: int) -> MetricsTable:
     n = float(totals[0])
     if n < 1:
         raise ValueError("nothing to evaluate: the data has no segments")
-    frame, onset = _prf(totals[3:6]), _prf(totals[6:9])
-    mean = totals[9:9 + latent_dim] / n
-    variance = (totals[9 + latent_dim:] / n - mean.pow(2)).clamp_min(0)
+    frame, onset = _prf_of(totals[3:6]), _prf_of(totals[6:9])
+    mean = totals[9 : 9 + latent_dim] / n
+    variance = (totals[9 + latent_dim :] / n - mean.pow(2)).clamp_min(0)
     return MetricsTable(
         n_segments=int(n),
         neg_elbo=float(totals[1] + totals[2]) / n,
-        reconstruction=float(totals[1]) / n, kl=float(totals[2]) / n,
+        reconstruction=float(totals[1]) / n,
+        kl=float(totals[2]) / n,
         **{f"frame_{k}": v for k, v in frame.items()},
         **{f"onset_{k}": v for k, v in onset.items()},
         active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()) if n >= 2 else 0,
-        latent_dim=int(latent_dim))
+        latent_dim=int(latent_dim),
+    )
 
 
-def evaluate(model, data, batch_size: int = 512, threshold: float = 0.5, seed: int = 0,
-             device=None) -> MetricsTable:
+def evaluate(model, data, batch_size: int = 512, threshold: float = 0.5, seed: int = 0, device=None) -> MetricsTable:
     """Reconstruction quality and latent use of ``model`` on ``data``.
 
     Args:
@@ -389,5 +394,5 @@ def evaluate(model, data, batch_size: int = 512, threshold: float = 0.5, seed: i
     """
     if device is not None:
         model = model.to(device)
-    totals = evaluation_sums(model, _batches_of(data, batch_size, model.device), threshold, seed)
+    totals = evaluation_sums(model, input_batches(data, batch_size, model.device), threshold, seed)
     return summarize_sums(totals, model.latent_dim)

@@ -1,6 +1,6 @@
 """Kernel-side half of the autograder: its source is sent into each submission's kernel before any student code.
 
-Not imported by the kit. :mod:`musicvae_course.autograde` executes this file's text in a private namespace,
+Not imported by the kit. :mod:`musicvae_course.grading.autograde` executes this file's text in a private namespace,
 then calls :func:`install`, so nothing of it is importable by name or visible in the user namespace or the
 input history. ``install`` imports the modules the source notebook uses, records how they look (functions,
 classes, code objects), keeps references to pristine builtins in a closure, and registers a class named after
@@ -33,14 +33,36 @@ def install(session_nonce, module_names, watched_prefixes, stdlib_modules):
     _settrace, _setprofile, _threading_settrace = sys.settrace, sys.setprofile, threading.settrace
     _type_setattr, _type_delattr = type.__setattr__, type.__delattr__
     _sys_modules, _module_type, _function_type = sys.modules, types.ModuleType, types.FunctionType
-    _code_like_types = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                        staticmethod, classmethod, property, types.MethodDescriptorType,
-                        types.WrapperDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
+    _code_like_types = (
+        type,
+        types.ModuleType,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodType,
+        staticmethod,
+        classmethod,
+        property,
+        types.MethodDescriptorType,
+        types.WrapperDescriptorType,
+        types.GetSetDescriptorType,
+        types.MemberDescriptorType,
+    )
     _immutable_flag = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: static and immutable types cannot be patched
     _missing = object()
     # IPython swaps these builtins in and out around each cell; they are not student tampering.
-    _volatile_builtins = {"exit", "quit", "get_ipython", "display", "__IPYTHON__", "_", "__", "___", "input",
-                          "raw_input", "getpass"}
+    _volatile_builtins = {
+        "exit",
+        "quit",
+        "get_ipython",
+        "display",
+        "__IPYTHON__",
+        "_",
+        "__",
+        "___",
+        "input",
+        "raw_input",
+        "getpass",
+    }
 
     shell = get_ipython()
     user_ns = shell.user_ns
@@ -131,8 +153,11 @@ def install(session_nonce, module_names, watched_prefixes, stdlib_modules):
                     except BaseException:
                         pass
         for function, code, defaults, kwdefaults in functions.values():
-            if function.__code__ is not code or function.__defaults__ is not defaults \
-                    or function.__kwdefaults__ is not kwdefaults:
+            if (
+                function.__code__ is not code
+                or function.__defaults__ is not defaults
+                or function.__kwdefaults__ is not kwdefaults
+            ):
                 function.__code__, function.__defaults__, function.__kwdefaults__ = code, defaults, kwdefaults
                 changed.append(f"code of {function.__module__}.{function.__qualname__}")
         warnings.filters[:] = warning_filters
@@ -179,16 +204,31 @@ def install(session_nonce, module_names, watched_prefixes, stdlib_modules):
                     ename = _type(exc).__name__
                 except BaseException:
                     ename = "?"
-                failure = {"index": index, "lineno": lineno, "hidden": hidden, "ename": safe_text(ename, 80),
-                           "message": safe_text(exc)}
+                failure = {
+                    "index": index,
+                    "lineno": lineno,
+                    "hidden": hidden,
+                    "ename": safe_text(ename, 80),
+                    "message": safe_text(exc),
+                }
                 break
-        payload = _dumps({"question": question_id, "status": "failed" if failure else "passed",
-                          "failure": failure, "notes": notes[:20]}, sort_keys=True)
+        payload = _dumps(
+            {
+                "question": question_id,
+                "status": "failed" if failure else "passed",
+                "failure": failure,
+                "notes": notes[:20],
+            },
+            sort_keys=True,
+        )
         signature = _hmac_new(key.encode(), payload.encode(), _sha256).hexdigest()
         return payload + "\n" + signature
 
-    grader = _type("Grader_" + session_nonce, (object,), {
-        "__slots__": (), "run": staticmethod(run), "record": staticmethod(record)})
+    grader = _type(
+        "Grader_" + session_nonce,
+        (object,),
+        {"__slots__": (), "run": staticmethod(run), "record": staticmethod(record)},
+    )
     # object.__subclasses__() holds classes weakly; atexit keeps this one alive without naming it anywhere.
     atexit.register(_tuple, (grader,))
     return len(modules)

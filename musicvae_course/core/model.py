@@ -4,6 +4,7 @@ Architecture: "Music VAE - CNN pretrained on the Lakh MIDI Dataset"
 (hub repo ``XR-Lin/music-vae-lmd``, MIT). Taught in
 ``notebooks/01_loading_the_pretrained_vae.ipynb``.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pianoroll import N_PITCHES, SEGMENT_STEPS
+from .pianoroll import N_PITCHES, SEGMENT_STEPS, roll_batch
 
 ENCODED_SHAPE = (256, 5, 2)  #: encoder output per example: channels, pitch, time
 # log_var is clamped to this range before exp(): on early or random batches at
@@ -21,14 +22,15 @@ LOG_VAR_RANGE = (-12.0, 8.0)
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
-            nn.ReLU(), nn.BatchNorm2d(c_out)]
+    return [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(c_out)]
 
 
 def _deconv_block(c_in: int, c_out: int, output_padding=0) -> list[nn.Module]:
-    return [nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1,
-                               output_padding=output_padding),
-            nn.ReLU(), nn.BatchNorm2d(c_out)]
+    return [
+        nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, output_padding=output_padding),
+        nn.ReLU(),
+        nn.BatchNorm2d(c_out),
+    ]
 
 
 class MusicVAE(nn.Module):
@@ -66,15 +68,17 @@ class MusicVAE(nn.Module):
         self.latent_dim = int(latent_dim)
         flat = math.prod(ENCODED_SHAPE)
         self.encoder = nn.Sequential(
-            *_conv_block(1, 32), *_conv_block(32, 64),
-            *_conv_block(64, 128), *_conv_block(128, 256), nn.Flatten())
+            *_conv_block(1, 32), *_conv_block(32, 64), *_conv_block(64, 128), *_conv_block(128, 256), nn.Flatten()
+        )
         self.fc_mu = nn.Linear(flat, self.latent_dim)
         self.fc_log_var = nn.Linear(flat, self.latent_dim)
         self.decoder_input = nn.Linear(self.latent_dim, flat)
         self.decoder = nn.Sequential(
             *_deconv_block(256, 128, output_padding=(1, 0)),
-            *_deconv_block(128, 64), *_deconv_block(64, 32),
-            nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1))
+            *_deconv_block(128, 64),
+            *_deconv_block(64, 32),
+            nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1),
+        )
 
     @property
     def device(self) -> torch.device:
@@ -92,8 +96,9 @@ class MusicVAE(nn.Module):
         return self.fc_mu(h), log_var
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``z = mu + eps * exp(0.5 * log_var)``, ``eps ~ N(0, I)``; shape of ``mu``."""
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * torch.exp(0.5 * log_var)
@@ -123,21 +128,22 @@ class MusicVAE(nn.Module):
         return torch.sigmoid(logits), mu, log_var
 
     @torch.no_grad()
-    def sample(self, n: int = 4, device=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int = 4, device=None, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Decode ``n`` draws ``z ~ N(0, temperature^2 I)``: ``(n, 1, 88, 32)`` in [0, 1].
 
         Taught in ``notebooks/02_latent_space_with_widgets.ipynb`` (lower
         temperature is not "safer" here: it gives more empty bars).
         """
         device = torch.device(device) if device is not None else self.device
-        z = torch.randn(n, self.latent_dim, generator=generator,
-                        device=generator.device if generator is not None else device)
+        z = torch.randn(
+            n, self.latent_dim, generator=generator, device=generator.device if generator is not None else device
+        )
         return self.decode(z.to(device) * temperature)
 
     @torch.no_grad()
-    def interpolate(self, z1: torch.Tensor, z2: torch.Tensor, steps: int = 8,
-                    method: str = "linear") -> torch.Tensor:
+    def interpolate(self, z1: torch.Tensor, z2: torch.Tensor, steps: int = 8, method: str = "linear") -> torch.Tensor:
         """Decode ``steps`` points from ``z1`` to ``z2`` (both ends included).
 
         Args:
@@ -152,24 +158,88 @@ class MusicVAE(nn.Module):
         return self.decode(interpolate_latents(z1, z2, steps, method).to(self.device))
 
 
-def interpolate_latents(z1: torch.Tensor, z2: torch.Tensor, steps: int = 8,
-                        method: str = "linear") -> torch.Tensor:
-    """Points from ``z1`` to ``z2``: ``(steps, latent_dim)``. See ``MusicVAE.interpolate``."""
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
-    a, b = z1.reshape(-1).float(), z2.reshape(-1).float()
+INTERPOLATION_METHODS = ("linear", "slerp")
+
+
+def interpolate(z1: torch.Tensor, z2: torch.Tensor, t, method: str = "linear") -> torch.Tensor:
+    """The kit's one interpolation: the points at fractions ``t`` from ``z1`` to ``z2``.
+
+    Args:
+        z1, z2: ``(latent_dim,)`` or ``(1, latent_dim)``, same size.
+        t: a fraction or a sequence/1-D tensor of fractions in [0, 1]; 0 gives ``z1`` and 1 gives ``z2`` exactly.
+        method: ``"linear"`` (``(1 - t) z1 + t z2``) or ``"slerp"`` (spherical: along the great circle, so the
+            norm of typical prior samples is kept and midpoints are not washed out). For (anti)parallel
+            vectors slerp is undefined (the angle is 0 or pi); within 1e-6 rad of parallel it falls back to
+            linear, as is usual.
+
+    Returns:
+        ``(len(t), latent_dim)`` float32 on ``z1``'s device.
+
+    Taught in ``notebooks/02_latent_space_with_widgets.ipynb``.
+    """
+    if method not in INTERPOLATION_METHODS:
+        raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
+    a, b = z1.reshape(-1).float(), z2.reshape(-1).float().to(z1.device)
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
-    t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
+    t = torch.as_tensor(t, dtype=torch.float32, device=a.device).reshape(-1, 1)
+    if ((t < 0) | (t > 1)).any():
+        raise ValueError(f"t must be in [0, 1], got {t.reshape(-1).tolist()}")
     if method == "linear":
-        return (1 - t) * a + t * b
-    if method != "slerp":
-        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    if omega.abs() < 1e-6:  # parallel vectors: slerp degenerates to lerp
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+        points = (1 - t) * a + t * b
+    else:
+        cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
+        omega = torch.arccos(cos.clamp(-1.0, 1.0))
+        if omega.abs() < 1e-6:  # parallel vectors: slerp degenerates to lerp
+            points = (1 - t) * a + t * b
+        else:
+            points = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+    # exact ends, whatever rounding the formulas add
+    points = torch.where(t == 0, a, points)
+    return torch.where(t == 1, b, points)
+
+
+def interpolate_latents(z1: torch.Tensor, z2: torch.Tensor, steps: int = 8, method: str = "linear") -> torch.Tensor:
+    """``steps`` evenly spaced points from ``z1`` to ``z2``, both ends included: ``(steps, latent_dim)``.
+
+    See :func:`interpolate` and ``MusicVAE.interpolate``.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    return interpolate(z1, z2, torch.linspace(0, 1, steps), method)
+
+
+def model_input(rolls, name: str = "rolls") -> torch.Tensor:
+    """Rolls as the model's input: float32 ``(N, 1, 88, 32)`` (a tensor stays on its device).
+
+    Args:
+        rolls: any shape :func:`~musicvae_course.core.pianoroll.roll_batch` accepts, with ``T = 32``; bool or
+            probabilities in [0, 1].
+        name: the argument's name, for error messages.
+    """
+    batch, _ = roll_batch(rolls, name)
+    if batch.shape[2] != SEGMENT_STEPS:
+        raise ValueError(f"{name} must be {SEGMENT_STEPS} steps long (one 2-bar window), got {batch.shape[2]}")
+    return torch.as_tensor(batch)[:, None].float()
+
+
+def input_batches(data, batch_size: int = 256, device=None):
+    """Float32 ``(B, 1, 88, 32)`` batches of ``data``, in order, on ``device`` (default: where they are).
+
+    Args:
+        data: a ``PianoRollDataset`` (anything with ``.batches``) or rolls as :func:`model_input` accepts.
+        batch_size: at most this many segments per batch, >= 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if hasattr(data, "batches"):  # musicvae_course.core.data.PianoRollDataset
+        placement = {} if device is None else {"device": device}
+        for batch in data.batches(batch_size=batch_size, shuffle=False, **placement):
+            yield batch.float()
+        return
+    rolls = model_input(data, "data")
+    for start in range(0, rolls.shape[0], batch_size):
+        yield rolls[start : start + batch_size].to(device=device)
 
 
 def kl_per_dimension(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -178,8 +248,14 @@ def kl_per_dimension(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var)
 
 
-def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-             beta: float = 1.0, free_bits: float = 0.5):
+def vae_loss(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    beta: float = 1.0,
+    free_bits: float = 0.5,
+):
     """The card's loss: BCE reconstruction + beta * KL with free bits.
 
     Args:
@@ -202,8 +278,7 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_var: t
     batch = x.shape[0]
     # BCE on logits in float32: exact, and allowed under autocast (BCE on
     # sigmoid outputs is not).
-    reconstruction = F.binary_cross_entropy_with_logits(
-        logits.float(), x.float(), reduction="sum") / batch
+    reconstruction = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="sum") / batch
     kl_dims = kl_per_dimension(mu, log_var).mean(dim=0)  # (latent_dim,)
     kl = kl_dims.sum()
     kl_objective = torch.clamp(kl_dims, min=free_bits).sum()

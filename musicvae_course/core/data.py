@@ -21,6 +21,7 @@ dataset. To ship a dataset as one file: ``ds.save_npz("d.npz")`` (about 10-35
 bytes per segment compressed: 300k segments fit in ~10 MB) and
 ``load_dataset("d.npz")``; ``ds.to("cuda")`` then keeps it on the GPU.
 """
+
 from __future__ import annotations
 
 import glob
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 
 from . import midi_fast
-from .corpus_cache import Cache, read_files
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
 from .seeding import DEFAULT_SEED
+from .segment_cache import Cache, read_files
 
 SEGMENT_BYTES = N_PITCHES * SEGMENT_STEPS // 8  #: one packed segment: 352 bytes
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -46,6 +47,7 @@ _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits is big-endia
 @dataclass
 class BuildReport:
     """What ``build_dataset`` did. ``skipped`` lists ``(path, reason)``."""
+
     files: int = 0
     read: int = 0
     from_cache: int = 0
@@ -56,8 +58,10 @@ class BuildReport:
     skipped_csv: str | None = None
 
     def __str__(self) -> str:
-        text = (f"{self.files:,} files: {self.read:,} read, {self.from_cache:,} from cache, "
-                f"{len(self.skipped):,} skipped; {self.segments:,} segments in {self.seconds:.1f} s")
+        text = (
+            f"{self.files:,} files: {self.read:,} read, {self.from_cache:,} from cache, "
+            f"{len(self.skipped):,} skipped; {self.segments:,} segments in {self.seconds:.1f} s"
+        )
         return text + (f" (skipped files: {self.skipped_csv})" if self.skipped and self.skipped_csv else "")
 
 
@@ -119,8 +123,9 @@ class PianoRollDataset:
         packed = self.packed.cpu().numpy() if torch.is_tensor(self.packed) else np.asarray(self.packed)
         return np.unpackbits(packed, axis=1).reshape(-1, N_PITCHES, SEGMENT_STEPS).astype(bool)
 
-    def batches(self, batch_size: int = 256, shuffle: bool = True, generator=None, device=None,
-                drop_last: bool = False):
+    def batches(
+        self, batch_size: int = 256, shuffle: bool = True, generator=None, device=None, drop_last: bool = False
+    ):
         """Yield float32 ``(B, 1, 88, 32)`` batches, each gathered by one index operation.
 
         Args:
@@ -135,7 +140,7 @@ class PianoRollDataset:
         for start in range(0, n, batch_size):
             if drop_last and start + batch_size > n:
                 break
-            yield self._gather(order[start:start + batch_size], device)
+            yield self._gather(order[start : start + batch_size], device)
 
     def _gather(self, indices: torch.Tensor, device=None) -> torch.Tensor:
         if torch.is_tensor(self.packed):
@@ -156,8 +161,11 @@ class PianoRollDataset:
         indices = np.asarray(indices.cpu() if torch.is_tensor(indices) else indices)
         if indices.dtype == bool:
             indices = np.flatnonzero(indices)
-        rows = (self.packed[torch.from_numpy(indices).to(self.device)] if torch.is_tensor(self.packed)
-                else self.packed[indices])
+        rows = (
+            self.packed[torch.from_numpy(indices).to(self.device)]
+            if torch.is_tensor(self.packed)
+            else self.packed[indices]
+        )
         file_ids = None if self.file_ids is None else self.file_ids[indices]
         return PianoRollDataset.from_packed(rows, file_ids, self.files)
 
@@ -233,9 +241,19 @@ def select_files(paths, path_filter=None, max_files=None, fraction=None, seed: i
     return paths if max_files is None else paths[:max_files]
 
 
-def build_dataset(sources, cache_dir=None, workers=None, *, path_filter=None, max_files=None,
-                  fraction=None, seed: int = DEFAULT_SEED, max_seconds: float | None = midi_fast.MAX_SECONDS,
-                  reader="fast", progress: bool = True) -> PianoRollDataset:
+def build_dataset(
+    sources,
+    cache_dir=None,
+    workers=None,
+    *,
+    path_filter=None,
+    max_files=None,
+    fraction=None,
+    seed: int = DEFAULT_SEED,
+    max_seconds: float | None = midi_fast.MAX_SECONDS,
+    reader="fast",
+    progress: bool = True,
+) -> PianoRollDataset:
     """Read MIDI files into a dataset of 2-bar segments, reusing a cache.
 
     Args:
@@ -270,19 +288,29 @@ def build_dataset(sources, cache_dir=None, workers=None, *, path_filter=None, ma
         raise FileNotFoundError(f"no .mid or .midi files in {sources}")
     chosen = select_files(listed, path_filter, max_files, fraction, seed)
     if not chosen:
-        raise ValueError(f"none of the {len(listed)} MIDI files in {sources} passed path_filter={path_filter!r}, "
-                         f"fraction={fraction}, max_files={max_files}")
-    settings = {"format": CACHE_FORMAT, "max_seconds": max_seconds,
-                "reader": reader if isinstance(reader, str) else f"{reader.__module__}.{reader.__qualname__}"}
+        raise ValueError(
+            f"none of the {len(listed)} MIDI files in {sources} passed path_filter={path_filter!r}, "
+            f"fraction={fraction}, max_files={max_files}"
+        )
+    settings = {
+        "format": CACHE_FORMAT,
+        "max_seconds": max_seconds,
+        "reader": reader if isinstance(reader, str) else f"{reader.__module__}.{reader.__qualname__}",
+    }
     cache = Cache(cache_dir, settings)
     entries, to_read = cache.entries_for(listed, chosen)
     with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not (progress and to_read)) as bar:
         results = read_files(to_read, workers, max_seconds, reader, bar)
     entries = cache.update(entries, results)
     ds = PianoRollDataset.from_packed(*cache.dataset_arrays(entries, chosen))
-    report = BuildReport(files=len(chosen), read=len(to_read), from_cache=len(chosen) - len(to_read),
-                         segments=len(ds), reference_fallbacks=sum(r["fallback"] for r in results.values()),
-                         skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]])
+    report = BuildReport(
+        files=len(chosen),
+        read=len(to_read),
+        from_cache=len(chosen) - len(to_read),
+        segments=len(ds),
+        reference_fallbacks=sum(r["fallback"] for r in results.values()),
+        skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]],
+    )
     report.skipped_csv = cache.write_report(report.skipped)
     report.seconds = time.perf_counter() - began
     ds.report = report
@@ -302,6 +330,11 @@ def load_dataset(path) -> PianoRollDataset:
     cache = Cache(path, None)
     ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
     skipped = [(p, e["reason"]) for p, e in cache.entries.items() if e["reason"]]
-    ds.report = BuildReport(files=len(cache.entries), from_cache=len(cache.entries), segments=len(ds),
-                            skipped=skipped, skipped_csv=str(path / "skipped.csv"))
+    ds.report = BuildReport(
+        files=len(cache.entries),
+        from_cache=len(cache.entries),
+        segments=len(ds),
+        skipped=skipped,
+        skipped_csv=str(path / "skipped.csv"),
+    )
     return ds

@@ -32,6 +32,7 @@ Files in ``out_dir`` (written by rank 0 only, each atomically): ``last.pt``
 Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``. Command line:
 ``python -m musicvae_course.train --help`` (see ``train_cli``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,16 +45,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.checkpoint import load_checkpoint, match_state_dict, save_checkpoint
+from ..core.devices import choose_device, set_cpu_threads
+from ..core.metrics import evaluation_sums, summarize_sums
+from ..core.model import vae_loss
+from ..core.seeding import DEFAULT_SEED, derived_seed
 from . import distributed
-from .checkpoint import load_checkpoint, match_state_dict, save_checkpoint
-from .history import plot_history, save_history
-from .metrics import evaluation_sums, summarize_sums
-from .devices import choose_device, set_cpu_threads
-from .model import vae_loss
-from .seeding import DEFAULT_SEED, derived_seed
+from .history import save_history
 
-__all__ = ["fit", "plot_history", "beta_schedule", "load_weights", "TrainingDiverged",
-           "FINE_TUNE_LR", "ENCODER_PARTS"]
+__all__ = ["fit", "beta_schedule", "load_weights", "TrainingDiverged", "FINE_TUNE_LR", "ENCODER_PARTS"]
 
 FINE_TUNE_LR = 1e-4  #: default learning rate when ``init`` is given
 ENCODER_PARTS = ("encoder", "fc_mu", "fc_log_var")  #: submodules ``freeze_encoder`` freezes
@@ -103,14 +103,35 @@ class _LogitsForward(nn.Module):
         return self.vae.forward_logits(x)
 
 
-def fit(model, train, val=None, epochs: int = 100, *, out_dir=None, batch_size: int = 256,
-        lr: float | None = None, beta_warmup_epochs: int | None = None, beta_max: float = 1.0,
-        free_bits: float = 0.5, grad_clip: float = 1.0, lr_patience: int = 10,
-        lr_factor: float = 0.5, min_lr: float = 1e-5, seed: int = DEFAULT_SEED,
-        resume: bool = False, overwrite: bool = False, init=None, freeze_encoder: bool = False,
-        device=None, threads: int | None = None, precision: str = "auto",
-        max_samples: int | None = None, time_budget_s: float | None = None,
-        progress: bool = True, check_every: int | None = None) -> list[dict]:
+def fit(
+    model,
+    train,
+    val=None,
+    epochs: int = 100,
+    *,
+    out_dir=None,
+    batch_size: int = 256,
+    lr: float | None = None,
+    beta_warmup_epochs: int | None = None,
+    beta_max: float = 1.0,
+    free_bits: float = 0.5,
+    grad_clip: float = 1.0,
+    lr_patience: int = 10,
+    lr_factor: float = 0.5,
+    min_lr: float = 1e-5,
+    seed: int = DEFAULT_SEED,
+    resume: bool = False,
+    overwrite: bool = False,
+    init=None,
+    freeze_encoder: bool = False,
+    device=None,
+    threads: int | None = None,
+    precision: str = "auto",
+    max_samples: int | None = None,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    check_every: int | None = None,
+) -> list[dict]:
     """Train ``model`` on ``train`` with the card's recipe; return the per-epoch history.
 
     Args:
@@ -172,19 +193,26 @@ class _Run:
         if val is not None and len(val) == 0:
             raise ValueError("val: the validation set is empty (pass val=None to train without one)")
         if args["batch_size"] < context.world_size:
-            raise ValueError(f"batch_size {args['batch_size']} is smaller than the "
-                             f"{context.world_size} processes")
+            raise ValueError(f"batch_size {args['batch_size']} is smaller than the {context.world_size} processes")
         fine_tune = args["init"] is not None
         self.settings = dict(
-            epochs=int(args["epochs"]), batch_size=int(args["batch_size"]),
+            epochs=int(args["epochs"]),
+            batch_size=int(args["batch_size"]),
             lr=float(args["lr"] if args["lr"] is not None else FINE_TUNE_LR if fine_tune else 1e-3),
-            beta_warmup_epochs=int(args["beta_warmup_epochs"] if args["beta_warmup_epochs"]
-                                   is not None else 0 if fine_tune else 50),
-            beta_max=float(args["beta_max"]), free_bits=float(args["free_bits"]),
-            grad_clip=float(args["grad_clip"]), lr_patience=int(args["lr_patience"]),
-            lr_factor=float(args["lr_factor"]), min_lr=float(args["min_lr"]),
-            seed=int(args["seed"]), freeze_encoder=bool(args["freeze_encoder"]),
-            world_size=context.world_size, precision=_precision(args["precision"], device))
+            beta_warmup_epochs=int(
+                args["beta_warmup_epochs"] if args["beta_warmup_epochs"] is not None else 0 if fine_tune else 50
+            ),
+            beta_max=float(args["beta_max"]),
+            free_bits=float(args["free_bits"]),
+            grad_clip=float(args["grad_clip"]),
+            lr_patience=int(args["lr_patience"]),
+            lr_factor=float(args["lr_factor"]),
+            min_lr=float(args["min_lr"]),
+            seed=int(args["seed"]),
+            freeze_encoder=bool(args["freeze_encoder"]),
+            world_size=context.world_size,
+            precision=_precision(args["precision"], device),
+        )
         self.model, self.context, self.device, self.args = model, context, device, args
         self.out_dir = Path(args["out_dir"]) if args["out_dir"] is not None else None
         self.amp_dtype = torch.bfloat16 if self.settings["precision"] == "bf16" else None
@@ -197,17 +225,24 @@ class _Run:
             train = train.to(device)
             val = val.to(device) if val is not None else None
         self.train, self.val = train, val
-        self.frozen = [p for part in ENCODER_PARTS for p in getattr(model, part).parameters()
-                       if self.settings["freeze_encoder"] and p.requires_grad]
+        self.frozen = [
+            p
+            for part in ENCODER_PARTS
+            for p in getattr(model, part).parameters()
+            if self.settings["freeze_encoder"] and p.requires_grad
+        ]
         for parameter in self.frozen:  # until fit returns: a later fit trains them again
             parameter.requires_grad_(False)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel for all parameters on CUDA (batch 256 is launch-bound there)
-        self.optimizer = torch.optim.Adam(self.params, lr=self.settings["lr"],
-                                          fused=device.type == "cuda" or None)
+        self.optimizer = torch.optim.Adam(self.params, lr=self.settings["lr"], fused=device.type == "cuda" or None)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=self.settings["lr_factor"],
-            patience=self.settings["lr_patience"], min_lr=self.settings["min_lr"])
+            self.optimizer,
+            mode="min",
+            factor=self.settings["lr_factor"],
+            patience=self.settings["lr_patience"],
+            min_lr=self.settings["min_lr"],
+        )
         self.net = distributed.wrap(_LogitsForward(model), context, device)
         self.history, self.best, self.samples_seen, self.start_epoch = [], math.inf, 0, 0
         self._restore_or_check_out_dir()
@@ -221,22 +256,29 @@ class _Run:
         if not self.args["resume"]:
             if self.args["overwrite"]:
                 return
-            raise FileExistsError(f"{self.out_dir} already holds a run (last.pt): pass "
-                                  "resume=True to continue it, overwrite=True to start again, "
-                                  "or choose another out_dir")
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run (last.pt): pass "
+                "resume=True to continue it, overwrite=True to start again, "
+                "or choose another out_dir"
+            )
         checkpoint = load_checkpoint(last)
         state = checkpoint.get("training_state")
         if not state:
             raise ValueError(f"{last}: has no training state to resume from")
-        changed = {k: (checkpoint["config"].get(k), v) for k, v in self.settings.items()
-                   if k != "epochs" and checkpoint["config"].get(k, v) != v}
+        changed = {
+            k: (checkpoint["config"].get(k), v)
+            for k, v in self.settings.items()
+            if k != "epochs" and checkpoint["config"].get(k, v) != v
+        }
         hardware = {k: changed.pop(k) for k in _HARDWARE_SETTINGS if k in changed}
         if changed:
-            raise ValueError(f"{last}: resume with the settings it was started with; changed "
-                             f"(file, now): {changed}")
+            raise ValueError(f"{last}: resume with the settings it was started with; changed (file, now): {changed}")
         if hardware:
-            warnings.warn(f"{last}: resuming with other hardware settings {hardware} (file, "
-                          "now): training continues, but not bit for bit as it would have", stacklevel=4)
+            warnings.warn(
+                f"{last}: resuming with other hardware settings {hardware} (file, "
+                "now): training continues, but not bit for bit as it would have",
+                stacklevel=4,
+            )
         self.model.load_state_dict(checkpoint["model_state"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -250,8 +292,11 @@ class _Run:
         local = len(self.train) // self.context.world_size if self.context.enabled else len(self.train)
         self.local_batch = self.settings["batch_size"] // self.context.world_size
         self.n_batches = math.ceil(local / self.local_batch)
-        self.bar = tqdm(total=max(0, epochs - self.start_epoch) * self.n_batches, unit="batch",
-                        disable=not (self.args["progress"] and self.context.is_main))
+        self.bar = tqdm(
+            total=max(0, epochs - self.start_epoch) * self.n_batches,
+            unit="batch",
+            disable=not (self.args["progress"] and self.context.is_main),
+        )
         try:
             for epoch in range(self.start_epoch, epochs):
                 epoch_start = time.perf_counter()
@@ -261,8 +306,9 @@ class _Run:
                 row["seconds"] = time.perf_counter() - epoch_start  # training + validation
                 self.scheduler.step(row.get("val_loss", row["neg_elbo"]))
                 self.history.append(row)
-                self.bar.set_postfix(epoch=epoch + 1, loss=f"{row['loss']:.1f}",
-                                     val_f1=f"{row.get('val_frame_f1', math.nan):.3f}")
+                self.bar.set_postfix(
+                    epoch=epoch + 1, loss=f"{row['loss']:.1f}", val_f1=f"{row.get('val_frame_f1', math.nan):.3f}"
+                )
                 self._save(row)
                 if self.stop_reason:
                     break
@@ -276,11 +322,9 @@ class _Run:
     def _epoch_batches(self, epoch: int):
         order = torch.Generator().manual_seed(derived_seed(self.settings["seed"], epoch, _ORDER))
         if not self.context.enabled:
-            return self.train.batches(self.local_batch, shuffle=True, generator=order,
-                                      device=self.device)
+            return self.train.batches(self.local_batch, shuffle=True, generator=order, device=self.device)
         indices = distributed.shard(torch.randperm(len(self.train), generator=order), self.context)
-        return self.train.subset(indices.numpy()).batches(
-            self.local_batch, shuffle=False, device=self.device)
+        return self.train.subset(indices.numpy()).batches(self.local_batch, shuffle=False, device=self.device)
 
     def _train_epoch(self, epoch: int) -> dict:
         settings = self.settings
@@ -293,8 +337,9 @@ class _Run:
                 getattr(self.model, part).eval()
         record = torch.zeros(self.n_batches, len(_TERMS), device=self.device)
         sizes, checked, start = [], 0, time.perf_counter()
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        )
         for i, x in enumerate(self._epoch_batches(epoch)):
             with autocast:
                 logits, mu, log_var = self.net(x)
@@ -302,8 +347,9 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(self.params, settings["grad_clip"])
-            torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), grad_norm.float()],
-                        out=record[i])  # one kernel, no sync: read at the checks
+            torch.stack(
+                [loss.detach(), reconstruction.detach(), kl.detach(), grad_norm.float()], out=record[i]
+            )  # one kernel, no sync: read at the checks
             sizes.append(len(x))
             if (i + 1) % self.check_every == 0:  # before the step: a bad batch never lands
                 checked = self._check(record, checked, i + 1, epoch)
@@ -319,21 +365,26 @@ class _Run:
         self._check(record, checked, len(sizes), epoch)
         distributed.average_buffers(self.model, self.context)
         weights = torch.tensor(sizes, device=self.device, dtype=record.dtype)
-        totals = torch.cat([weights @ record[:len(sizes)], weights.sum().reshape(1)])
+        totals = torch.cat([weights @ record[: len(sizes)], weights.sum().reshape(1)])
         totals = distributed.all_reduce_sum(totals.double(), self.context).tolist()
         seconds = time.perf_counter() - start  # training steps only
         means = {term: totals[k] / totals[-1] for k, term in enumerate(_TERMS)}
-        return {"epoch": epoch + 1, "beta": beta, "lr": lr, **means,
-                "neg_elbo": means["reconstruction"] + means["kl"], "samples": int(totals[-1]),
-                "samples_per_s": totals[-1] / seconds,
-                **({"stopped_early": self.stop_reason} if self.stop_reason else {})}
+        return {
+            "epoch": epoch + 1,
+            "beta": beta,
+            "lr": lr,
+            **means,
+            "neg_elbo": means["reconstruction"] + means["kl"],
+            "samples": int(totals[-1]),
+            "samples_per_s": totals[-1] / seconds,
+            **({"stopped_early": self.stop_reason} if self.stop_reason else {}),
+        }
 
     def _out_of_time(self) -> bool:
         budget = self.args["time_budget_s"]
         if budget is None:
             return False
-        return distributed.any_rank(time.perf_counter() - self.started > budget,
-                                    self.context, self.device)
+        return distributed.any_rank(time.perf_counter() - self.started > budget, self.context, self.device)
 
     def _check(self, record: torch.Tensor, start: int, stop: int, epoch: int) -> int:
         """Raise ``TrainingDiverged`` if batches ``start:stop`` hold a non-finite value."""
@@ -342,14 +393,17 @@ class _Run:
             batch = start + int(bad.nonzero()[0])
             values = dict(zip(_TERMS, record[batch].tolist()))
             # name the cause: a loss term before the total, the total before the gradient
-            term = next(t for t in ("reconstruction", "kl", "loss", "grad_norm")
-                        if not math.isfinite(values[t]))
-            last = (f"{self.out_dir / 'last.pt'} (after epoch {len(self.history)})"
-                    if self.out_dir is not None and self.history else "none written yet")
+            term = next(t for t in ("reconstruction", "kl", "loss", "grad_norm") if not math.isfinite(values[t]))
+            last = (
+                f"{self.out_dir / 'last.pt'} (after epoch {len(self.history)})"
+                if self.out_dir is not None and self.history
+                else "none written yet"
+            )
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1}, batch {batch + 1} of {self.n_batches}: "
                 f"{term} is {values[term]} (values: {values}). Last good checkpoint: {last}. "
-                f"Try a lower lr (now {self.optimizer.param_groups[0]['lr']:g}) or grad_clip.")
+                f"Try a lower lr (now {self.optimizer.param_groups[0]['lr']:g}) or grad_clip."
+            )
         return stop
 
     def _validate(self) -> dict:
@@ -358,27 +412,42 @@ class _Run:
             rank, world = self.context.rank, self.context.world_size
             shard = self.val.subset(np.arange(rank, len(self.val), world))
         totals = evaluation_sums(
-            self.model, shard.batches(self.local_batch * 4, shuffle=False, device=self.device),
-            seed=self.settings["seed"], amp_dtype=self.amp_dtype)
-        table = summarize_sums(distributed.all_reduce_sum(totals, self.context),
-                               self.model.latent_dim)
-        return {"val_loss": table["neg_elbo"], "val_reconstruction": table["reconstruction"],
-                "val_kl": table["kl"], "val_frame_f1": table["frame_f1"],
-                "val_onset_f1": table["onset_f1"], "val_active_units": table["active_units"]}
+            self.model,
+            shard.batches(self.local_batch * 4, shuffle=False, device=self.device),
+            seed=self.settings["seed"],
+            amp_dtype=self.amp_dtype,
+        )
+        table = summarize_sums(distributed.all_reduce_sum(totals, self.context), self.model.latent_dim)
+        return {
+            "val_loss": table["neg_elbo"],
+            "val_reconstruction": table["reconstruction"],
+            "val_kl": table["kl"],
+            "val_frame_f1": table["frame_f1"],
+            "val_onset_f1": table["onset_f1"],
+            "val_active_units": table["active_units"],
+        }
 
     def _save(self, row: dict) -> None:
         if self.out_dir is None or not self.context.is_main:
             return
         improved = row.get("val_loss", row["neg_elbo"]) < self.best
         self.best = min(self.best, row.get("val_loss", row["neg_elbo"]))
-        state = {"epoch": row["epoch"], "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "history": self.history,
-                 "best_val_loss": self.best, "samples_seen": self.samples_seen}
+        state = {
+            "epoch": row["epoch"],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "best_val_loss": self.best,
+            "samples_seen": self.samples_seen,
+        }
         save_checkpoint(self.model, self.out_dir / "last.pt", training_state=state, **self.settings)
         if improved:
-            save_checkpoint(self.model, self.out_dir / "best.pt",
-                            training_state={"epoch": row["epoch"], "val_loss": self.best},
-                            **self.settings)
+            save_checkpoint(
+                self.model,
+                self.out_dir / "best.pt",
+                training_state={"epoch": row["epoch"], "val_loss": self.best},
+                **self.settings,
+            )
         save_history(self.history, self.out_dir)
 
 
@@ -391,6 +460,6 @@ def _precision(precision: str, device: torch.device) -> str:
 
 
 if __name__ == "__main__":
-    from .train_cli import main
+    from .cli import main
 
     raise SystemExit(main())

@@ -1,12 +1,12 @@
 """Fast MIDI -> piano roll with symusic, giving the same rolls as the reference.
 
-:func:`musicvae_course.pianoroll.midi_to_pianoroll` (pretty_midi) is the
+:func:`musicvae_course.core.pianoroll.midi_to_pianoroll` (pretty_midi) is the
 definition; this module parses with symusic's C++ core (about 100x faster
 than pretty_midi on a small file) and then applies the *same* code for the grid:
 ``pianoroll.ticks_to_steps`` and ``pianoroll.notes_to_pianoroll``. It does not
 use symusic's own ``resample``/``pianoroll``, which round onset and duration
 separately and so disagree with the reference at tuplets.
-Used by :func:`musicvae_course.data.build_dataset`
+Used by :func:`musicvae_course.core.data.build_dataset`
 (taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``).
 
 Where the two parsers differ, and what we do about it
@@ -38,6 +38,7 @@ Where the two parsers differ, and what we do about it
 * Files mido refuses but symusic reads (rare byte-level damage) are read here;
   the reference raises on them.
 """
+
 from __future__ import annotations
 
 import io
@@ -171,8 +172,10 @@ def _pairing_groups(tracks) -> np.ndarray:
     for track in tracks:
         programs_by_name.setdefault(track.name, set()).add(track.program)
     name_ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
-    return np.array([len(tracks) + name_ids[t.name] if len(programs_by_name[t.name]) > 1 else i
-                     for i, t in enumerate(tracks)], dtype=np.int64)
+    return np.array(
+        [len(tracks) + name_ids[t.name] if len(programs_by_name[t.name]) > 1 else i for i, t in enumerate(tracks)],
+        dtype=np.int64,
+    )
 
 
 def _has_same_pitch_overlap(key, start, end) -> bool:

@@ -1,10 +1,11 @@
 """The machinery behind ``data.build_dataset``: parallel reading and the on-disk cache.
 
-Kept apart from :mod:`musicvae_course.data` (what students call) because it is
+Kept apart from :mod:`musicvae_course.core.data` (what students call) because it is
 plumbing: a process pool that survives a crashing parser, and a cache folder
 that is updated file by file. Taught, as a black box, in
 ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write
 from . import midi_fast
 from .pianoroll import segments
 
@@ -85,11 +87,16 @@ def read_files(paths, workers, max_seconds, reader, bar) -> dict:
         crashed = _pool_pass(pending, results, workers, chunk, max_seconds, reader, bar)
         pending = [p for p in pending if p not in results]
         if crashed and pending:
-            suspects = pending[:2 * workers * chunk + 1]  # what was in flight, and a margin
+            suspects = pending[: 2 * workers * chunk + 1]  # what was in flight, and a margin
             if _pool_pass(suspects, results, 1, 1, max_seconds, reader, bar):
                 culprit = next(p for p in suspects if p not in results)
-                results[culprit] = {"size": -1, "mtime_ns": -1, "hash": "", "fallback": False,
-                                    "reason": "the reader crashed (its worker process died)"}
+                results[culprit] = {
+                    "size": -1,
+                    "mtime_ns": -1,
+                    "hash": "",
+                    "fallback": False,
+                    "reason": "the reader crashed (its worker process died)",
+                }
                 bar.update()
             pending = [p for p in pending if p not in results]
     return results
@@ -98,8 +105,9 @@ def read_files(paths, workers, max_seconds, reader, bar) -> dict:
 def _pool_pass(paths, results, workers, chunk, max_seconds, reader, bar) -> bool:
     """Read ``paths`` into ``results`` in a fresh pool; True if a worker died."""
     with ProcessPoolExecutor(min(workers, len(paths))) as pool:
-        futures = [pool.submit(_read_chunk, paths[i:i + chunk], max_seconds, reader)
-                   for i in range(0, len(paths), chunk)]
+        futures = [
+            pool.submit(_read_chunk, paths[i : i + chunk], max_seconds, reader) for i in range(0, len(paths), chunk)
+        ]
         try:
             for future in as_completed(futures):
                 for path, result in future.result():
@@ -163,7 +171,7 @@ class Cache:
         for entry in entries.values():
             block = entry.pop("packed", None)
             if block is None:
-                block = self.rows[entry.get("start", 0):entry.get("start", 0) + entry.get("count", 0)]
+                block = self.rows[entry.get("start", 0) : entry.get("start", 0) + entry.get("count", 0)]
             entry["start"], entry["count"] = start, len(block)
             start += len(block)
             blocks.append(block)
@@ -177,16 +185,13 @@ class Cache:
     def _write(self, entries, blocks, n_rows):
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"segments-{uuid.uuid4().hex[:12]}.npy"
-        rows = np.lib.format.open_memmap(self.folder / name, mode="w+", dtype=np.uint8,
-                                         shape=(n_rows, SEGMENT_BYTES))
+        rows = np.lib.format.open_memmap(self.folder / name, mode="w+", dtype=np.uint8, shape=(n_rows, SEGMENT_BYTES))
         for block, entry in zip(blocks, entries.values()):
-            rows[entry["start"]:entry["start"] + entry["count"]] = block
+            rows[entry["start"] : entry["start"] + entry["count"]] = block
         rows.flush()
         del rows
         index = {"settings": self.settings, "segments_file": name, "files": entries}
-        tmp = self.folder / "index.json.tmp"
-        tmp.write_text(json.dumps(index))
-        os.replace(tmp, self.folder / "index.json")  # the commit point
+        atomic_write(self.folder / "index.json", json.dumps(index))  # the commit point
         old, self.rows_file = self.rows_file, name
         self.rows = np.load(self.folder / name, mmap_mode="r")
         if old and old != name:

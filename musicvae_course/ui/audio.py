@@ -21,19 +21,20 @@ store them stay small; every clip is normalised to the same peak level.
 Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb`` and used by the
 widgets of ``notebooks/02_latent_space_with_widgets.ipynb``.
 """
+
 from __future__ import annotations
 
 import functools
 import io
 import os
-import wave
 import warnings
+import wave
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .pianoroll import STEPS_PER_BEAT, load_pretty_midi, as_numpy_roll, pianoroll_to_midi
+from ..core.pianoroll import STEPS_PER_BEAT, load_pretty_midi, pianoroll_to_midi, single_roll
 
 SAMPLE_RATE = 22050  #: Hz; default for every clip
 RELEASE_SECONDS = 0.5  #: silence/decay kept after the last note ends
@@ -90,10 +91,11 @@ def backend_in_use(instrument: str = "auto") -> str:
     if instrument not in BACKENDS:
         raise ValueError(f"instrument must be 'auto' or one of {BACKENDS}, got {instrument!r}")
     if not _backend_ready(instrument):
-        hint = {"tinysoundfont": "pip install --no-deps tinysoundfont",
-                "fluidsynth": "install libfluidsynth and pip install pyfluidsynth"}[instrument]
-        raise ValueError(f"audio backend {instrument!r} is not installed ({hint}); "
-                         f"available: {available_backends()}")
+        hint = {
+            "tinysoundfont": "pip install --no-deps tinysoundfont",
+            "fluidsynth": "install libfluidsynth and pip install pyfluidsynth",
+        }[instrument]
+        raise ValueError(f"audio backend {instrument!r} is not installed ({hint}); available: {available_backends()}")
     return instrument
 
 
@@ -107,7 +109,7 @@ def _as_midi(roll_or_midi, bpm: float, threshold: float, program: int):
         midi = load_pretty_midi(roll_or_midi)
         return midi, midi.get_end_time()
     try:
-        roll = as_numpy_roll(roll_or_midi)
+        roll = single_roll(roll_or_midi)
     except ValueError as err:
         raise ValueError(f"roll_or_midi: expected a roll, a PrettyMIDI or a path; {err}") from None
     midi = pianoroll_to_midi(roll, threshold=threshold, bpm=bpm, program=program)
@@ -167,8 +169,14 @@ def _render(midi, backend: str, n_samples: int, sample_rate: int) -> np.ndarray:
     return midi.synthesize(fs=sample_rate, normalize=False)
 
 
-def render(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
-           instrument: str = "auto", threshold: float = 0.5, program: int = 0) -> Rendering:
+def render(
+    roll_or_midi,
+    bpm: float = 120.0,
+    sample_rate: int = SAMPLE_RATE,
+    instrument: str = "auto",
+    threshold: float = 0.5,
+    program: int = 0,
+) -> Rendering:
     """Render a roll or MIDI to a mono waveform, saying which backend did it.
 
     Args:
@@ -207,8 +215,11 @@ def render(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
         if instrument != "auto" or backend == "sine":
             raise
         # "auto" promises a clip: a broken optional renderer must not stop a lesson.
-        warnings.warn(f"audio backend {backend!r} failed ({type(err).__name__}: {err}); "
-                      "using sine waves", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"audio backend {backend!r} failed ({type(err).__name__}: {err}); using sine waves",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         backend, waveform = "sine", _render(midi, "sine", n_samples, sample_rate)
     return Rendering(_finish(waveform, n_samples, sample_rate), sample_rate, backend)
 
@@ -217,7 +228,7 @@ def _finish(waveform, n_samples: int, sample_rate: int) -> np.ndarray:
     """Exact length, peak-normalised, faded at the very end; float32."""
     out = np.zeros(n_samples, dtype=np.float32)
     waveform = np.asarray(waveform, dtype=np.float32)[:n_samples]
-    out[:waveform.size] = waveform
+    out[: waveform.size] = waveform
     peak = float(np.abs(out).max()) if out.size else 0.0
     if peak > 0:
         out *= PEAK_LEVEL / peak
@@ -227,8 +238,14 @@ def _finish(waveform, n_samples: int, sample_rate: int) -> np.ndarray:
     return out
 
 
-def synthesize(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
-               instrument: str = "auto", threshold: float = 0.5, program: int = 0):
+def synthesize(
+    roll_or_midi,
+    bpm: float = 120.0,
+    sample_rate: int = SAMPLE_RATE,
+    instrument: str = "auto",
+    threshold: float = 0.5,
+    program: int = 0,
+):
     """``(waveform, sample_rate)``: mono float32 in [-1, 1] and Hz. See :func:`render`.
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
@@ -249,8 +266,15 @@ def to_wav_bytes(waveform, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
-def play(roll_or_midi, bpm: float = 120.0, sample_rate: int = SAMPLE_RATE,
-         instrument: str = "auto", threshold: float = 0.5, program: int = 0, autoplay: bool = False):
+def play(
+    roll_or_midi,
+    bpm: float = 120.0,
+    sample_rate: int = SAMPLE_RATE,
+    instrument: str = "auto",
+    threshold: float = 0.5,
+    program: int = 0,
+    autoplay: bool = False,
+):
     """A notebook audio player for a roll, a PrettyMIDI or a MIDI path.
 
     Arguments as in :func:`render`. Returns an ``IPython.display.Audio`` with

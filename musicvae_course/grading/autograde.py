@@ -44,6 +44,7 @@ always says True (write tests that convert results: ``float(...)``, ``np.asarray
 memory, or damage files. Run the autograder as an unprivileged user in a throwaway container with no network
 and a memory limit, and look at submissions whose feedback lists "grader notes".
 """
+
 from __future__ import annotations
 
 import ast
@@ -63,14 +64,38 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from musicvae_course.grading import (
-    GradingSourceError, cell_role, nbgrader_metadata, questions, read_notebook, solution_question,
-    student_version, split_tests,
+from ..fileio import atomic_write
+from .markers import (
+    GradingSourceError,
+    cell_role,
+    nbgrader_metadata,
+    questions,
+    read_notebook,
+    solution_question,
+    split_tests,
+    student_version,
 )
 
 #: Standard-library modules whose functions the tests are protected against patches of, besides the notebook's.
-STDLIB_MODULES = ("builtins", "math", "operator", "functools", "itertools", "collections", "random", "statistics",
-                  "json", "hmac", "hashlib", "copy", "types", "re", "numbers", "fractions", "warnings")
+STDLIB_MODULES = (
+    "builtins",
+    "math",
+    "operator",
+    "functools",
+    "itertools",
+    "collections",
+    "random",
+    "statistics",
+    "json",
+    "hmac",
+    "hashlib",
+    "copy",
+    "types",
+    "re",
+    "numbers",
+    "fractions",
+    "warnings",
+)
 TIMEOUT_ENAME = "GraderTimeLimit"
 MAX_OUTPUT_CHARS = 20_000  # per cell; a print loop must not exhaust the grader's memory before its timeout
 MAX_RESTARTS = 3
@@ -123,9 +148,11 @@ class NotebookGrade:
 
 # ---------------------------------------------------------------------------------------------- source analysis
 
+
 def _python_source(source: str) -> str:
     """Cell source with IPython syntax (``%magic``, ``!cmd``) turned into Python, for ``ast``."""
     from IPython.core.inputtransformer2 import TransformerManager
+
     try:
         return TransformerManager().transform_cell(source)
     except Exception:
@@ -201,8 +228,11 @@ def _load_source(path: Path) -> _Source:
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     module_names, bindings = _imports(code)
     solution_names = set().union(*[_bound_names(c.source) for c in nb.cells if cell_role(c) == "solution"])
-    protected = {gid: tuple(sorted(_bound_names(cell.source) - solution_names))
-                 for gid, (role, cell) in cells_by_id.items() if role == "locked" and cell.cell_type == "code"}
+    protected = {
+        gid: tuple(sorted(_bound_names(cell.source) - solution_names))
+        for gid, (role, cell) in cells_by_id.items()
+        if role == "locked" and cell.cell_type == "code"
+    }
     return _Source(path.name, nb, found, cells_by_id, order, module_names, bindings, protected)
 
 
@@ -226,11 +256,18 @@ def plan_submission(source: _Source, submission) -> tuple[list[Step], list[str]]
         role, source_cell = known
         if role == "solution":
             question_id = solution_question(grade_id)
-            steps.append(Step("student", text, f"cell {number} (your answer to {question_id})", question_id,
-                              grade_id))
+            steps.append(Step("student", text, f"cell {number} (your answer to {question_id})", question_id, grade_id))
         elif role == "locked":
-            steps.append(Step("given", source_cell.source, f"cell {number} (given code {grade_id})", None, grade_id,
-                              source.protected_names.get(grade_id, ())))
+            steps.append(
+                Step(
+                    "given",
+                    source_cell.source,
+                    f"cell {number} (given code {grade_id})",
+                    None,
+                    grade_id,
+                    source.protected_names.get(grade_id, ()),
+                )
+            )
         else:
             steps.append(Step("tests", label=f"tests of {grade_id}", question_id=grade_id, grade_id=grade_id))
     for index, grade_id in enumerate(source.required_order):  # put back deleted locked and test cells
@@ -243,8 +280,14 @@ def plan_submission(source: _Source, submission) -> tuple[list[Step], list[str]]
         if role == "test":
             step = Step("tests", label=f"tests of {grade_id}", question_id=grade_id, grade_id=grade_id)
         else:
-            step = Step("given", source_cell.source, f"given code {grade_id}", None, grade_id,
-                        source.protected_names.get(grade_id, ()))
+            step = Step(
+                "given",
+                source_cell.source,
+                f"given code {grade_id}",
+                None,
+                grade_id,
+                source.protected_names.get(grade_id, ()),
+            )
         steps.insert(at, step)
         seen.add(grade_id)
         notes.append(f"{'test' if role == 'test' else 'locked'} cell {grade_id!r} was missing and was put back")
@@ -252,6 +295,7 @@ def plan_submission(source: _Source, submission) -> tuple[list[Step], list[str]]
 
 
 # ----------------------------------------------------------------------------------------------------- kernel
+
 
 class _CappedClient(NotebookClient):
     """nbclient's client with a cap on each cell's stored output (a print loop would fill the grader's memory)."""
@@ -276,10 +320,18 @@ class _Kernel:
         self.class_name = class_name
         self.last_reply = None
         self.client = _CappedClient(
-            self.nb, kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=True,
+            self.nb,
+            kernel_name=kernel_name,
+            allow_errors=True,
+            interrupt_on_timeout=True,
             error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "time limit", "traceback": []},
-            iopub_timeout=1, shell_timeout_interval=1, shutdown_kernel="immediate", record_timing=False,
-            startup_timeout=startup_timeout, resources={"metadata": {"path": str(workdir)}})
+            iopub_timeout=1,
+            shell_timeout_interval=1,
+            shutdown_kernel="immediate",
+            record_timing=False,
+            startup_timeout=startup_timeout,
+            resources={"metadata": {"path": str(workdir)}},
+        )
         self.client.on_cell_executed = self._on_cell_executed
         env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
         env["MPLBACKEND"] = "Agg"
@@ -301,8 +353,9 @@ class _Kernel:
 
     def request(self, code: str, user_expressions: dict, timeout: float):
         """Send a silent execute_request; its reply, or None when none came within ``timeout`` (interrupted)."""
-        msg_id = self.client.kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions,
-                                        stop_on_error=False)
+        msg_id = self.client.kc.execute(
+            code, silent=True, store_history=False, user_expressions=user_expressions, stop_on_error=False
+        )
         return self.wait(msg_id, timeout)
 
     def wait(self, msg_id: str, timeout: float):
@@ -335,8 +388,10 @@ class _Kernel:
         return {"status": "ok"}
 
     def _expression(self, method: str, *args) -> str:
-        return (f"[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == {self.class_name!r}][0]"
-                f".{method}({', '.join(repr(a) for a in args)})")
+        return (
+            f"[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == {self.class_name!r}][0]"
+            f".{method}({', '.join(repr(a) for a in args)})"
+        )
 
     def record(self, names, timeout: float) -> None:
         if names:
@@ -349,8 +404,9 @@ class _Kernel:
         """Run a question's tests; (verified result or None, "" or why there is none / "timeout")."""
         key = secrets.token_hex(16)
         expression = self._expression("run", key, question_id, statements, bindings)
-        msg_id = self.client.kc.execute("", silent=True, store_history=False, user_expressions={"r": expression},
-                                        stop_on_error=False)
+        msg_id = self.client.kc.execute(
+            "", silent=True, store_history=False, user_expressions={"r": expression}, stop_on_error=False
+        )
         try:
             reply = self.wait(msg_id, timeout)
             timed_out = reply is None
@@ -382,16 +438,24 @@ def verified_result(value, key: str, question_id: str) -> dict | None:
 
 # ---------------------------------------------------------------------------------------------------- grading
 
+
 def _install_code(source: _Source, nonce: str) -> str:
-    kernel_source = (Path(__file__).with_name("_grader_kernel.py")).read_text(encoding="utf-8")
+    kernel_source = (Path(__file__).with_name("kernel_support.py")).read_text(encoding="utf-8")
     prefixes = sorted({m.split(".")[0] for m in source.module_names})
     call = f"install({nonce!r}, {source.module_names!r}, {prefixes!r}, {list(STDLIB_MODULES)!r})"
-    return (f"exec(compile({kernel_source + chr(10) + call!r}, '<grader>', 'exec'), "
-            f"{{'__name__': '_grader_{nonce}'}})")
+    return f"exec(compile({kernel_source + chr(10) + call!r}, '<grader>', 'exec'), {{'__name__': '_grader_{nonce}'}})"
 
 
-def grade_submission(source: _Source, submission, student: str = "student", *, cell_timeout: float = 120,
-                     timeout: float = 1800, workdir=None, kernel_name: str = "python3") -> NotebookGrade:
+def grade_submission(
+    source: _Source,
+    submission,
+    student: str = "student",
+    *,
+    cell_timeout: float = 120,
+    timeout: float = 1800,
+    workdir=None,
+    kernel_name: str = "python3",
+) -> NotebookGrade:
     """Grade one submitted notebook (a NotebookNode) against a loaded source; never raises for student errors.
 
     ``cell_timeout``: seconds for each cell and for each question's tests; ``timeout``: seconds for the whole
@@ -457,8 +521,11 @@ def grade_submission(source: _Source, submission, student: str = "student", *, c
                 grade.problems.append(f"{step.label} ran past the {budget:g} s time limit and was interrupted")
             else:
                 restarts += 1
-                what = ("killed the kernel" if status == "dead"
-                        else f"ran past the {budget:g} s time limit and ignored the interrupt")
+                what = (
+                    "killed the kernel"
+                    if status == "dead"
+                    else f"ran past the {budget:g} s time limit and ignored the interrupt"
+                )
                 grade.problems.append(f"{step.label} {what}; the kernel was restarted and this cell skipped")
                 if restarts > MAX_RESTARTS:
                     raise RuntimeError("too many kernel restarts")
@@ -514,8 +581,17 @@ def _match_source(path: Path, nb, sources: dict) -> str | None:
     return best[0] if len(best) == 1 else None
 
 
-def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120, timeout: float = 1800,
-              workdir=None, kernel_name: str = "python3", log=None) -> list[NotebookGrade]:
+def autograde(
+    submissions_dir,
+    source_dir,
+    out_dir,
+    *,
+    cell_timeout: float = 120,
+    timeout: float = 1800,
+    workdir=None,
+    kernel_name: str = "python3",
+    log=None,
+) -> list[NotebookGrade]:
     """Grade ``submissions_dir/<student>/<notebook>.ipynb`` against the sources in ``source_dir``.
 
     Writes ``out_dir/grades.csv`` (student, notebook, one column per question id, total, max, status) and
@@ -548,8 +624,10 @@ def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120
                 grade.problems.append(f"{path.name} is not a readable notebook ({type(exc).__name__}: {exc})")
                 name = path.name if path.name in sources else None
                 if name:
-                    grade.questions = [QuestionResult(q, 0, s.points, "not run", "unreadable notebook")
-                                       for q, s in sources[name].questions.items()]
+                    grade.questions = [
+                        QuestionResult(q, 0, s.points, "not run", "unreadable notebook")
+                        for q, s in sources[name].questions.items()
+                    ]
                     done.add(name)
                     graded_names.add(name)
                 grades.append(grade)
@@ -566,8 +644,15 @@ def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120
             if log:
                 log(f"grading {student}/{path.name} against {name}")
             try:
-                grade = grade_submission(sources[name], nb, student, cell_timeout=cell_timeout, timeout=timeout,
-                                         workdir=workdir, kernel_name=kernel_name)
+                grade = grade_submission(
+                    sources[name],
+                    nb,
+                    student,
+                    cell_timeout=cell_timeout,
+                    timeout=timeout,
+                    workdir=workdir,
+                    kernel_name=kernel_name,
+                )
             except Exception as exc:  # a grader bug must not lose the rest of the batch
                 grade = NotebookGrade(student, name, status="error")
                 grade.problems.append(f"the grader failed on this notebook: {type(exc).__name__}: {exc}")
@@ -580,14 +665,15 @@ def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120
         have = {g.notebook for g in grades if g.student == student}
         for name in sorted(graded_names - have):
             grade = NotebookGrade(student, name, status="missing")
-            grade.questions = [QuestionResult(q, 0, s.points, "not run", "not submitted")
-                               for q, s in sources[name].questions.items()]
+            grade.questions = [
+                QuestionResult(q, 0, s.points, "not run", "not submitted") for q, s in sources[name].questions.items()
+            ]
             grades.append(grade)
     grades.sort(key=lambda g: (g.student, g.notebook))
     write_grades_csv(grades, out_dir / "grades.csv", {n: s for n, s in sources.items() if n in graded_names})
     for grade in grades:
         path = out_dir / "feedback" / grade.student / (Path(grade.notebook).stem + ".md")
-        _write_atomic(path, feedback_text(grade))
+        atomic_write(path, feedback_text(grade))
     if stray and log:
         for line in stray:
             log(line)
@@ -596,14 +682,6 @@ def autograde(submissions_dir, source_dir, out_dir, *, cell_timeout: float = 120
 
 def _number(value: float) -> str:
     return f"{value:g}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and os.replace, so a file a submission planted there is replaced whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_grades_csv(grades, path, sources=None) -> None:
@@ -617,11 +695,19 @@ def write_grades_csv(grades, path, sources=None) -> None:
     rows = [["student", "notebook", *columns, "total", "max", "status"]]
     for grade in grades:
         points = {q.question_id: _number(q.points) for q in grade.questions}
-        rows.append([grade.student, grade.notebook, *[points.get(c, "") for c in columns],
-                     _number(grade.total), _number(grade.max_points), grade.status])
+        rows.append(
+            [
+                grade.student,
+                grade.notebook,
+                *[points.get(c, "") for c in columns],
+                _number(grade.total),
+                _number(grade.max_points),
+                grade.status,
+            ]
+        )
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    _write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def feedback_text(grade: NotebookGrade) -> str:
@@ -630,13 +716,20 @@ def feedback_text(grade: NotebookGrade) -> str:
     if grade.status != "graded":
         lines += [f"Status: {grade.status}", ""]
     for q in grade.questions:
-        lines.append(f"- **{q.question_id}**: {_number(q.points)} / {_number(q.max_points)}"
-                     + ("" if q.status == "passed" else f" ({q.status}: {q.detail})"))
+        lines.append(
+            f"- **{q.question_id}**: {_number(q.points)} / {_number(q.max_points)}"
+            + ("" if q.status == "passed" else f" ({q.status}: {q.detail})")
+        )
     if grade.problems:
         lines += ["", "## Problems while running your notebook", ""] + [f"- {p}" for p in grade.problems]
     if grade.grader_notes:
-        lines += ["", "## Grader notes", "",
-                  "Your code changed things the tests rely on; the grader undid it before testing:", ""]
+        lines += [
+            "",
+            "## Grader notes",
+            "",
+            "Your code changed things the tests rely on; the grader undid it before testing:",
+            "",
+        ]
         lines += [f"- {n}" for n in grade.grader_notes[:30]]
     return "\n".join(lines) + "\n"
 
@@ -649,20 +742,33 @@ def failing_cells(path, cell_timeout: float = 120, kernel_name: str = "python3")
     """
     path = Path(path)
     nb = read_notebook(path)
-    client = NotebookClient(nb, kernel_name=kernel_name, allow_errors=True, timeout=max(1, math.ceil(cell_timeout)),
-                            resources={"metadata": {"path": str(path.parent)}}, shutdown_kernel="immediate")
+    client = NotebookClient(
+        nb,
+        kernel_name=kernel_name,
+        allow_errors=True,
+        timeout=max(1, math.ceil(cell_timeout)),
+        resources={"metadata": {"path": str(path.parent)}},
+        shutdown_kernel="immediate",
+    )
     try:
         client.execute()
     except Exception as exc:  # DeadKernelError or a cell timeout: report it, never crash CI's loop
-        return [{"cell": None, "role": "notebook", "grade_id": None, "ename": type(exc).__name__,
-                 "evalue": str(exc)[:300]}]
+        return [
+            {"cell": None, "role": "notebook", "grade_id": None, "ename": type(exc).__name__, "evalue": str(exc)[:300]}
+        ]
     failures = []
     for number, cell in enumerate(nb.cells, start=1):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
-            failures.append({"cell": number, "role": cell_role(cell),
-                             "grade_id": nbgrader_metadata(cell).get("grade_id"), "ename": errors[0].get("ename"),
-                             "evalue": str(errors[0].get("evalue", ""))[:300]})
+            failures.append(
+                {
+                    "cell": number,
+                    "role": cell_role(cell),
+                    "grade_id": nbgrader_metadata(cell).get("grade_id"),
+                    "ename": errors[0].get("ename"),
+                    "evalue": str(errors[0].get("evalue", ""))[:300],
+                }
+            )
     return failures
 
 
@@ -672,6 +778,10 @@ def ungraded_failures(path, cell_timeout: float = 120, kernel_name: str = "pytho
     The CI check that student versions "fail only in graded cells": stubs raise NotImplementedError and test
     cells fail, but every other cell must run, so a student can work through the notebook in order.
     """
-    return [f"cell {f['cell']} raised {f['ename']}: {f['evalue']}" if f["cell"] else
-            f"the notebook could not run to the end: {f['ename']}: {f['evalue']}"
-            for f in failing_cells(path, cell_timeout, kernel_name) if f["role"] not in ("solution", "test")]
+    return [
+        f"cell {f['cell']} raised {f['ename']}: {f['evalue']}"
+        if f["cell"]
+        else f"the notebook could not run to the end: {f['ename']}: {f['evalue']}"
+        for f in failing_cells(path, cell_timeout, kernel_name)
+        if f["role"] not in ("solution", "test")
+    ]

@@ -22,6 +22,7 @@ running statistics over ranks: validation, checkpoints and the returned model
 then agree on every rank, and the estimates use every rank's data. Not taught in the notebooks (a note in
 ``notebooks/03_fine_tuning_on_a_subset.ipynb`` points here).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,9 +53,11 @@ class DistributedContext:
 def context_from_env() -> DistributedContext:
     """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` as set by ``torchrun``."""
     try:
-        return DistributedContext(rank=int(os.environ.get("RANK", 0)),
-                                  world_size=int(os.environ.get("WORLD_SIZE", 1)),
-                                  local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        return DistributedContext(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
     except ValueError as err:
         raise ValueError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {err}") from None
 
@@ -81,9 +84,8 @@ def shard(indices: torch.Tensor, context: DistributedContext) -> torch.Tensor:
     """This rank's equal share of ``indices`` (a 1-D tensor): every world_size-th item."""
     per_rank = len(indices) // context.world_size
     if context.enabled and per_rank == 0:
-        raise ValueError(f"{len(indices)} segments cannot be shared among "
-                         f"{context.world_size} processes")
-    return indices[context.rank::context.world_size][:per_rank]
+        raise ValueError(f"{len(indices)} segments cannot be shared among {context.world_size} processes")
+    return indices[context.rank :: context.world_size][:per_rank]
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:

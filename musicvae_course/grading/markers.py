@@ -2,7 +2,7 @@
 
 Used by every notebook with exercises (01_loading_the_pretrained_vae.ipynb, 02_latent_space_with_widgets.ipynb,
 03_fine_tuning_on_a_subset.ipynb, 04_generation.ipynb). The autograder itself lives in
-:mod:`musicvae_course.autograde`; this module holds what both sides share.
+:mod:`musicvae_course.grading.autograde`; this module holds what both sides share.
 
 Marker conventions (nbgrader's own, so the same source notebooks also work with nbgrader):
 
@@ -28,18 +28,18 @@ the instructor's source) and runs its top-level statements one by one against a 
 Every statement except assignments, imports and definitions counts as one test. It never promises a grade
 (otter-grader#138: "All tests passed" while hidden tests failed confused students).
 """
+
 from __future__ import annotations
 
-import argparse
 import ast
 import copy
 import difflib
 import hashlib
 import json
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..fileio import atomic_write
 
 # nbformat is imported inside the functions that write notebooks: it pulls in jsonschema, seconds of import
 # time in every student kernel that only wants ``check``.
@@ -60,6 +60,7 @@ class GradingSourceError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- cell roles
+
 
 def nbgrader_metadata(cell) -> dict:
     """The cell's ``metadata.nbgrader`` dict, or ``{}`` for an ungraded cell."""
@@ -101,6 +102,7 @@ def _cell_label(cell, index: int) -> str:
 
 # ------------------------------------------------------------------------------------------------- markers
 
+
 def _marker_lines(source: str, begin: str, end: str, where: str) -> list[tuple[int, int]]:
     """(begin line, end line) index pairs of the begin/end regions, checked for nesting and balance."""
     regions, start = [], None
@@ -127,7 +129,8 @@ def _check_marker_spelling(source: str, where: str) -> None:
         if text.startswith("#") and any(word in text.upper() for word in _MARKER_WORDS) and text not in exact:
             raise GradingSourceError(
                 f"{where}, line {number + 1}: {line.strip()!r} looks like a grading marker but is not one of "
-                f"{sorted(exact)} alone on its line (it would stay in the student version)")
+                f"{sorted(exact)} alone on its line (it would stay in the student version)"
+            )
 
 
 def strip_solutions(source: str, cell_type: str, where: str = "cell") -> str:
@@ -186,14 +189,26 @@ def split_tests(source: str, where: str = "test cell") -> list[GradedStatement]:
         inside = [begin < first and last < end for begin, end in regions]
         if not any(inside) and any(first <= end and begin <= last for begin, end in regions):
             raise GradingSourceError(f"{where}, line {node.lineno}: a statement straddles a hidden-tests marker")
-        code = "\n" * first + "\n".join(lines[first: last + 1])  # leading newlines keep line numbers
-        setup = isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom,
-                                   ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        code = "\n" * first + "\n".join(lines[first : last + 1])  # leading newlines keep line numbers
+        setup = isinstance(
+            node,
+            (
+                ast.Assign,
+                ast.AugAssign,
+                ast.AnnAssign,
+                ast.Import,
+                ast.ImportFrom,
+                ast.FunctionDef,
+                ast.AsyncFunctionDef,
+                ast.ClassDef,
+            ),
+        )
         statements.append(GradedStatement(code, node.lineno, any(inside), not setup))
     return statements
 
 
 # -------------------------------------------------------------------------------------------- source model
+
 
 @dataclass
 class Question:
@@ -212,6 +227,7 @@ class Question:
 def read_notebook(path):
     """Read a notebook file as an nbformat v4 ``NotebookNode``; errors name the file."""
     import nbformat
+
     path = Path(path)
     try:
         return nbformat.read(path, as_version=4)
@@ -245,22 +261,28 @@ def questions(nb, name: str = "notebook") -> dict[str, Question]:
                 raise GradingSourceError(f"{where}: grade_id {grade_id!r} is used by another cell too")
             seen_ids.add(grade_id)
             if meta.get("task") or (meta.get("grade") and meta.get("solution")):
-                raise GradingSourceError(f"{where}: manually graded answers and task cells are not supported "
-                                         "by the kit's autograder; use a solution cell plus a test cell")
+                raise GradingSourceError(
+                    f"{where}: manually graded answers and task cells are not supported "
+                    "by the kit's autograder; use a solution cell plus a test cell"
+                )
         has_solution = BEGIN_SOLUTION in source or END_SOLUTION in source
         has_hidden = BEGIN_HIDDEN_TESTS in source or END_HIDDEN_TESTS in source
         if has_solution and role not in ("solution", "instructor"):
-            raise GradingSourceError(f"{where}: solution markers outside a solution cell "
-                                     "(set metadata.nbgrader.solution = true)")
+            raise GradingSourceError(
+                f"{where}: solution markers outside a solution cell (set metadata.nbgrader.solution = true)"
+            )
         if has_hidden and role not in ("test", "instructor"):
-            raise GradingSourceError(f"{where}: hidden-test markers outside a test cell "
-                                     "(set metadata.nbgrader.grade = true)")
+            raise GradingSourceError(
+                f"{where}: hidden-test markers outside a test cell (set metadata.nbgrader.grade = true)"
+            )
         if role == "solution":
             strip_solutions(source, cell.cell_type, where)  # validates the regions
             question_id = solution_question(grade_id)
             if question_id is None:
-                raise GradingSourceError(f"{where}: a solution cell's grade_id must be '<question id>_solution' "
-                                         f"(or '<question id>_solution_2', ...), not {grade_id!r}")
+                raise GradingSourceError(
+                    f"{where}: a solution cell's grade_id must be '<question id>_solution' "
+                    f"(or '<question id>_solution_2', ...), not {grade_id!r}"
+                )
             solution_cells.append((question_id, grade_id, where))
         elif role == "test":
             if cell.cell_type != "code":
@@ -272,13 +294,16 @@ def questions(nb, name: str = "notebook") -> dict[str, Question]:
             found[grade_id] = Question(grade_id, points, source)
     for question_id, grade_id, where in solution_cells:
         if question_id not in found:
-            raise GradingSourceError(f"{where}: this solution cell belongs to question {question_id!r}, "
-                                     f"which has no test cell (questions: {', '.join(found) or 'none'})")
+            raise GradingSourceError(
+                f"{where}: this solution cell belongs to question {question_id!r}, "
+                f"which has no test cell (questions: {', '.join(found) or 'none'})"
+            )
         found[question_id].solution_ids.append(grade_id)
     return found
 
 
 # -------------------------------------------------------------------------------------------- student version
+
 
 def student_version(nb, name: str = "notebook"):
     """Return the student version of a source notebook (the source is not modified).
@@ -322,22 +347,26 @@ def student_version(nb, name: str = "notebook"):
 def make_student_version(src_nb, dst_nb) -> Path:
     """Write the student version of the notebook file ``src_nb`` to ``dst_nb``; returns ``dst_nb``."""
     import nbformat
+
     src_nb, dst_nb = Path(src_nb), Path(dst_nb)
     student = student_version(read_notebook(src_nb), src_nb.name)
     dst_nb.parent.mkdir(parents=True, exist_ok=True)
     text = nbformat.writes(student)
-    tmp = dst_nb.with_name(dst_nb.name + ".tmp")
-    tmp.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
-    os.replace(tmp, dst_nb)
+    atomic_write(dst_nb, text + ("" if text.endswith("\n") else "\n"))
     return dst_nb
 
 
 def _describe_difference(expected: dict, actual: dict, label: str) -> list[str]:
     problems = []
     if expected.get("metadata") != actual.get("metadata"):
-        keys = sorted(set(expected.get("metadata", {})) ^ set(actual.get("metadata", {}))
-                      | {k for k in expected.get("metadata", {})
-                         if expected["metadata"].get(k) != actual.get("metadata", {}).get(k)})
+        keys = sorted(
+            set(expected.get("metadata", {})) ^ set(actual.get("metadata", {}))
+            | {
+                k
+                for k in expected.get("metadata", {})
+                if expected["metadata"].get(k) != actual.get("metadata", {}).get(k)
+            }
+        )
         problems.append(f"{label}: notebook metadata differs ({', '.join(keys)})")
     want, have = expected.get("cells", []), actual.get("cells", [])
     if len(want) != len(have):
@@ -348,8 +377,11 @@ def _describe_difference(expected: dict, actual: dict, label: str) -> list[str]:
         w_src, h_src = "".join(w.get("source", "")), "".join(h.get("source", ""))
         name = _cell_label(w, index)
         if w_src != h_src:
-            diff = "\n".join(difflib.unified_diff(h_src.split("\n"), w_src.split("\n"), "student version",
-                                                  "from source", lineterm="", n=1))
+            diff = "\n".join(
+                difflib.unified_diff(
+                    h_src.split("\n"), w_src.split("\n"), "student version", "from source", lineterm="", n=1
+                )
+            )
             problems.append(f"{label}, {name}: source differs\n{diff}")
         else:
             keys = sorted(k for k in set(w) | set(h) if w.get(k) != h.get(k))
@@ -367,6 +399,7 @@ def make_student_versions(src_dir, dst_dir, check: bool = False) -> list[str]:
     student-versions notebooks/ student/ --check``.
     """
     import nbformat
+
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if not src_dir.is_dir():
         raise NotADirectoryError(f"source notebook folder {src_dir} does not exist")
@@ -393,208 +426,9 @@ def make_student_versions(src_dir, dst_dir, check: bool = False) -> list[str]:
             make_student_version(src, dst)
     names = {p.name for p in sources}
     if dst_dir.is_dir():
-        problems.extend(f"{p}: no source notebook {src_dir / p.name} gives this file"
-                        for p in sorted(dst_dir.glob("*.ipynb")) if p.name not in names)
+        problems.extend(
+            f"{p}: no source notebook {src_dir / p.name} gives this file"
+            for p in sorted(dst_dir.glob("*.ipynb"))
+            if p.name not in names
+        )
     return problems
-
-
-# --------------------------------------------------------------------------------------------------- check
-
-@dataclass
-class CheckResult:
-    """What ``check(question_id)`` found: tests run and passed, and the failures (message per failed test)."""
-
-    question_id: str
-    passed: int
-    total: int
-    failures: list[str] = field(default_factory=list)
-    setup_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.setup_error is None and self.passed == self.total
-
-    def __str__(self) -> str:
-        q = self.question_id
-        if self.setup_error:
-            return f"{q}: the public tests could not run: {self.setup_error}"
-        if self.total == 0:
-            return f"{q}: this question has no public tests; it is graded by hidden tests only."
-        if self.ok:
-            return (f"{q}: public tests passed ({self.passed}/{self.total}). "
-                    "Your grade also depends on hidden tests.")
-        lines = [f"{q}: {self.passed} of {self.total} public tests passed."]
-        lines += self.failures[:3]
-        if len(self.failures) > 3:
-            lines.append(f"... and {len(self.failures) - 3} more")
-        return "\n".join(lines)
-
-
-def _hint(exc: BaseException, question_id: str) -> str:
-    if isinstance(exc, NotImplementedError):
-        return (f" (the solution cell of {question_id} still raises NotImplementedError: replace "
-                "`raise NotImplementedError()` with your code and run that cell)")
-    if isinstance(exc, NameError):
-        return " (run the cell that defines it first)"
-    return ""
-
-
-def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> CheckResult:
-    statements = [s for s in split_tests(test_source, question_id) if not s.hidden]
-    scratch = dict(namespace)  # tests may assign names; the student's namespace stays as it was
-    tests = [s for s in statements if s.is_test]
-    result = CheckResult(question_id, 0, len(tests))
-    number = 0
-    for statement in statements:
-        snippet = statement.code.strip()
-        code = compile(statement.code, f"<public tests of {question_id}>", "exec", dont_inherit=True)
-        if statement.is_test:
-            number += 1
-        try:
-            exec(code, scratch)
-        except AssertionError as exc:
-            message = str(exc)
-            result.failures.append(f"  test {number} failed: {message}\n    {snippet}" if message
-                                   else f"  test {number} failed:\n    {snippet}")
-        except Exception as exc:
-            text = f"{type(exc).__name__}: {exc}{_hint(exc, question_id)}"
-            if not statement.is_test:
-                result.setup_error = f"`{snippet}` raised {text}"
-                return result
-            result.failures.append(f"  test {number} raised {text}\n    {snippet}")
-        else:
-            if statement.is_test:
-                result.passed += 1
-    return result
-
-
-def _session_notebook() -> Path | None:
-    """The notebook file of the running kernel, when the front end tells (JupyterLab/Notebook 7, VS Code)."""
-    try:
-        from IPython import get_ipython
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    user_ns = getattr(shell, "user_ns", {}) or {}
-    for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"),
-                      os.environ.get("JPY_SESSION_NAME")):
-        if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
-class Checker:
-    """``check = Checker("01_loading_the_pretrained_vae.ipynb")`` then ``check("q1")`` in any cell.
-
-    ``notebook``: the notebook file whose test cells hold the public tests, relative to the working directory
-    (Jupyter starts kernels in the notebook's folder); ``None`` asks the front end which notebook is open.
-    The file is read at each call, so the locked test cells are the ones the student sees.
-    """
-
-    def __init__(self, notebook=None):
-        self.notebook = None if notebook is None else Path(notebook)
-
-    def _path(self) -> Path:
-        if self.notebook is not None:
-            if not self.notebook.is_file():
-                raise FileNotFoundError(
-                    f"check: cannot find the notebook {self.notebook} in {Path.cwd()}; if you renamed or moved "
-                    "it, use check = Checker('<your notebook file>.ipynb')")
-            return self.notebook
-        found = _session_notebook()
-        if found is None:
-            raise FileNotFoundError("check: this front end does not say which notebook is open; "
-                                    "use check = Checker('<your notebook file>.ipynb')")
-        return found
-
-    def run(self, question_id: str, namespace: dict | None = None) -> CheckResult:
-        """Run the public tests of ``question_id`` against ``namespace`` (default: the caller's globals)."""
-        if namespace is None:
-            namespace = sys._getframe(1).f_globals
-        path = self._path()
-        try:  # plain json, not nbformat: see the note at the imports
-            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise GradingSourceError(f"check: {path} is not a readable notebook ({exc})") from None
-        for cell in cells:
-            if cell_role(cell) == "test" and nbgrader_metadata(cell).get("grade_id") == question_id:
-                source = cell.get("source", "")
-                return _run_public_tests(question_id, "".join(source) if isinstance(source, list) else source,
-                                         namespace)
-        known = [nbgrader_metadata(c).get("grade_id") for c in cells if cell_role(c) == "test"]
-        raise ValueError(f"check: no question {question_id!r} in {path.name}; its questions are "
-                         f"{', '.join(map(str, known)) or 'none'}")
-
-    def __call__(self, question_id: str) -> None:
-        """Print the public-test report of ``question_id`` (never raises for failing tests)."""
-        print(self.run(question_id, sys._getframe(1).f_globals))
-
-
-def check(question_id: str, notebook=None) -> None:
-    """Print the public-test report of ``question_id`` for the open notebook (see :class:`Checker`).
-
-    Prints e.g. ``q1: public tests passed (3/3). Your grade also depends on hidden tests.`` or which test failed
-    with its message. Never raises for failing tests; raises ValueError for an unknown question id.
-    """
-    print(Checker(notebook).run(question_id, sys._getframe(1).f_globals))
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
-
-def main(argv=None) -> int:
-    """``python -m musicvae_course.grading {student-versions,run-student-versions,autograde} ...``."""
-    parser = argparse.ArgumentParser(prog="python -m musicvae_course.grading", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sv = sub.add_parser("student-versions", help="write student versions (or check they are in sync)")
-    sv.add_argument("source_dir")
-    sv.add_argument("student_dir")
-    sv.add_argument("--check", action="store_true", help="only compare; exit 1 when out of sync")
-    rs = sub.add_parser("run-student-versions",
-                        help="run student versions; exit 1 when a cell other than a graded one fails")
-    rs.add_argument("student_dir")
-    rs.add_argument("--cell-timeout", type=float, default=120)
-    ag = sub.add_parser("autograde", help="grade a folder of submissions: grades.csv + feedback per student")
-    ag.add_argument("submissions_dir", help="one folder per student holding their .ipynb files")
-    ag.add_argument("--source", required=True, help="folder of the source notebooks (with hidden tests)")
-    ag.add_argument("--out", required=True, help="output folder for grades.csv and feedback/")
-    ag.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell and per question's tests")
-    ag.add_argument("--timeout", type=float, default=1800, help="seconds per notebook, all cells together")
-    ag.add_argument("--workdir", default=None, help="kernel working directory (default: the source folder)")
-    args = parser.parse_args(argv)
-
-    if args.command == "student-versions":
-        problems = make_student_versions(args.source_dir, args.student_dir, check=args.check)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        if args.check:
-            print("student versions in sync" if not problems else
-                  f"{len(problems)} difference(s): run python -m musicvae_course.grading student-versions "
-                  f"{args.source_dir} {args.student_dir}", file=sys.stderr)
-            return 1 if problems else 0
-        return 1 if any("not processed" in p for p in problems) else 0
-
-    from musicvae_course import autograde  # imported here: it pulls in nbclient/jupyter_client
-
-    if args.command == "run-student-versions":
-        bad = 0
-        paths = sorted(Path(args.student_dir).glob("*.ipynb"))
-        if not paths:
-            print(f"no notebooks in {args.student_dir}", file=sys.stderr)
-            return 1
-        for path in paths:
-            failures = autograde.ungraded_failures(path, cell_timeout=args.cell_timeout)
-            for failure in failures:
-                print(f"{path}: {failure}", file=sys.stderr)
-            bad += len(failures)
-            print(f"{path}: {'ok' if not failures else f'{len(failures)} ungraded cell(s) fail'}", file=sys.stderr)
-        return 1 if bad else 0
-
-    grades = autograde.autograde(args.submissions_dir, args.source, args.out, cell_timeout=args.cell_timeout,
-                                 timeout=args.timeout, workdir=args.workdir,
-                                 log=lambda line: print(line, file=sys.stderr))
-    print(f"graded {len(grades)} notebook(s): {Path(args.out) / 'grades.csv'}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,23 +9,23 @@ scheduler, history...). Everything is loaded with ``torch.load(...,
 weights_only=True)``: a file that would run code when unpickled is refused,
 and nothing in it executes. Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
 """
+
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
 
+from ..fileio import atomic_write, sha256_of
 from .model import MusicVAE
 
 HUB_REPO_ID = "XR-Lin/music-vae-lmd"  #: the original checkpoint on the Hugging Face hub
 HUB_FILENAME = "best_model.pt"
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_DIR = Path(str(resources.files("musicvae_course") / "pretrained"))
 BUNDLED_CHECKPOINT = PRETRAINED_DIR / "musicvae_music21.pt"  #: shipped with the kit
 BUNDLED_SHA256_FILE = PRETRAINED_DIR / "musicvae_music21.pt.sha256"
 
@@ -63,22 +63,13 @@ def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, *
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": {"latent_dim": model.latent_dim, **config},
-             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    state = {
+        "config": {"latent_dim": model.latent_dim, **config},
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
     if training_state is not None:
         state["training_state"] = training_state
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            torch.save(state, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-        os.chmod(path, 0o644)  # mkstemp makes files private; a checkpoint is an ordinary file
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path) -> dict:
@@ -103,26 +94,32 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(
             f"{path}: refused to load: the file is not plain tensors and values "
             f"(loading it would run code from the file, which this kit never does). "
-            f"Detail: {str(err).splitlines()[0]}") from None
+            f"Detail: {str(err).splitlines()[0]}"
+        ) from None
     except Exception as err:  # torch raises many types for damaged files (IndexError too)
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     if isinstance(obj, dict) and "model_state" in obj:
         if not isinstance(obj.get("config", {}), dict) or not _is_state_dict(obj["model_state"]):
-            raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' "
-                                  "a dict of tensors")
+            raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' a dict of tensors")
         return {**obj, "config": dict(obj.get("config", {}))}
     if _is_state_dict(obj):
         return {"config": {}, "model_state": obj}
     keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-    raise CheckpointError(f"{path}: not a MusicVAE checkpoint: expected a dict with "
-                          f"'config' and 'model_state' or a state dict, found {keys}")
+    raise CheckpointError(
+        f"{path}: not a MusicVAE checkpoint: expected a dict with "
+        f"'config' and 'model_state' or a state dict, found {keys}"
+    )
 
 
 def _is_state_dict(obj) -> bool:
-    return (isinstance(obj, dict) and len(obj) > 0
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def _kind(key: str) -> str:
@@ -148,18 +145,21 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
     """
     ours = model.state_dict()
     if set(state) | _counters(ours) == set(ours):  # same names (counters may be absent)
-        wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in ours.items() if k in state and state[k].shape != v.shape]
+        wrong = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in ours.items()
+            if k in state and state[k].shape != v.shape
+        ]
         if wrong:
-            raise CheckpointError(f"{source}: tensors of the wrong shape for "
-                                  f"MusicVAE(latent_dim={model.latent_dim}): " + "; ".join(wrong))
+            raise CheckpointError(
+                f"{source}: tensors of the wrong shape for MusicVAE(latent_dim={model.latent_dim}): " + "; ".join(wrong)
+            )
         filled = sorted(set(ours) - set(state))
         return {**{k: ours[k] for k in filled}, **state}, {}, filled
     unused = list(state)
     mapped, renamed, filled, missing = {}, {}, [], []
     for key, tensor in ours.items():
-        match = next((k for k in unused if _kind(k) == _kind(key)
-                      and state[k].shape == tensor.shape), None)
+        match = next((k for k in unused if _kind(k) == _kind(key) and state[k].shape == tensor.shape), None)
         if match is None:
             if _kind(key) == "num_batches_tracked":
                 mapped[key] = tensor
@@ -178,7 +178,8 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
             f"matched by architecture order and shape. No tensor in the file for: "
             f"{', '.join(missing) or 'none'}. Tensors in the file left over: "
             f"{', '.join(extra) or 'none'}. (If the file's decoder has no BatchNorm, it is "
-            f"another variant of the card's architecture.)")
+            f"another variant of the card's architecture.)"
+        )
     return mapped, renamed, filled
 
 
@@ -203,17 +204,7 @@ def _infer_latent_dim(state: dict, source: str) -> int:
     for tensor in state.values():
         if tensor.dim() == 2 and tensor.shape[1] == 2560:
             return int(tensor.shape[0])
-    raise CheckpointError(f"{source}: no 'latent_dim' in the config and no (latent_dim, 2560) "
-                          "weight to infer it from")
-
-
-def sha256_of(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    raise CheckpointError(f"{source}: no 'latent_dim' in the config and no (latent_dim, 2560) weight to infer it from")
 
 
 def _bundled_path() -> Path:
@@ -221,13 +212,16 @@ def _bundled_path() -> Path:
         raise FileNotFoundError(
             f"No checkpoint is bundled with this copy of the kit ({BUNDLED_CHECKPOINT} is "
             f"missing). Train one with `python -m musicvae_course.train`, or pass a path to "
-            f"load_pretrained().")
+            f"load_pretrained()."
+        )
     expected = BUNDLED_SHA256_FILE.read_text().split()[0] if BUNDLED_SHA256_FILE.is_file() else None
     actual = sha256_of(BUNDLED_CHECKPOINT)
     if expected != actual:
-        raise CheckpointError(f"{BUNDLED_CHECKPOINT}: SHA-256 {actual} does not match the "
-                              f"recorded {expected} ({BUNDLED_SHA256_FILE}); the file is damaged "
-                              "or was replaced. Reinstall the kit or restore the file with git.")
+        raise CheckpointError(
+            f"{BUNDLED_CHECKPOINT}: SHA-256 {actual} does not match the "
+            f"recorded {expected} ({BUNDLED_SHA256_FILE}); the file is damaged "
+            "or was replaced. Reinstall the kit or restore the file with git."
+        )
     return BUNDLED_CHECKPOINT
 
 
@@ -235,8 +229,7 @@ def _hub_path() -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:  # pragma: no cover - huggingface_hub is a dependency
-        raise ImportError("load_pretrained('hub') needs huggingface_hub: "
-                          "pip install huggingface_hub") from err
+        raise ImportError("load_pretrained('hub') needs huggingface_hub: pip install huggingface_hub") from err
     try:
         return Path(hf_hub_download(HUB_REPO_ID, HUB_FILENAME))
     except Exception as online_error:  # offline, DNS, hub down: try the local cache
@@ -249,7 +242,8 @@ def _hub_path() -> Path:
                 f"cache. Offline? Download it on a machine with internet "
                 f"(huggingface-cli download {HUB_REPO_ID} {HUB_FILENAME}), copy the file here "
                 f"and call load_pretrained('path/to/{HUB_FILENAME}'); or use the bundled "
-                f"model: load_pretrained().") from None
+                f"model: load_pretrained()."
+            ) from None
 
 
 def load_pretrained(source=None, device=None) -> MusicVAE:
@@ -277,8 +271,10 @@ def load_pretrained(source=None, device=None) -> MusicVAE:
         path = Path(source)
     model, report = model_from_checkpoint(load_checkpoint(path), str(path))
     if report.renamed:
-        warnings.warn(f"{path}: {len(report.renamed)} tensors had other names and were matched "
-                      "by architecture order and shape; see model.load_report.renamed",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: {len(report.renamed)} tensors had other names and were matched "
+            "by architecture order and shape; see model.load_report.renamed",
+            stacklevel=2,
+        )
     model.load_report = report
     return model.to(device) if device is not None else model

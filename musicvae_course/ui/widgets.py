@@ -27,118 +27,27 @@ Stable DOM classes (for browser tests and styling), set with ``add_class``:
 ``mvc-temperature-widget``    the outer boxes
 ============================  ==================================================
 """
-from __future__ import annotations
 
-import contextlib
-from typing import Callable, NamedTuple
+from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..core.latent import _evaluating, encode_roll, latent_point
+from ..core.model import INTERPOLATION_METHODS, model_input
+from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS
+from ..core.seeding import DEFAULT_SEED
 from . import audio, plots
-from .metrics import binary_rolls
-from .pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS
-from .seeding import DEFAULT_SEED
-
-INTERPOLATION_METHODS = ("linear", "slerp")
 
 
 # --------------------------------------------------------------------------
 # Plain functions
 # --------------------------------------------------------------------------
-@contextlib.contextmanager
-def _evaluating(model):
-    """Eval mode and no autograd for the block; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _as_batch_tensor(rolls, name: str = "rolls") -> torch.Tensor:
-    """``(88, 32)``, ``(1, 88, 32)``, ``(N, 88, 32)`` or ``(N, 1, 88, 32)`` -> float ``(N, 1, 88, 32)``."""
-    tensor = rolls if torch.is_tensor(rolls) else torch.as_tensor(np.asarray(rolls))
-    shape = tuple(tensor.shape)
-    if tensor.dim() == 2:
-        tensor = tensor[None, None]
-    elif tensor.dim() == 3:
-        tensor = tensor[:, None]
-    if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (1, N_PITCHES, SEGMENT_STEPS):
-        raise ValueError(f"{name} must be (88, 32), (N, 88, 32) or (N, 1, 88, 32); got {shape}")
-    return tensor.float()
-
-
-def _batches(data, batch_size: int):
-    """Float ``(B, 1, 88, 32)`` batches of a dataset (``.batches``), tensor or array, in order."""
-    if hasattr(data, "batches"):  # musicvae_course.data.PianoRollDataset
-        yield from data.batches(batch_size=batch_size, shuffle=False)
-        return
-    rolls = _as_batch_tensor(data, "data")
-    for start in range(0, rolls.shape[0], batch_size):
-        yield rolls[start:start + batch_size]
-
-
 def _frame(probabilities: torch.Tensor) -> np.ndarray:
     return probabilities.reshape(N_PITCHES, SEGMENT_STEPS).float().cpu().numpy()
 
 
-def encode_roll(model, roll) -> torch.Tensor:
-    """The encoder's mean for one roll: ``(latent_dim,)`` on the CPU. ``roll``: one
-    ``(88, 32)`` roll (any single-roll shape), bool or probabilities."""
-    tensor = _as_batch_tensor(roll, "roll")
-    if tensor.shape[0] != 1:
-        raise ValueError(f"roll must be a single roll, got a batch of {tensor.shape[0]}")
-    with _evaluating(model):
-        mu, _ = model.encode(tensor.to(model.device))
-    return mu[0].cpu()
-
-
-def encode_means(model, data, batch_size: int = 256) -> torch.Tensor:
-    """Encoder means of every segment: ``(N, latent_dim)`` float32 on the CPU.
-
-    Args:
-        data: a ``PianoRollDataset``, or rolls ``(N, 88, 32)`` / ``(N, 1, 88, 32)``
-            (tensor or array, bool or probabilities).
-    """
-    with _evaluating(model):
-        means = [model.encode(batch.to(model.device).float())[0].float().cpu()
-                 for batch in _batches(data, batch_size)]
-    if not means:
-        raise ValueError("data holds no segments")
-    return torch.cat(means)
-
-
-def latent_point(z1: torch.Tensor, z2: torch.Tensor, t: float, method: str = "linear") -> torch.Tensor:
-    """The point at fraction ``t`` in [0, 1] from ``z1`` to ``z2``: ``(latent_dim,)``.
-
-    Same formulas as ``model.interpolate_latents`` (linear or slerp), at any ``t``
-    rather than on an evenly spaced grid.
-    """
-    if not 0.0 <= t <= 1.0:
-        raise ValueError(f"t must be in [0, 1], got {t}")
-    if method not in INTERPOLATION_METHODS:
-        raise ValueError(f"method must be one of {INTERPOLATION_METHODS}, got {method!r}")
-    a, b = z1.reshape(-1).float().cpu(), z2.reshape(-1).float().cpu()
-    if a.shape != b.shape:
-        raise ValueError(f"z1 and z2 differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
-    if t in (0.0, 1.0):  # exact ends, whatever rounding slerp would add
-        return (a if t == 0.0 else b).clone()
-    # model.interpolate_latents only gives evenly spaced points; a slider needs
-    # any t, so its two formulas are repeated here (a test checks they agree).
-    if method == "linear":
-        return (1 - t) * a + t * b
-    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    if omega.abs() < 1e-6:  # parallel: slerp degenerates to lerp, as in interpolate_latents
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-def interpolation_frame(model, z1: torch.Tensor, z2: torch.Tensor, t: float,
-                        method: str = "linear") -> np.ndarray:
+def interpolation_frame(model, z1: torch.Tensor, z2: torch.Tensor, t: float, method: str = "linear") -> np.ndarray:
     """Decode the point at ``t`` in [0, 1] between latents ``z1`` and ``z2``.
 
     Args:
@@ -154,8 +63,7 @@ def interpolation_frame(model, z1: torch.Tensor, z2: torch.Tensor, t: float,
         return _frame(model.decode(z[None].to(model.device)))
 
 
-def latent_direction_frame(model, z_base: torch.Tensor, directions: torch.Tensor,
-                           coefficients) -> np.ndarray:
+def latent_direction_frame(model, z_base: torch.Tensor, directions: torch.Tensor, coefficients) -> np.ndarray:
     """Decode ``z_base + sum_i coefficients[i] * directions[i]``.
 
     Args:
@@ -189,116 +97,6 @@ def sample_frame(model, temperature: float = 1.0, seed: int = DEFAULT_SEED) -> n
     generator = torch.Generator().manual_seed(int(seed))
     with _evaluating(model):
         return _frame(model.sample(1, temperature=float(temperature), generator=generator))
-
-
-class PrincipalDirections(NamedTuple):
-    """``directions``: ``(k, latent_dim)`` orthonormal rows, largest variance first;
-    ``stds``: ``(k,)`` standard deviation of the encoded means along each;
-    ``mean``: ``(latent_dim,)`` mean of the encoded means (a natural ``z_base``)."""
-
-    directions: torch.Tensor
-    stds: torch.Tensor
-    mean: torch.Tensor
-
-
-def principal_directions(model, data, k: int = 8, batch_size: int = 256) -> PrincipalDirections:
-    """Principal components of the encoder means of ``data``.
-
-    Args:
-        data: as in :func:`encode_means`; at least 2 segments.
-        k: number of directions, ``1 <= k <= latent_dim``.
-
-    Returns:
-        :class:`PrincipalDirections`. Each direction's sign is fixed so its
-        largest component is positive (SVD signs are arbitrary), so results
-        reproduce across machines.
-    """
-    means = encode_means(model, data, batch_size).double()
-    n, latent_dim = means.shape
-    if n < 2:
-        raise ValueError(f"principal_directions needs at least 2 segments, got {n}")
-    if not 1 <= k <= latent_dim:
-        raise ValueError(f"k must be in 1..{latent_dim}, got {k}")
-    centre = means.mean(dim=0)
-    # Eigen-decomposition of the (latent_dim x latent_dim) covariance: exact,
-    # and cheaper than an SVD of the (N x latent_dim) data when N is large.
-    covariance = (means - centre).T @ (means - centre) / (n - 1)
-    variances, vectors = torch.linalg.eigh(covariance)  # ascending
-    order = torch.argsort(variances, descending=True)[:k]
-    directions = vectors[:, order].T  # (k, latent_dim)
-    largest = directions.gather(1, directions.abs().argmax(dim=1, keepdim=True))
-    directions = directions * torch.sign(largest)
-    stds = variances[order].clamp_min(0).sqrt()
-    return PrincipalDirections(directions.float(), stds.float(), centre.float())
-
-
-def note_density(rolls) -> np.ndarray:
-    """Fraction of cells that are on, per roll.
-
-    Args:
-        rolls: ``(88, T)``, ``(N, 88, T)`` or ``(N, 1, 88, T)``; bool or
-            probabilities (on at >= 0.5).
-
-    Returns:
-        ``(N,)`` float64 in [0, 1] (``N = 1`` for a single roll).
-    """
-    on = binary_rolls(rolls)
-    return on.mean(axis=(1, 2))
-
-
-def mean_pitch(rolls) -> np.ndarray:
-    """Mean MIDI pitch of the cells that are on, per roll (NaN for an empty roll).
-
-    Args: as in :func:`note_density`.
-
-    Returns:
-        ``(N,)`` float64 MIDI pitches in [21, 108], or NaN.
-    """
-    on = binary_rolls(rolls)
-    weights = on.sum(axis=2)  # (N, 88): steps each pitch is on
-    pitches = LOWEST_PITCH + np.arange(N_PITCHES)
-    total = weights.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, weights @ pitches / np.maximum(total, 1), np.nan)
-
-
-def attribute_vector(model, data, attribute_fn: Callable = note_density, fraction: float = 0.25,
-                     batch_size: int = 256) -> torch.Tensor:
-    """A latent direction for a musical attribute: mean ``z`` of high minus low segments.
-
-    Segments are ranked by ``attribute_fn``; the direction is the mean encoder
-    mean of the top ``fraction`` minus that of the bottom ``fraction``
-    (segments where the attribute is NaN, e.g. the mean pitch of an empty
-    roll, are left out). Adding the whole vector to a ``z`` moves it, on
-    average, from the low group to the high group.
-
-    Args:
-        data: as in :func:`encode_means`.
-        attribute_fn: ``(B, 1, 88, 32)`` float rolls -> ``(B,)`` numbers, e.g.
-            :func:`note_density` or :func:`mean_pitch`.
-        fraction: share of segments in each group, in (0, 0.5].
-
-    Returns:
-        ``(latent_dim,)`` float32 (not normalised: its length is meaningful).
-    """
-    if not 0.0 < fraction <= 0.5:
-        raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
-    means, values = [], []
-    with _evaluating(model):
-        for batch in _batches(data, batch_size):
-            batch = batch.float()
-            means.append(model.encode(batch.to(model.device))[0].float().cpu())
-            values.append(np.asarray(attribute_fn(batch.cpu().numpy()), dtype=np.float64).reshape(-1))
-    means, values = torch.cat(means), np.concatenate(values)
-    if values.shape[0] != means.shape[0]:
-        raise ValueError(f"attribute_fn returned {values.shape[0]} values for {means.shape[0]} segments")
-    valid = np.flatnonzero(~np.isnan(values))
-    group = int(len(valid) * fraction)
-    if group < 1:
-        raise ValueError(f"too few segments with a defined attribute ({len(valid)}) for two groups")
-    ranked = valid[np.argsort(values[valid], kind="stable")]
-    low, high = torch.as_tensor(ranked[:group]), torch.as_tensor(ranked[-group:])
-    return means[high].mean(dim=0) - means[low].mean(dim=0)
 
 
 # --------------------------------------------------------------------------
@@ -379,14 +177,14 @@ def interpolation_widget(model, roll_a, roll_b, pitch_range="auto", with_audio: 
     z1, z2 = encode_roll(model, roll_a), encode_roll(model, roll_b)
     if pitch_range == "auto":
         ends = [interpolation_frame(model, z1, z2, t) for t in (0.0, 1.0)]
-        ends += [_as_batch_tensor(r, "roll")[0, 0].cpu().numpy() for r in (roll_a, roll_b)]
+        ends += [model_input(r, "roll")[0, 0].cpu().numpy() for r in (roll_a, roll_b)]
         pitch_range = _frame_pitch_range(ends)
     panel = RollPanel(pitch_range, with_audio)
-    slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="t",
-                                 continuous_update=True, readout_format=".2f")
+    slider = widgets.FloatSlider(
+        value=0.0, min=0.0, max=1.0, step=0.05, description="t", continuous_update=True, readout_format=".2f"
+    )
     slider.add_class("mvc-interp-slider")
-    method = widgets.ToggleButtons(options=list(INTERPOLATION_METHODS), value="linear",
-                                   description="method")
+    method = widgets.ToggleButtons(options=list(INTERPOLATION_METHODS), value="linear", description="method")
     method.add_class("mvc-method-toggle")
 
     def redraw(_change=None):
@@ -400,8 +198,16 @@ def interpolation_widget(model, roll_a, roll_b, pitch_range="auto", with_audio: 
     return box
 
 
-def latent_sliders_widget(model, z_base, directions, scales=None, labels=None,
-                          max_coefficient: float = 3.0, pitch_range=None, with_audio: bool = True):
+def latent_sliders_widget(
+    model,
+    z_base,
+    directions,
+    scales=None,
+    labels=None,
+    max_coefficient: float = 3.0,
+    pitch_range=None,
+    with_audio: bool = True,
+):
     """One slider per latent direction, added to ``z_base`` and decoded live.
 
     Args:
@@ -428,16 +234,16 @@ def latent_sliders_widget(model, z_base, directions, scales=None, labels=None,
     if directions.dim() == 1:
         directions = directions[None]
     k = directions.shape[0]
-    scales = np.ones(k, np.float32) if scales is None else np.asarray(
-        torch.as_tensor(scales).float().reshape(-1))
+    scales = np.ones(k, np.float32) if scales is None else np.asarray(torch.as_tensor(scales).float().reshape(-1))
     labels = [f"PC{i + 1}" for i in range(k)] if labels is None else list(labels)
     if len(scales) != k or len(labels) != k:
         raise ValueError(f"{k} directions need {k} scales and labels; got {len(scales)}, {len(labels)}")
     panel = RollPanel(pitch_range, with_audio)
     sliders = []
     for label in labels:
-        slider = widgets.FloatSlider(value=0.0, min=-max_coefficient, max=max_coefficient,
-                                     step=0.1, description=label, continuous_update=True)
+        slider = widgets.FloatSlider(
+            value=0.0, min=-max_coefficient, max=max_coefficient, step=0.1, description=label, continuous_update=True
+        )
         slider.add_class("mvc-latent-slider")
         sliders.append(slider)
     reset = widgets.Button(description="reset")
@@ -468,8 +274,9 @@ def latent_sliders_widget(model, z_base, directions, scales=None, labels=None,
     return box
 
 
-def temperature_widget(model, seed: int = DEFAULT_SEED, temperature: float = 1.0,
-                       pitch_range=None, with_audio: bool = True):
+def temperature_widget(
+    model, seed: int = DEFAULT_SEED, temperature: float = 1.0, pitch_range=None, with_audio: bool = True
+):
     """Prior samples: one seed, a temperature slider, and a button for the next seed.
 
     Low temperatures shrink ``z`` towards 0; with this model that often
@@ -486,8 +293,9 @@ def temperature_widget(model, seed: int = DEFAULT_SEED, temperature: float = 1.0
     import ipywidgets as widgets
 
     panel = RollPanel(pitch_range, with_audio)
-    slider = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
-                                 description="temperature", continuous_update=True)
+    slider = widgets.FloatSlider(
+        value=temperature, min=0.0, max=2.0, step=0.05, description="temperature", continuous_update=True
+    )
     slider.add_class("mvc-temperature-slider")
     seed_box = widgets.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed")
     seed_box.add_class("mvc-seed")

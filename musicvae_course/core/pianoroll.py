@@ -1,7 +1,7 @@
 """MIDI <-> binary piano roll, on the beat grid.
 
 This is the *reference* converter: readable, built on pretty_midi, and the
-definition every faster path in :mod:`musicvae_course.data` is checked against.
+definition every faster path in :mod:`musicvae_course.core.data` is checked against.
 Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
 
 Conventions (the model card's, made precise)
@@ -29,6 +29,7 @@ Overlapping notes of the same pitch merge (the roll is a union). In a file,
 a second note-on of a key that is already down is closed by the first
 note-off (pretty_midi and symusic both read files so).
 """
+
 from __future__ import annotations
 
 import os
@@ -149,8 +150,7 @@ def midi_to_pianoroll(midi) -> np.ndarray:
     return notes_to_pianoroll(np.asarray(pitches, np.int64)[sounding], onset, offset)
 
 
-def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE,
-             min_notes: int = 1) -> np.ndarray:
+def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE, min_notes: int = 1) -> np.ndarray:
     """Cut a roll into fixed-length windows, as the model card trains on.
 
     Args:
@@ -193,8 +193,9 @@ def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE,
     return np.ascontiguousarray(windows.transpose(1, 0, 2))  # (N, 88, length)
 
 
-def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program: int = 0,
-                      velocity: int = 80, path: PathLike | None = None):
+def pianoroll_to_midi(
+    roll, threshold: float = 0.5, bpm: float = 120.0, program: int = 0, velocity: int = 80, path: PathLike | None = None
+):
     """Write a roll as MIDI: each run of consecutive active steps is one note.
 
     A binary roll cannot tell a held note from a repeated one
@@ -220,7 +221,7 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
     """
     import pretty_midi
 
-    cells = as_numpy_roll(roll)
+    cells = single_roll(roll)
     if cells.dtype != bool:
         cells = cells >= threshold
     if bpm <= 0:
@@ -234,9 +235,14 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
         starts = np.flatnonzero(edges[row] == 1)
         ends = np.flatnonzero(edges[row] == -1)
         for start, end in zip(starts, ends):
-            instrument.notes.append(pretty_midi.Note(
-                velocity=int(velocity), pitch=LOWEST_PITCH + int(row),
-                start=start * seconds_per_step, end=end * seconds_per_step))
+            instrument.notes.append(
+                pretty_midi.Note(
+                    velocity=int(velocity),
+                    pitch=LOWEST_PITCH + int(row),
+                    start=start * seconds_per_step,
+                    end=end * seconds_per_step,
+                )
+            )
     instrument.notes.sort(key=lambda note: (note.start, note.pitch))
     pm.instruments.append(instrument)
     if path is not None:
@@ -244,19 +250,83 @@ def pianoroll_to_midi(roll, threshold: float = 0.5, bpm: float = 120.0, program:
     return pm
 
 
-def as_numpy_roll(roll) -> np.ndarray:
-    """Squeeze a tensor or array (e.g. ``(1, 1, 88, 32)``) to an ``(88, T)`` numpy array.
+def _is_tensor(roll) -> bool:
+    return hasattr(roll, "detach")  # a torch.Tensor, without importing torch here
 
-    Raises ``ValueError`` naming the shape when it cannot be squeezed so.
+
+def _is_bool(roll) -> bool:
+    return str(roll.dtype) in ("bool", "torch.bool")
+
+
+def roll_batch(roll, name: str = "roll"):
+    """The kit's one roll-shape normaliser: any accepted roll or batch -> ``(B, 88, T)``.
+
+    Args:
+        roll: ``(88, T)``, ``(1, 88, T)``, ``(1, 1, 88, T)``, ``(B, 88, T)`` or ``(B, 1, 88, T)`` (the model's
+            ``(B, 1, 88, 32)`` included); a torch tensor, a numpy array or nested lists; bool, or numbers in
+            [0, 1] (probabilities; logits are refused: apply a sigmoid first).
+        name: the argument's name, used in error messages.
+
+    Returns:
+        ``(rolls, is_batch)``: ``rolls`` is ``(B, 88, T)`` of the input's kind (a tensor stays a tensor on its
+        device and dtype; anything else becomes a numpy array); ``is_batch`` is False for a single roll.
+
+    Raises:
+        ValueError: naming ``name``: wrong shape, no rolls, NaN, or values outside [0, 1]. A roll of 0 steps is
+        accepted (silence of no length).
     """
-    if hasattr(roll, "detach"):
-        roll = roll.detach().cpu().numpy()
-    array = np.asarray(roll)
-    while array.ndim > 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2 or array.shape[0] != N_PITCHES:
-        raise ValueError(f"roll must squeeze to shape (88, T), got {np.shape(roll)}")
-    return array
+    array = roll if _is_tensor(roll) else np.asarray(roll)
+    shape = tuple(array.shape)
+    if array.ndim == 4 and shape[1] == 1:
+        array, is_batch = array[:, 0], shape[0] != 1
+    elif array.ndim == 3:
+        is_batch = shape[0] != 1
+    elif array.ndim == 2:
+        array, is_batch = array[None], False
+    else:
+        array, is_batch = None, False
+    if array is None or array.shape[1] != N_PITCHES:
+        raise ValueError(f"{name} must have shape (88, T), (1, 88, T), (B, 88, T) or (B, 1, 88, T); got {shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape})")
+    if not _is_bool(array) and array.shape[2] > 0:
+        if (array != array).any():  # NaN, for tensors and arrays alike
+            raise ValueError(f"{name} contains NaN")
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"{name} has values in [{low:.3g}, {high:.3g}]; expected bool or probabilities in [0, 1] "
+                "(logits? apply a sigmoid)"
+            )
+    return array, is_batch
+
+
+def binarize(roll, threshold: float = 0.5):
+    """The kit's one binariser: on where ``roll >= threshold``; a bool roll is returned as it is.
+
+    Any shape; a tensor stays a tensor on its device, anything else becomes a numpy array. ``threshold`` is a
+    probability in (0, 1].
+    """
+    roll = roll if _is_tensor(roll) else np.asarray(roll)
+    return roll if _is_bool(roll) else roll >= threshold
+
+
+def single_roll(roll, name: str = "roll") -> np.ndarray:
+    """One roll as an ``(88, T)`` numpy array (bool or float). Shapes and values as :func:`roll_batch`;
+    a batch of more than one roll is refused with a ``ValueError`` naming ``name``."""
+    rolls, is_batch = roll_batch(roll, name)
+    if is_batch:
+        raise ValueError(f"{name} must be one (88, T) roll, got a batch of {rolls.shape[0]}")
+    return to_numpy(rolls[0])
+
+
+def to_numpy(roll) -> np.ndarray:
+    """A tensor (any device, bf16 included) or array as a numpy array; bool stays bool, other types float32."""
+    if _is_tensor(roll):
+        roll = roll.detach().cpu()
+        roll = roll.numpy() if _is_bool(roll) else roll.float().numpy()
+    roll = np.asarray(roll)
+    return roll if roll.dtype == bool else roll.astype(np.float32, copy=False)
 
 
 def pitch_name(pitch: int) -> str:

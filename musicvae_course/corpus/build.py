@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Build a MIDI training corpus (and the shipped samples) from music21's bundled corpus.
 
 music21 ships ~15,000 encoded works (kern, ABC, MusicXML) but no MIDI. This script
@@ -8,16 +7,16 @@ terms its *encoding* may be used. The compositions are public domain; many of th
 encodings are not free to redistribute, so the full corpus is built locally and
 never committed: only ``data_samples/`` (redistributable encodings) is.
 
-The encodings' terms are in ``corpus_terms.py`` and the shipped samples in
-``corpus_samples.py`` (both beside this file).
+The encodings' terms are in ``terms.py`` and the shipped samples in
+``samples.py`` (both beside this file).
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python scripts/build_corpus.py --out corpus/ [--workers 2]
+    python -m musicvae_course.corpus --out corpus/ [--workers 2]
         [--limit N] [--collections bach palestrina ...] [--timeout 120]
-    /work/venv/bin/python scripts/build_corpus.py --out corpus/ --retry-failures --timeout 600
-    /work/venv/bin/python scripts/build_corpus.py --samples data_samples/
-    /work/venv/bin/python scripts/build_corpus.py --write-heldout musicvae_course/heldout_works.txt
+    python -m musicvae_course.corpus --out corpus/ --retry-failures --timeout 600
+    python -m musicvae_course.corpus --samples data_samples/
+    python -m musicvae_course.corpus --write-heldout musicvae_course/corpus/heldout_works.txt
 
 Outputs of a build (``--out DIR``)::
 
@@ -26,25 +25,22 @@ Outputs of a build (``--out DIR``)::
     DIR/failures.csv   corpus path, number, reason (one bad work never stops the build)
 
 Read by notebook 03_fine_tuning_on_a_subset.ipynb (through the data module) and
-by the training scripts; the held-out list is ``musicvae_course/heldout_works.txt``.
+by the training scripts; the held-out list is ``musicvae_course/corpus/heldout_works.txt``.
 """
+
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import copy
 import csv
 import hashlib
 import re
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Sibling modules: scripts/ is on sys.path when this file runs as a script, and
-# spawned pool workers inherit that path.
-from corpus_terms import encoding_terms, rights_statement
+from .terms import encoding_terms, rights_statement
 
 MIDI_TICKS_PER_QUARTER = 480  # music21's default (10,080) makes pretty_midi call files corrupt
 DEFAULT_TIMEOUT_S = 120  # per work; Beethoven movements take 10-79 s to export
@@ -55,8 +51,8 @@ SKIPPED_COLLECTIONS = ("demos", "theoryExercises")  # music21's test fixtures, n
 #: Collections whose multi-tune ABC files hold the VOICES of one piece (X:1 Cantus,
 #: X:2 Altus, ...), not separate tunes: each file is one work, its voices merged.
 VOICES_AS_TUNES_COLLECTIONS = ("josquin",)
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HELDOUT_FILE = REPO_ROOT / "musicvae_course" / "heldout_works.txt"
+HELDOUT_FILE = Path(__file__).resolve().with_name("heldout_works.txt")
+
 
 # ---------------------------------------------------------------------------
 # Works
@@ -82,8 +78,13 @@ class Work:
     @property
     def source_format(self) -> str:
         suffix = Path(self.corpus_path).suffix.lower()
-        return {".abc": "abc", ".krn": "humdrum-kern", ".mxl": "musicxml",
-                ".xml": "musicxml", ".musicxml": "musicxml"}.get(suffix, suffix.lstrip("."))
+        return {
+            ".abc": "abc",
+            ".krn": "humdrum-kern",
+            ".mxl": "musicxml",
+            ".xml": "musicxml",
+            ".musicxml": "musicxml",
+        }.get(suffix, suffix.lstrip("."))
 
 
 def corpus_root() -> Path:
@@ -166,9 +167,11 @@ def read_heldout(path: Path = HELDOUT_FILE) -> set[str]:
 
 
 def write_heldout(keys, path: Path = HELDOUT_FILE) -> None:
-    header = ("# Works held out for evaluation only (never trained on). One music21 corpus\n"
-              "# path, or path#tune-number for multi-tune ABC files. Made by\n"
-              "# scripts/build_corpus.py --write-heldout (5% per collection, by SHA-1 of the key).\n")
+    header = (
+        "# Works held out for evaluation only (never trained on). One music21 corpus\n"
+        "# path, or path#tune-number for multi-tune ABC files. Made by\n"
+        "# python -m musicvae_course.corpus --write-heldout (5% per collection, by SHA-1 of the key).\n"
+    )
     Path(path).write_text(header + "".join(k + "\n" for k in keys), encoding="utf8")
 
 
@@ -285,9 +288,12 @@ def export_work(work: Work, out_path: Path, max_measures: int | None = None) -> 
         _strip_repeats(score)
         repeats = "not_expanded"
         score.write("midi", fp=str(out_path))
-    return {"grace_notes_removed": grace_notes, "chord_symbols_removed": chord_symbols,
-            "repeats": repeats,
-            "measures_kept": "" if max_measures is None else max_measures}
+    return {
+        "grace_notes_removed": grace_notes,
+        "chord_symbols_removed": chord_symbols,
+        "repeats": repeats,
+        "measures_kept": "" if max_measures is None else max_measures,
+    }
 
 
 def _export_job(work: Work, out_path: str, timeout_s: int, max_measures: int | None):
@@ -316,10 +322,25 @@ def _export_job(work: Work, out_path: str, timeout_s: int, max_measures: int | N
 # ---------------------------------------------------------------------------
 # Build
 # ---------------------------------------------------------------------------
-MANIFEST_COLUMNS = ("file", "corpus_path", "number", "title", "composer", "collection",
-                    "source_format", "licence", "redistributable", "encoding_holder",
-                    "encoding_rights", "split", "repeats", "grace_notes_removed",
-                    "chord_symbols_removed", "measures_kept", "seconds")
+MANIFEST_COLUMNS = (
+    "file",
+    "corpus_path",
+    "number",
+    "title",
+    "composer",
+    "collection",
+    "source_format",
+    "licence",
+    "redistributable",
+    "encoding_holder",
+    "encoding_rights",
+    "split",
+    "repeats",
+    "grace_notes_removed",
+    "chord_symbols_removed",
+    "measures_kept",
+    "seconds",
+)
 
 
 @dataclass
@@ -331,20 +352,25 @@ class BuildSummary:
     failures: list = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"works tried {self.tried}, written {self.written}, failed {self.failed}, "
-                f"{self.seconds:.0f} s")
+        return f"works tried {self.tried}, written {self.written}, failed {self.failed}, {self.seconds:.0f} s"
 
 
 def _manifest_row(work: Work, file: str, split: str, info: dict) -> dict:
     terms = encoding_terms(work.corpus_path)
     return {
-        "file": file, "corpus_path": work.corpus_path,
+        "file": file,
+        "corpus_path": work.corpus_path,
         "number": "" if work.number is None else work.number,
-        "title": work.title, "composer": work.composer, "collection": work.collection,
-        "source_format": work.source_format, "licence": terms.licence,
-        "redistributable": terms.redistributable, "encoding_holder": terms.holder,
+        "title": work.title,
+        "composer": work.composer,
+        "collection": work.collection,
+        "source_format": work.source_format,
+        "licence": terms.licence,
+        "redistributable": terms.redistributable,
+        "encoding_holder": terms.holder,
         "encoding_rights": rights_statement(corpus_root() / work.corpus_path),
-        "split": split, "repeats": info.get("repeats", ""),
+        "split": split,
+        "repeats": info.get("repeats", ""),
         "grace_notes_removed": info.get("grace_notes_removed", ""),
         "chord_symbols_removed": info.get("chord_symbols_removed", ""),
         "measures_kept": info.get("measures_kept", ""),
@@ -389,10 +415,10 @@ def _run_jobs(jobs, workers, timeout_s, progress, job=None):
             batch, pool_size, pending = pending, workers, []
         finished = set()
         # max_tasks_per_child recycles workers: music21 keeps caches that grow over works
-        with cf.ProcessPoolExecutor(max_workers=pool_size, max_tasks_per_child=200,
-                                    initializer=_die_with_parent) as pool:
-            futures = {pool.submit(job, w, str(p), timeout_s, m): i
-                       for i, (w, p, m) in enumerate(batch)}
+        with cf.ProcessPoolExecutor(
+            max_workers=pool_size, max_tasks_per_child=200, initializer=_die_with_parent
+        ) as pool:
+            futures = {pool.submit(job, w, str(p), timeout_s, m): i for i, (w, p, m) in enumerate(batch)}
             for future in cf.as_completed(futures):
                 index = futures[future]
                 work, out_path, _ = batch[index]
@@ -401,20 +427,24 @@ def _run_jobs(jobs, workers, timeout_s, progress, job=None):
                 except cf.process.BrokenProcessPool:
                     if pool_size > 1:
                         suspects.append(batch[index])
-                        pending = [j for i, j in enumerate(batch)
-                                   if i != index and i not in finished] + pending
+                        pending = [j for i, j in enumerate(batch) if i != index and i not in finished] + pending
                         break
-                    result = {"ok": False, "seconds": 0.0,
-                              "reason": "worker process died (crash or out of memory)"}
+                    result = {"ok": False, "seconds": 0.0, "reason": "worker process died (crash or out of memory)"}
                 finished.add(index)
                 bar.update(1)
                 yield work, out_path, result
     bar.close()
 
 
-def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIMEOUT_S,
-                 heldout=None, max_measures: int | None = None,
-                 progress: bool = True) -> BuildSummary:
+def build_corpus(
+    works,
+    out_dir,
+    workers: int = 2,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    heldout=None,
+    max_measures: int | None = None,
+    progress: bool = True,
+) -> BuildSummary:
     """Export ``works`` to ``out_dir/midi/`` and write ``manifest.csv`` and ``failures.csv``.
 
     Args:
@@ -423,7 +453,7 @@ def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIME
         workers: worker processes (>= 1).
         timeout_s: per-work time limit in seconds; a work over it is skipped and reported.
         heldout: set of held-out keys (``Work.key``); default: the committed
-            ``musicvae_course/heldout_works.txt`` if present, else :func:`heldout_keys`.
+            ``musicvae_course/corpus/heldout_works.txt`` if present, else :func:`heldout_keys`.
         max_measures: keep only the first measures of each work (None: all).
 
     Returns:
@@ -444,8 +474,10 @@ def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIME
     rows = []
     # Both files are written row by row and flushed, so a long build is usable (and
     # inspectable) before it ends; the manifest is rewritten sorted at the end.
-    with open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file, \
-            open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file:
+    with (
+        open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file,
+        open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file,
+    ):
         failures = csv.writer(failures_file)
         failures.writerow(["corpus_path", "number", "reason"])
         manifest = csv.DictWriter(manifest_file, fieldnames=MANIFEST_COLUMNS)
@@ -459,8 +491,7 @@ def build_corpus(works, out_dir, workers: int = 2, timeout_s: int = DEFAULT_TIME
                 rows.append(row)
                 summary.written += 1
             else:
-                failure = (work.corpus_path, "" if work.number is None else work.number,
-                           result["reason"])
+                failure = (work.corpus_path, "" if work.number is None else work.number, result["reason"])
                 failures.writerow(failure)
                 failures_file.flush()
                 summary.failures.append(failure)
@@ -482,8 +513,9 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def retry_failures(out_dir, workers: int = 2, timeout_s: int = 600, heldout=None,
-                   progress: bool = True) -> BuildSummary:
+def retry_failures(
+    out_dir, workers: int = 2, timeout_s: int = 600, heldout=None, progress: bool = True
+) -> BuildSummary:
     """Try the works in ``out_dir/failures.csv`` again (e.g. timeouts on a busy machine)
     with a longer ``timeout_s``; add the ones that now succeed to ``manifest.csv`` and
     leave only the rest in ``failures.csv``. Same arguments as :func:`build_corpus`.
@@ -504,13 +536,10 @@ def retry_failures(out_dir, workers: int = 2, timeout_s: int = 600, heldout=None
     for work, out_path, result in _run_jobs(jobs, workers, timeout_s, progress):
         if result["ok"]:
             split = "heldout" if work.key in heldout else "train"
-            rows.append(_manifest_row(work, out_path.relative_to(out_dir).as_posix(), split,
-                                      result))
+            rows.append(_manifest_row(work, out_path.relative_to(out_dir).as_posix(), split, result))
             summary.written += 1
         else:
-            summary.failures.append((work.corpus_path,
-                                     "" if work.number is None else work.number,
-                                     result["reason"]))
+            summary.failures.append((work.corpus_path, "" if work.number is None else work.number, result["reason"]))
             summary.failed += 1
     _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
     with open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file:
@@ -522,8 +551,7 @@ def retry_failures(out_dir, workers: int = 2, timeout_s: int = 600, heldout=None
 
 
 #: Collections of single-line folk tunes; everything else is (mostly) polyphonic.
-FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk",
-                    "nottingham-dataset")
+FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk", "nottingham-dataset")
 
 
 def build_order(works) -> list[Work]:
@@ -531,8 +559,7 @@ def build_order(works) -> list[Work]:
     each group by stable hash, so an interrupted build has a fair sample of each."""
     # Salted: heldout_keys() takes the lowest unsalted hashes, so an unsalted order
     # would build the held-out works first and a partial build would be mostly held out.
-    return sorted(works, key=lambda w: (w.collection in FOLK_COLLECTIONS,
-                                        _stable_hash("order:" + w.key), w.key))
+    return sorted(works, key=lambda w: (w.collection in FOLK_COLLECTIONS, _stable_hash("order:" + w.key), w.key))
 
 
 def limit_works(works, limit: int | None = None, folk_fraction: float = 1.0) -> list[Work]:
@@ -545,58 +572,12 @@ def limit_works(works, limit: int | None = None, folk_fraction: float = 1.0) -> 
     """
     if not 0.0 <= folk_fraction <= 1.0:
         raise ValueError(f"folk_fraction must be in [0, 1], got {folk_fraction}")
-    scale = float(2 ** 64)
-    works = [w for w in works if w.collection not in FOLK_COLLECTIONS
-             or _stable_hash("folk:" + w.key) / scale < folk_fraction]
+    scale = float(2**64)
+    works = [
+        w
+        for w in works
+        if w.collection not in FOLK_COLLECTIONS or _stable_hash("folk:" + w.key) / scale < folk_fraction
+    ]
     if limit is None:
         return list(works)
     return sorted(works, key=lambda w: (_stable_hash("limit:" + w.key), w.key))[:limit]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="build the MIDI corpus into this directory")
-    parser.add_argument("--samples", type=Path, help="write the redistributable samples here")
-    parser.add_argument("--write-heldout", type=Path, metavar="PATH",
-                        help="write the held-out list (all works) to PATH")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--limit", type=int, help="only this many works (deterministic spread)")
-    parser.add_argument("--collections", nargs="+", help="corpus directories to include")
-    parser.add_argument("--folk-fraction", type=float, default=1.0,
-                        help="share of the folk-tune collections to build (deterministic)")
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S,
-                        help="per-work time limit, seconds")
-    parser.add_argument("--retry-failures", action="store_true",
-                        help="with --out: retry the works in OUT/failures.csv (use a longer "
-                             "--timeout) and update the manifest")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    if not (args.out or args.samples or args.write_heldout):
-        parser.error("give --out, --samples and/or --write-heldout")
-    if args.write_heldout:
-        keys = heldout_keys(list_works())
-        write_heldout(keys, args.write_heldout)
-        print(f"held-out list: {len(keys)} works -> {args.write_heldout}")
-    if args.samples:
-        from corpus_samples import build_samples  # imports this module: import late
-
-        summary = build_samples(args.samples, workers=args.workers, timeout_s=args.timeout)
-        print(f"samples: {summary.line()}")
-    if args.out and args.retry_failures:
-        summary = retry_failures(args.out, workers=args.workers, timeout_s=args.timeout,
-                                 progress=not args.no_progress)
-        print(f"retry: {summary.line()} -> {args.out}")
-    elif args.out:
-        works = build_order(limit_works(list_works(args.collections), args.limit,
-                                        args.folk_fraction))
-        summary = build_corpus(works, args.out, workers=args.workers, timeout_s=args.timeout,
-                               progress=not args.no_progress)
-        print(f"corpus: {summary.line()} -> {args.out}")
-        for path, number, reason in summary.failures[:20]:
-            print(f"  failed: {path}{'#' + str(number) if number != '' else ''}: {reason}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,6 +5,7 @@ machine, two torch threads while another process used a core made a training
 step 3-15x slower than one thread. Used by ``train.fit`` and the command
 lines; taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ def default_cpu_threads(processes: int = 1) -> int:
     """
     try:
         import psutil
+
         cores = psutil.cpu_count(logical=False)
     except ImportError:  # psutil is optional; fall back to the CPUs this process may use
         cores = None

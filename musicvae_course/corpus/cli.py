@@ -1,0 +1,65 @@
+"""``python -m musicvae_course.corpus``: build the training corpus, the shipped samples or the held-out list."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .build import (
+    DEFAULT_TIMEOUT_S,
+    build_corpus,
+    build_order,
+    heldout_keys,
+    limit_works,
+    list_works,
+    retry_failures,
+    write_heldout,
+)
+from .samples import build_samples
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Build a MIDI training corpus (and the shipped samples) from music21's bundled corpus.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, help="build the MIDI corpus into this directory")
+    parser.add_argument("--samples", type=Path, help="write the redistributable samples here")
+    parser.add_argument(
+        "--write-heldout", type=Path, metavar="PATH", help="write the held-out list (all works) to PATH"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="only this many works (deterministic spread)")
+    parser.add_argument("--collections", nargs="+", help="corpus directories to include")
+    parser.add_argument(
+        "--folk-fraction", type=float, default=1.0, help="share of the folk-tune collections to build (deterministic)"
+    )
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="per-work time limit, seconds")
+    parser.add_argument(
+        "--retry-failures",
+        action="store_true",
+        help="with --out: retry the works in OUT/failures.csv (use a longer --timeout) and update the manifest",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    if not (args.out or args.samples or args.write_heldout):
+        parser.error("give --out, --samples and/or --write-heldout")
+    if args.write_heldout:
+        keys = heldout_keys(list_works())
+        write_heldout(keys, args.write_heldout)
+        print(f"held-out list: {len(keys)} works -> {args.write_heldout}")
+    if args.samples:
+        summary = build_samples(args.samples, workers=args.workers, timeout_s=args.timeout)
+        print(f"samples: {summary.line()}")
+    if args.out and args.retry_failures:
+        summary = retry_failures(args.out, workers=args.workers, timeout_s=args.timeout, progress=not args.no_progress)
+        print(f"retry: {summary.line()} -> {args.out}")
+    elif args.out:
+        works = build_order(limit_works(list_works(args.collections), args.limit, args.folk_fraction))
+        summary = build_corpus(
+            works, args.out, workers=args.workers, timeout_s=args.timeout, progress=not args.no_progress
+        )
+        print(f"corpus: {summary.line()} -> {args.out}")
+        for path, number, reason in summary.failures[:20]:
+            print(f"  failed: {path}{'#' + str(number) if number != '' else ''}: {reason}")
+    return 0

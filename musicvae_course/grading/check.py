@@ -1,0 +1,169 @@
+"""``check("q1")``: a question's public tests, run in the student's own kernel for immediate feedback.
+
+Used by every notebook with exercises. It reads the test cell of the notebook file (public part only; the hidden
+part is dropped even when run on the instructor's source) and runs its top-level statements one by one against a
+copy of the caller's namespace. It never promises a grade (otter-grader#138).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .markers import GradingSourceError, cell_role, nbgrader_metadata, split_tests
+
+
+@dataclass
+class CheckResult:
+    """What ``check(question_id)`` found: tests run and passed, and the failures (message per failed test)."""
+
+    question_id: str
+    passed: int
+    total: int
+    failures: list[str] = field(default_factory=list)
+    setup_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.setup_error is None and self.passed == self.total
+
+    def __str__(self) -> str:
+        q = self.question_id
+        if self.setup_error:
+            return f"{q}: the public tests could not run: {self.setup_error}"
+        if self.total == 0:
+            return f"{q}: this question has no public tests; it is graded by hidden tests only."
+        if self.ok:
+            return f"{q}: public tests passed ({self.passed}/{self.total}). Your grade also depends on hidden tests."
+        lines = [f"{q}: {self.passed} of {self.total} public tests passed."]
+        lines += self.failures[:3]
+        if len(self.failures) > 3:
+            lines.append(f"... and {len(self.failures) - 3} more")
+        return "\n".join(lines)
+
+
+def _hint(exc: BaseException, question_id: str) -> str:
+    if isinstance(exc, NotImplementedError):
+        return (
+            f" (the solution cell of {question_id} still raises NotImplementedError: replace "
+            "`raise NotImplementedError()` with your code and run that cell)"
+        )
+    if isinstance(exc, NameError):
+        return " (run the cell that defines it first)"
+    return ""
+
+
+def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> CheckResult:
+    statements = [s for s in split_tests(test_source, question_id) if not s.hidden]
+    scratch = dict(namespace)  # tests may assign names; the student's namespace stays as it was
+    tests = [s for s in statements if s.is_test]
+    result = CheckResult(question_id, 0, len(tests))
+    number = 0
+    for statement in statements:
+        snippet = statement.code.strip()
+        code = compile(statement.code, f"<public tests of {question_id}>", "exec", dont_inherit=True)
+        if statement.is_test:
+            number += 1
+        try:
+            exec(code, scratch)
+        except AssertionError as exc:
+            message = str(exc)
+            result.failures.append(
+                f"  test {number} failed: {message}\n    {snippet}"
+                if message
+                else f"  test {number} failed:\n    {snippet}"
+            )
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}{_hint(exc, question_id)}"
+            if not statement.is_test:
+                result.setup_error = f"`{snippet}` raised {text}"
+                return result
+            result.failures.append(f"  test {number} raised {text}\n    {snippet}")
+        else:
+            if statement.is_test:
+                result.passed += 1
+    return result
+
+
+def _session_notebook() -> Path | None:
+    """The notebook file of the running kernel, when the front end tells (JupyterLab/Notebook 7, VS Code)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    user_ns = getattr(shell, "user_ns", {}) or {}
+    for candidate in (
+        user_ns.get("__vsc_ipynb_file__"),
+        user_ns.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+    ):
+        if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+class Checker:
+    """``check = Checker("01_loading_the_pretrained_vae.ipynb")`` then ``check("q1")`` in any cell.
+
+    ``notebook``: the notebook file whose test cells hold the public tests, relative to the working directory
+    (Jupyter starts kernels in the notebook's folder); ``None`` asks the front end which notebook is open.
+    The file is read at each call, so the locked test cells are the ones the student sees.
+    """
+
+    def __init__(self, notebook=None):
+        self.notebook = None if notebook is None else Path(notebook)
+
+    def _path(self) -> Path:
+        if self.notebook is not None:
+            if not self.notebook.is_file():
+                raise FileNotFoundError(
+                    f"check: cannot find the notebook {self.notebook} in {Path.cwd()}; if you renamed or moved "
+                    "it, use check = Checker('<your notebook file>.ipynb')"
+                )
+            return self.notebook
+        found = _session_notebook()
+        if found is None:
+            raise FileNotFoundError(
+                "check: this front end does not say which notebook is open; "
+                "use check = Checker('<your notebook file>.ipynb')"
+            )
+        return found
+
+    def run(self, question_id: str, namespace: dict | None = None) -> CheckResult:
+        """Run the public tests of ``question_id`` against ``namespace`` (default: the caller's globals)."""
+        if namespace is None:
+            namespace = sys._getframe(1).f_globals
+        path = self._path()
+        try:  # plain json, not nbformat: see the note at the imports
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GradingSourceError(f"check: {path} is not a readable notebook ({exc})") from None
+        for cell in cells:
+            if cell_role(cell) == "test" and nbgrader_metadata(cell).get("grade_id") == question_id:
+                source = cell.get("source", "")
+                return _run_public_tests(
+                    question_id, "".join(source) if isinstance(source, list) else source, namespace
+                )
+        known = [nbgrader_metadata(c).get("grade_id") for c in cells if cell_role(c) == "test"]
+        raise ValueError(
+            f"check: no question {question_id!r} in {path.name}; its questions are "
+            f"{', '.join(map(str, known)) or 'none'}"
+        )
+
+    def __call__(self, question_id: str) -> None:
+        """Print the public-test report of ``question_id`` (never raises for failing tests)."""
+        print(self.run(question_id, sys._getframe(1).f_globals))
+
+
+def check(question_id: str, notebook=None) -> None:
+    """Print the public-test report of ``question_id`` for the open notebook (see :class:`Checker`).
+
+    Prints e.g. ``q1: public tests passed (3/3). Your grade also depends on hidden tests.`` or which test failed
+    with its message. Never raises for failing tests; raises ValueError for an unknown question id.
+    """
+    print(Checker(notebook).run(question_id, sys._getframe(1).f_globals))
