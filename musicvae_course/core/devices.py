@@ -12,10 +12,12 @@ import os
 
 import torch
 
+from .types import DeviceLike
+
 MAX_DEFAULT_THREADS = 4  #: this model gains little beyond 4 CPU threads; more starve a notebook
 
 
-def choose_device(device=None, local_rank: int = 0) -> torch.device:
+def choose_device(device: DeviceLike = None, local_rank: int = 0) -> torch.device:
     """``device`` if given, else CUDA (this process's GPU under torchrun), else MPS, else CPU."""
     if device is None:
         if torch.cuda.is_available():

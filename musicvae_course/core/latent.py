@@ -7,18 +7,19 @@ are built on these, and the CLI and tests use them without ipywidgets.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from .metrics import binary_rolls
-from .model import input_batches, interpolate, model_input
+from .model import MusicVAE, input_batches, interpolate, model_input
 from .pianoroll import LOWEST_PITCH, N_PITCHES
+from .types import RollData, RollLike
 
 
 @contextlib.contextmanager
-def _evaluating(model):
+def _evaluating(model: MusicVAE) -> Iterator[None]:
     """Eval mode and no autograd for the block; the model's mode is restored after."""
     was_training = model.training
     model.eval()
@@ -29,7 +30,7 @@ def _evaluating(model):
         model.train(was_training)
 
 
-def encode_roll(model, roll) -> torch.Tensor:
+def encode_roll(model: MusicVAE, roll: RollLike) -> torch.Tensor:
     """The encoder's mean for one roll: ``(latent_dim,)`` on the CPU. ``roll``: one
     ``(88, 32)`` roll (any single-roll shape), bool or probabilities."""
     tensor = model_input(roll, "roll")
@@ -40,7 +41,7 @@ def encode_roll(model, roll) -> torch.Tensor:
     return mu[0].cpu()
 
 
-def encode_means(model, data, batch_size: int = 256) -> torch.Tensor:
+def encode_means(model: MusicVAE, data: RollData, batch_size: int = 256) -> torch.Tensor:
     """Encoder means of every segment: ``(N, latent_dim)`` float32 on the CPU.
 
     Args:
@@ -74,7 +75,7 @@ class PrincipalDirections(NamedTuple):
     mean: torch.Tensor
 
 
-def principal_directions(model, data, k: int = 8, batch_size: int = 256) -> PrincipalDirections:
+def principal_directions(model: MusicVAE, data: RollData, k: int = 8, batch_size: int = 256) -> PrincipalDirections:
     """Principal components of the encoder means of ``data``.
 
     Args:
@@ -105,7 +106,7 @@ def principal_directions(model, data, k: int = 8, batch_size: int = 256) -> Prin
     return PrincipalDirections(directions.float(), stds.float(), centre.float())
 
 
-def note_density(rolls) -> np.ndarray:
+def note_density(rolls: RollLike) -> np.ndarray:
     """Fraction of cells that are on, per roll.
 
     Args:
@@ -119,7 +120,7 @@ def note_density(rolls) -> np.ndarray:
     return on.mean(axis=(1, 2))
 
 
-def mean_pitch(rolls) -> np.ndarray:
+def mean_pitch(rolls: RollLike) -> np.ndarray:
     """Mean MIDI pitch of the cells that are on, per roll (NaN for an empty roll).
 
     Args: as in :func:`note_density`.
@@ -136,7 +137,11 @@ def mean_pitch(rolls) -> np.ndarray:
 
 
 def attribute_vector(
-    model, data, attribute_fn: Callable = note_density, fraction: float = 0.25, batch_size: int = 256
+    model: MusicVAE,
+    data: RollData,
+    attribute_fn: Callable[[np.ndarray], np.ndarray] = note_density,
+    fraction: float = 0.25,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """A latent direction for a musical attribute: mean ``z`` of high minus low segments.
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from .model import input_batches, kl_per_dimension
+from .model import MusicVAE, input_batches, kl_per_dimension
 from .pianoroll import LOWEST_PITCH, STEPS_PER_BAR, STEPS_PER_BEAT, binarize, roll_batch, to_numpy
+from .types import DeviceLike, RollData, RollLike
 
 ACTIVE_UNIT_THRESHOLD = 0.01  #: Burda et al. (2016): a unit is active if Var_x E[z|x] > 0.01
 # MusPy's scale masks, C major and C natural minor; the other keys are rotations.
@@ -41,12 +43,12 @@ _C_MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)
 _SCALES = np.stack([np.roll(_C_MAJOR, r) for r in range(12)] + [np.roll(_C_MINOR, r) for r in range(12)])  # (24, 12)
 
 
-def _binary(roll, threshold: float = 0.5) -> torch.Tensor:
+def _binary(roll: RollLike, threshold: float = 0.5) -> torch.Tensor:
     """Tensor or array -> bool tensor (same device), on where ``>= threshold``."""
     return torch.as_tensor(binarize(roll, threshold))
 
 
-def onsets(roll, threshold: float = 0.5) -> torch.Tensor:
+def onsets(roll: RollLike, threshold: float = 0.5) -> torch.Tensor:
     """Steps where a pitch turns on: ``(..., 88, T)`` -> bool, same shape."""
     on = _binary(roll, threshold)
     starts = on.clone()
@@ -79,11 +81,11 @@ def precision_recall_f1(tp: float, fp: float, fn: float) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def _prf_of(counts) -> dict:
+def _prf_of(counts: torch.Tensor) -> dict:
     return precision_recall_f1(*(float(c) for c in counts))
 
 
-def frame_scores(predicted, target, threshold: float = 0.5) -> dict:
+def frame_scores(predicted: RollLike, target: RollLike, threshold: float = 0.5) -> dict:
     """Cell-by-cell precision, recall and F1 of ``predicted`` against ``target``.
 
     Args:
@@ -96,7 +98,7 @@ def frame_scores(predicted, target, threshold: float = 0.5) -> dict:
     return _prf_of(_confusion(_binary(predicted, threshold), _binary(target, threshold)))
 
 
-def onset_scores(predicted, target, threshold: float = 0.5) -> dict:
+def onset_scores(predicted: RollLike, target: RollLike, threshold: float = 0.5) -> dict:
     """Note-onset precision, recall and F1: an onset matches at the same pitch and step.
 
     Shapes and values as ``frame_scores``.
@@ -104,7 +106,7 @@ def onset_scores(predicted, target, threshold: float = 0.5) -> dict:
     return _prf_of(_confusion(onsets(predicted, threshold), onsets(target, threshold)))
 
 
-def active_units(mu, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, torch.Tensor]:
+def active_units(mu: torch.Tensor | np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, torch.Tensor]:
     """Latent dimensions the encoder uses (Burda, Grosse & Salakhutdinov, 2016).
 
     Args:
@@ -123,7 +125,7 @@ def active_units(mu, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, tor
 # --- sample statistics (MusPy's, on binary rolls) ---------------------------------
 
 
-def binary_rolls(rolls, threshold: float = 0.5) -> np.ndarray:
+def binary_rolls(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Any roll or batch -> ``(N, 88, T)`` bool numpy, on where ``>= threshold``.
 
     Shapes and values as :func:`~musicvae_course.core.pianoroll.roll_batch` (tensor or array, bool or
@@ -142,7 +144,7 @@ def _pitch_class_histogram(rolls: np.ndarray) -> np.ndarray:
     return histogram
 
 
-def pitch_range(rolls, threshold: float = 0.5) -> np.ndarray:
+def pitch_range(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Highest minus lowest sounding pitch, semitones, per segment: ``(N,)``; NaN if silent."""
     used = binary_rolls(rolls, threshold).any(-1)  # (N, 88)
     rows = np.arange(used.shape[1])
@@ -151,12 +153,12 @@ def pitch_range(rolls, threshold: float = 0.5) -> np.ndarray:
     return np.where(used.any(1), high - low, np.nan)
 
 
-def n_pitch_classes_used(rolls, threshold: float = 0.5) -> np.ndarray:
+def n_pitch_classes_used(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Distinct pitch classes that sound, 0-12, per segment: ``(N,)``."""
     return (_pitch_class_histogram(binary_rolls(rolls, threshold)) > 0).sum(1).astype(float)
 
 
-def polyphony(rolls, threshold: float = 0.5) -> np.ndarray:
+def polyphony(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Mean pitches on per step, over steps where any pitch is on: ``(N,)``; NaN if silent."""
     per_step = binary_rolls(rolls, threshold).sum(1)  # (N, T)
     sounding = (per_step > 0).sum(1)
@@ -164,7 +166,7 @@ def polyphony(rolls, threshold: float = 0.5) -> np.ndarray:
         return np.where(sounding > 0, per_step.sum(1) / sounding, np.nan)
 
 
-def pitch_class_entropy(rolls, threshold: float = 0.5) -> np.ndarray:
+def pitch_class_entropy(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Shannon entropy (bits, 0 to log2 12 = 3.58) of the notes' pitch classes: ``(N,)``; NaN if no note."""
     histogram = _pitch_class_histogram(binary_rolls(rolls, threshold))
     total = histogram.sum(1, keepdims=True)
@@ -174,7 +176,7 @@ def pitch_class_entropy(rolls, threshold: float = 0.5) -> np.ndarray:
     return np.where(total[:, 0] > 0, entropy, np.nan)
 
 
-def scale_consistency(rolls, threshold: float = 0.5) -> np.ndarray:
+def scale_consistency(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
     """Largest share of notes inside one major or minor scale, in [0, 1]: ``(N,)``; NaN if no note."""
     histogram = _pitch_class_histogram(binary_rolls(rolls, threshold))
     total = histogram.sum(1)
@@ -182,7 +184,7 @@ def scale_consistency(rolls, threshold: float = 0.5) -> np.ndarray:
         return np.where(total > 0, (histogram @ _SCALES.T).max(1) / total, np.nan)
 
 
-def empty_beat_rate(rolls, threshold: float = 0.5, steps_per_beat: int = STEPS_PER_BEAT) -> np.ndarray:
+def empty_beat_rate(rolls: RollLike, threshold: float = 0.5, steps_per_beat: int = STEPS_PER_BEAT) -> np.ndarray:
     """Share of beats in which no cell is on, in [0, 1]: ``(N,)``. A silent segment scores 1.
 
     (pypianoroll's function of this name returns the non-empty rate.)
@@ -194,7 +196,7 @@ def empty_beat_rate(rolls, threshold: float = 0.5, steps_per_beat: int = STEPS_P
     return 1.0 - beats.mean(1)
 
 
-def groove_consistency(rolls, threshold: float = 0.5, steps_per_bar: int = STEPS_PER_BAR) -> np.ndarray:
+def groove_consistency(rolls: RollLike, threshold: float = 0.5, steps_per_bar: int = STEPS_PER_BAR) -> np.ndarray:
     """How alike neighbouring bars' rhythms are, in [0, 1]: ``(N,)``; NaN if undefined.
 
     A bar's groove is the set of positions (0-15) where some note starts.
@@ -229,7 +231,7 @@ SAMPLE_STATISTICS = {
 }  #: name -> per-segment function, as averaged by ``sample_statistics``
 
 
-def sample_statistics(rolls, threshold: float = 0.5) -> dict:
+def sample_statistics(rolls: RollLike, threshold: float = 0.5) -> dict:
     """MusPy-style statistics averaged over a batch, to compare samples with data.
 
     Args:
@@ -293,13 +295,17 @@ class MetricsTable(dict):
             lines.append(f"{name:<{width}}  {shown:>12}  {description}")
         return "\n".join(lines)
 
-    def _repr_pretty_(self, printer, cycle):  # IPython's display hook: show the table
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:  # IPython's display hook: show the table
         printer.text(str(self))
 
 
 @torch.no_grad()
 def evaluation_sums(
-    model, batches, threshold: float = 0.5, seed: int = 0, amp_dtype: torch.dtype | None = None
+    model: MusicVAE,
+    batches: Iterable[torch.Tensor],
+    threshold: float = 0.5,
+    seed: int = 0,
+    amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Everything ``evaluate`` reports, as sums over ``batches`` (so shards can be added).
 
@@ -371,7 +377,14 @@ def summarize_sums(totals: torch.Tensor, latent_dim: int) -> MetricsTable:
     )
 
 
-def evaluate(model, data, batch_size: int = 512, threshold: float = 0.5, seed: int = 0, device=None) -> MetricsTable:
+def evaluate(
+    model: MusicVAE,
+    data: RollData,
+    batch_size: int = 512,
+    threshold: float = 0.5,
+    seed: int = 0,
+    device: DeviceLike = None,
+) -> MetricsTable:
     """Reconstruction quality and latent use of ``model`` on ``data``.
 
     Args:
