@@ -15,6 +15,7 @@ from importlib import import_module
 from .core.checkpoint import BUNDLED_CHECKPOINT, CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
 from .core.data import PianoRollDataset, build_dataset, list_midi_files, load_dataset, split_by_file
 from .core.latent import attribute_vector, encode_means, encode_roll, latent_point, principal_directions
+from .core.meter import bar_lines, meter, time_signatures
 from .core.metrics import evaluate, frame_scores, onset_scores, sample_statistics
 from .core.model import MusicVAE, count_parameters, interpolate_latents, vae_loss
 from .core.pianoroll import (
@@ -56,6 +57,7 @@ __all__ = [
     "PianoRollView",
     "SEGMENT_STEPS",
     "attribute_vector",
+    "bar_lines",
     "beta_schedule",
     "build_dataset",
     "compare_pianorolls",
@@ -73,6 +75,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_pretrained",
+    "meter",
     "midi_to_pianoroll",
     "onset_scores",
     "pianoroll_to_midi",
@@ -88,6 +91,7 @@ __all__ = [
     "split_by_file",
     "synthesize",
     "temperature_widget",
+    "time_signatures",
     "vae_loss",
     "visualize_pianoroll",
 ]

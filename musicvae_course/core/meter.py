@@ -1,0 +1,211 @@
+"""Meter from a MIDI file: where the bars and beats fall on the 16th-note grid.
+
+A piano roll has 4 steps per quarter note (:mod:`musicvae_course.core.pianoroll`), so the roll itself knows
+nothing of bars: a bar of 4/4 is 16 steps, of 3/4 or 6/8 12 steps, of 2/2 16, of 2/4 8. The model reads 32 steps
+(2 bars *of 4/4*, as its card defines it): that is 2 2/3 bars of 3/4 or 6/8, and 4 bars of 2/4. This module reads
+the file's time-signature events and says where the downbeats are, so pictures and titles count real bars.
+
+Rules
+-----
+* Every time-signature event starts a new bar (the MIDI convention), at its own step; bars of that signature follow
+  until the next event or the end of the piece. A file without time-signature events is 4/4 (the MIDI default).
+* Several events at the same step (music21 writes one per track) count once: the last one read wins.
+* A **pickup** (anacrusis) that the file marks with a short time signature (e.g. 2/8 then 6/8, as MuseScore
+  writes irregular bars) comes out right by the first rule. MIDI has no pickup event, so a file that starts a
+  pickup with the full signature (music21's export does) cannot say so: pass ``pickup_steps`` (the pickup's
+  length in steps) and the first full bar starts there.
+* Beats: a simple meter beats on its denominator (3/4: every 4 steps, 2/2: every 8); a compound one (6/8, 9/8,
+  12/8, 6/4 ...) on the dotted note, three of the denominator (6/8: every 6 steps).
+
+Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import NamedTuple
+
+from .pianoroll import STEPS_PER_BEAT, load_pretty_midi
+
+STEPS_PER_WHOLE = 4 * STEPS_PER_BEAT  #: steps in a whole note (16)
+
+
+class TimeSignature(NamedTuple):
+    """A time signature that starts at ``step`` (16th notes from the start of the file)."""
+
+    numerator: int
+    denominator: int
+    step: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.numerator}/{self.denominator}"
+
+
+class Meter(NamedTuple):
+    """Where bars and beats fall: ``downbeats`` and ``beats`` are sorted step lists (beats include downbeats);
+    ``signatures`` are the time signatures in force, in order; ``end`` is the last step covered (exclusive)."""
+
+    downbeats: list[int]
+    beats: list[int]
+    signatures: list[TimeSignature]
+    end: int
+
+
+def parse_time_signature(time_signature) -> TimeSignature:
+    """``"6/8"``, ``(6, 8)`` or a :class:`TimeSignature` as a :class:`TimeSignature` starting at step 0.
+
+    Raises:
+        ValueError: naming the value, if it is not ``numerator/denominator`` with a positive numerator and a
+            power-of-two denominator from 1 to 64.
+    """
+    if isinstance(time_signature, TimeSignature):
+        parsed = time_signature
+    else:
+        try:
+            if isinstance(time_signature, str):
+                numerator, denominator = (int(part) for part in time_signature.split("/"))
+            else:
+                numerator, denominator = (int(part) for part in time_signature)
+        except (TypeError, ValueError):
+            raise ValueError(f"time_signature must be like '6/8' or (6, 8); got {time_signature!r}") from None
+        parsed = TimeSignature(numerator, denominator)
+    if parsed.numerator < 1 or parsed.denominator not in (1, 2, 4, 8, 16, 32, 64):
+        raise ValueError(f"time_signature {time_signature!r}: need numerator >= 1 and denominator 1, 2, 4, ..., 64")
+    return parsed
+
+
+def bar_steps(time_signature) -> Fraction:
+    """Steps (16th notes) in one bar: 4/4 -> 16, 3/4 -> 12, 6/8 -> 12, 2/2 -> 16, 5/32 -> 5/2."""
+    signature = parse_time_signature(time_signature)
+    return Fraction(STEPS_PER_WHOLE * signature.numerator, signature.denominator)
+
+
+def beat_steps(time_signature) -> Fraction:
+    """Steps in one beat: the denominator's note, or three of them in a compound meter (6/8 -> 6 steps)."""
+    signature = parse_time_signature(time_signature)
+    note = Fraction(STEPS_PER_WHOLE, signature.denominator)
+    compound = signature.numerator % 3 == 0 and signature.numerator > 3
+    return 3 * note if compound else note
+
+
+def window_in_bars(n_steps: int, time_signature) -> Fraction:
+    """How many bars of ``time_signature`` ``n_steps`` steps span: 32 steps are 2 bars of 4/4, 8/3 of 3/4 or 6/8."""
+    return Fraction(int(n_steps)) / bar_steps(time_signature)
+
+
+def time_signatures(midi) -> list[TimeSignature]:
+    """The file's time signatures with the step each starts at (one per step; 4/4 at 0 if the file has none).
+
+    Args:
+        midi: a MIDI path or a ``pretty_midi.PrettyMIDI``.
+
+    Returns:
+        :class:`TimeSignature` list sorted by step; the first starts at step 0 (a file whose first event comes
+        later is 4/4 until then).
+    """
+    pm = load_pretty_midi(midi)
+    by_step: dict[int, TimeSignature] = {}
+    for event in pm.time_signature_changes:
+        # ticks, not seconds: the grid follows the beat whatever the tempo
+        step = round(pm.time_to_tick(event.time) * STEPS_PER_BEAT / pm.resolution)
+        by_step[step] = parse_time_signature((event.numerator, event.denominator))._replace(step=step)
+    if 0 not in by_step:
+        by_step[0] = TimeSignature(4, 4, 0)
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _end_step(pm) -> int:
+    """Last step of the piece: the end of its last note, or of its last time-signature event."""
+    ends = [note.end for instrument in pm.instruments for note in instrument.notes]
+    end_time = max(ends) if ends else 0.0
+    return round(pm.time_to_tick(end_time) * STEPS_PER_BEAT / pm.resolution)
+
+
+def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
+    """Downbeats and beats for a list of time signatures up to step ``end`` (exclusive).
+
+    Args:
+        signatures: :class:`TimeSignature` list (or one signature, e.g. ``"3/4"``, for a bare roll).
+        end: steps covered; grid lines at ``step < end`` are returned (``end`` itself is not a downbeat).
+        pickup_steps: length of a pickup the signatures do not mark; the first full bar starts there.
+
+    Returns:
+        :class:`Meter`. Steps are rounded to whole 16ths where a bar is not a whole number of them (5/32).
+    """
+    if isinstance(signatures, (str, tuple)) or not isinstance(signatures, list):
+        signatures = [parse_time_signature(signatures)]
+    signatures = sorted((parse_time_signature(s) for s in signatures), key=lambda s: s.step)
+    if pickup_steps < 0:
+        raise ValueError(f"pickup_steps must be >= 0, got {pickup_steps}")
+    downbeats: list[int] = []
+    beats: list[int] = []
+    for index, signature in enumerate(signatures):
+        stop = signatures[index + 1].step if index + 1 < len(signatures) else int(end)
+        bar, beat = bar_steps(signature), beat_steps(signature)
+        start = Fraction(signature.step)
+        if index == 0 and pickup_steps:
+            # the pickup's beats count back from the first full bar
+            first = start + pickup_steps
+            position = first - beat
+            while position >= start:
+                beats.append(round(position))
+                position -= beat
+            start = first
+        position = start
+        while position < stop:
+            downbeats.append(round(position))
+            beat_position = position
+            while beat_position < min(position + bar, stop):
+                beats.append(round(beat_position))
+                beat_position += beat
+            position += bar
+    return Meter(sorted(set(downbeats)), sorted(set(beats)), signatures, int(end))
+
+
+def meter(midi, pickup_steps: int = 0) -> Meter:
+    """The :class:`Meter` of a MIDI file (path or ``PrettyMIDI``): its downbeats and beats up to its last note.
+
+    ``pickup_steps`` as in :func:`meter_grid`. Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    pm = load_pretty_midi(midi)
+    return meter_grid(time_signatures(pm), _end_step(pm), pickup_steps)
+
+
+def bar_lines(midi, pickup_steps: int = 0) -> list[int]:
+    """The step (4 per quarter note) of every downbeat of a MIDI file, from its time signatures.
+
+    Args:
+        midi: a MIDI path or a ``pretty_midi.PrettyMIDI``.
+        pickup_steps: length in steps of a pickup the file does not mark (see the module docstring); 0: none,
+            or one the file marks with a short time signature.
+
+    Returns:
+        Sorted list of ints: every downbeat at a step before the end of the last note. 4/4 from 0 gives
+        ``[0, 16, 32, ...]``, 6/8 ``[0, 12, 24, ...]``, a 1-beat pickup before 4/4 ``[4, 20, 36, ...]``; a
+        change of signature starts a new bar where it occurs.
+
+    Raises:
+        FileNotFoundError, ValueError: the file is missing or not MIDI (the message names it).
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    return meter(midi, pickup_steps).downbeats
+
+
+def bar_number_span(downbeats, start: int, stop: int) -> str:
+    """Which bars the steps ``start .. stop - 1`` cover, in words: ``"bars 1-5"``, ``"pickup and bars 1-5"``.
+
+    Bar 1 is the bar that starts at ``downbeats[0]``; steps before it are the pickup. Used for figure titles, so
+    a window of 64 steps of 6/8 is not called "bars 1-4".
+    """
+    downbeats = sorted(int(d) for d in downbeats)
+    if stop <= start:
+        raise ValueError(f"empty span: start {start}, stop {stop}")
+    numbers = [
+        i + 1 for i, d in enumerate(downbeats) if d < stop and (i + 1 == len(downbeats) or downbeats[i + 1] > start)
+    ]
+    pickup = not downbeats or start < downbeats[0]
+    if not numbers:
+        return "pickup"
+    span = f"bar {numbers[0]}" if len(numbers) == 1 else f"bars {numbers[0]}-{numbers[-1]}"
+    return f"pickup and {span}" if pickup else span

@@ -1,0 +1,121 @@
+"""Meter from the file: downbeats and beats from MIDI time signatures (core/meter.py)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pretty_midi
+import pytest
+
+from musicvae_course import bar_lines
+from musicvae_course.core.meter import (
+    TimeSignature,
+    bar_number_span,
+    bar_steps,
+    beat_steps,
+    meter,
+    meter_grid,
+    parse_time_signature,
+    time_signatures,
+    window_in_bars,
+)
+
+
+def make_midi(signatures, last_step, tempi=((0.0, 120.0),)):
+    """A file with one note ending at ``last_step`` and time signatures ``[(num, den, step), ...]``."""
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=tempi[0][1])
+    if len(tempi) > 1:  # pretty_midi writes the tempo map from this private list
+        pm._tick_scales = [(int(tick), 60.0 / (bpm * pm.resolution)) for tick, bpm in tempi]
+        pm._update_tick_to_time(pm._tick_scales[-1][0] + 1)
+    for numerator, denominator, step in signatures:
+        time = pm.tick_to_time(step * 120)
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, time))
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(80, 60, 0.0, pm.tick_to_time(last_step * 120)))
+    pm.instruments.append(piano)
+    return pm
+
+
+def reread(pm, tmp_path):
+    path = tmp_path / "piece.mid"
+    pm.write(str(path))
+    return path
+
+
+def test_four_four_has_a_downbeat_every_16_steps(tmp_path):
+    path = reread(make_midi([(4, 4, 0)], 64), tmp_path)
+    assert bar_lines(path) == [0, 16, 32, 48]
+    assert meter(path).beats == list(range(0, 64, 4))
+
+
+def test_three_four_has_a_downbeat_every_12_steps_and_beats_every_quarter(tmp_path):
+    path = reread(make_midi([(3, 4, 0)], 48), tmp_path)
+    assert bar_lines(path) == [0, 12, 24, 36]
+    assert meter(path).beats == list(range(0, 48, 4))
+
+
+def test_six_eight_has_12_step_bars_and_two_dotted_quarter_beats(tmp_path):
+    path = reread(make_midi([(6, 8, 0)], 64), tmp_path)
+    assert bar_lines(path) == [0, 12, 24, 36, 48, 60]
+    assert meter(path).beats == list(range(0, 64, 6))
+
+
+def test_a_pickup_marked_by_a_short_time_signature_starts_the_first_full_bar_after_it(tmp_path):
+    path = reread(make_midi([(1, 4, 0), (4, 4, 4)], 40), tmp_path)
+    assert bar_lines(path) == [0, 4, 20, 36]
+
+
+def test_a_pickup_the_file_does_not_mark_is_given_in_steps(tmp_path):
+    path = reread(make_midi([(6, 8, 0)], 42), tmp_path)
+    assert bar_lines(path, pickup_steps=6) == [6, 18, 30]
+    assert meter(path, pickup_steps=6).beats == [0, 6, 12, 18, 24, 30, 36]
+
+
+def test_a_time_signature_change_starts_a_new_bar_where_it_occurs(tmp_path):
+    path = reread(make_midi([(3, 4, 0), (2, 4, 36)], 60), tmp_path)
+    assert bar_lines(path) == [0, 12, 24, 36, 44, 52]
+    # a change in the middle of a bar cuts that bar short
+    path = reread(make_midi([(4, 4, 0), (3, 4, 24)], 48), tmp_path)
+    assert bar_lines(path) == [0, 16, 24, 36]
+
+
+def test_duplicate_events_count_once_and_a_file_without_any_is_four_four(tmp_path):
+    assert bar_lines(reread(make_midi([(3, 4, 0), (3, 4, 0), (3, 4, 12)], 36), tmp_path)) == [0, 12, 24]
+    assert [tuple(s) for s in time_signatures(reread(make_midi([(3, 4, 0), (3, 4, 0)], 12), tmp_path))] == [(3, 4, 0)]
+    assert bar_lines(reread(make_midi([], 40), tmp_path)) == [0, 16, 32]
+
+
+def test_tempo_changes_do_not_move_the_bars(tmp_path):
+    pm = make_midi([(3, 4, 0)], 48, tempi=((0, 120.0), (480 * 2, 60.0)))
+    path = reread(pm, tmp_path)
+    assert len(pretty_midi.PrettyMIDI(str(path)).get_tempo_changes()[1]) == 2
+    assert bar_lines(path) == [0, 12, 24, 36]
+
+
+def test_bar_and_beat_lengths_and_the_models_window_in_other_meters():
+    assert [bar_steps(s) for s in ("4/4", "3/4", "6/8", "2/2", "2/4")] == [16, 12, 12, 16, 8]
+    assert [beat_steps(s) for s in ("4/4", "3/4", "6/8", "2/2", "12/8", "3/8")] == [4, 4, 6, 8, 6, 2]
+    assert window_in_bars(32, "3/4") == Fraction(8, 3) == window_in_bars(32, (6, 8))
+    assert window_in_bars(32, "2/4") == 4
+
+
+def test_bad_time_signatures_are_refused_with_the_value_named():
+    with pytest.raises(ValueError, match="'3-4'"):
+        parse_time_signature("3-4")
+    with pytest.raises(ValueError, match="denominator"):
+        parse_time_signature((3, 5))
+    with pytest.raises(FileNotFoundError, match="nope.mid"):
+        bar_lines("nope.mid")
+
+
+def test_a_bare_roll_gets_its_grid_from_a_time_signature():
+    grid = meter_grid("3/4", 30)
+    assert grid.downbeats == [0, 12, 24] and grid.beats == list(range(0, 30, 4))
+    assert grid.signatures == [TimeSignature(3, 4, 0)]
+
+
+def test_bar_number_spans_count_real_bars():
+    six_eight = meter_grid("6/8", 366).downbeats
+    assert bar_number_span(six_eight, 0, 64) == "bars 1-6"
+    assert bar_number_span(list(range(6, 366, 12)), 0, 64) == "pickup and bars 1-5"
+    assert bar_number_span([0, 16, 32, 48], 16, 32) == "bar 2"
