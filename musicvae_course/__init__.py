@@ -28,7 +28,7 @@ from .core.pianoroll import (
     segments,
 )
 from .core.seeding import DEFAULT_SEED, seed_everything
-from .train import beta_schedule, fit
+from .train import TrainConfig, beta_schedule, fit
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "PianoRollDataset",
     "PianoRollView",
     "SEGMENT_STEPS",
+    "TrainConfig",
     "attribute_vector",
     "bar_lines",
     "beta_schedule",

@@ -12,61 +12,97 @@ Examples::
     # two GPUs (or CPU processes) with DistributedDataParallel: the same command
     torchrun --nproc_per_node=2 -m musicvae_course.train --data corpus/cache --out runs/ddp
 
-The data is split by file (no piece in two splits) with ``--split`` and
-``--seed``; after training, rank 0 evaluates ``best.pt`` on the test split and
-writes ``test_metrics.json``. Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+Every ``TrainConfig`` setting is a flag, generated from the dataclass (``--lr``, ``--grad-clip none``,
+``--no-progress``...), with its meaning, unit and default from the field's metadata: adding a setting
+there adds its flag here. Only ``--data``, ``--latent-dim``, ``--split`` and ``--debug`` are the
+command's own.
+
+The data is split by file (no piece in two splits) with ``--split`` and ``--seed``; after training, rank
+0 evaluates ``best.pt`` on the test split and writes ``test_metrics.json``. A wrong flag, value or file
+prints one line and exits with status 2 (a divergence: 1; Ctrl+C: 130); ``--debug`` shows the traceback.
+Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
+import sys
 from pathlib import Path
 
-from ..core.seeding import DEFAULT_SEED
+from .config import SettingError, TrainConfig
+
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one line per error (no usage block): the message says what to fix."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind: type, optional: bool):
+    """An argparse type: ``kind`` from text, 'none' -> None where the setting allows it; rules are TrainConfig's."""
+
+    def parse(text: str):
+        if optional and text.strip().lower() in ("none", "off"):
+            return None
+        try:
+            return int(text) if kind is int else float(text)
+        except ValueError:
+            try:  # "1e3" for an integer setting: TrainConfig accepts 1000.0 and refuses 1.5, naming the setting
+                return float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field: ``--name-with-dashes`` (or the field's ``flags``), help from its metadata."""
+    for spec in dataclasses.fields(TrainConfig):
+        meta = spec.metadata
+        if meta.get("cli") is False:
+            continue
+        flags = meta.get("flags") or ("--" + spec.name.replace("_", "-"),)
+        default = f"{meta['scratch']:g} ({meta['fine_tune']:g} with --init)" if "scratch" in meta else spec.default
+        unit = f" [{meta['unit']}]" if meta["unit"] else ""
+        options = dict(dest=spec.name, default=spec.default, help=f"{meta['meaning']}{unit} (default {default})")
+        if meta["kind"] is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif meta["kind"] in (int, float):
+            options["type"] = _number(meta["kind"], meta.get("optional", False))
+            options["metavar"] = "N" if meta["kind"] is int else "X"
+        elif "choices" in meta:
+            options["choices"] = meta["choices"]
+        if meta.get("cli_required"):
+            options["required"] = True
+        parser.add_argument(*flags, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m musicvae_course.train",
         description="Train or fine-tune the MusicVAE with the model card's recipe.",
     )
     parser.add_argument(
         "--data", required=True, help="a data cache built by musicvae_course.core.data (folder or .npz)"
     )
-    parser.add_argument("--out", required=True, help="run folder: last.pt, best.pt, history")
-    parser.add_argument("--epochs", type=int, default=100, help="total epochs (default 100)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--overwrite", action="store_true", help="start again in a used OUT")
-    parser.add_argument("--init", help="fine-tune from: a checkpoint path, 'bundled' or 'hub'")
-    parser.add_argument("--freeze-encoder", action="store_true", help="train the decoder only")
     parser.add_argument("--latent-dim", type=int, default=256, help="for a new model (default 256)")
-    parser.add_argument("--batch-size", type=int, default=256, help="global batch (default 256)")
-    parser.add_argument("--lr", type=float, help="default 1e-3, or 1e-4 with --init")
-    parser.add_argument(
-        "--beta-warmup-epochs", type=int, help="epochs of beta 0 -> beta-max (default 50, or 0 with --init)"
-    )
-    parser.add_argument("--beta-max", type=float, default=1.0)
-    parser.add_argument("--free-bits", type=float, default=0.5, help="nats per latent dimension")
-    parser.add_argument("--grad-clip", type=float, default=1.0)
-    parser.add_argument("--lr-patience", type=int, default=10)
-    parser.add_argument("--lr-factor", type=float, default=0.5)
-    parser.add_argument("--min-lr", type=float, default=1e-5)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
         "--split",
         type=float,
         nargs=3,
         default=(0.8, 0.1, 0.1),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions of files",
+        help="fractions of files (default 0.8 0.1 0.1)",
     )
-    parser.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best there is)")
-    parser.add_argument("--threads", type=int, help="CPU threads per process")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
-    parser.add_argument("--max-samples", type=int, help="stop after this many training segments")
-    parser.add_argument("--time-budget", type=float, help="stop after this many seconds")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    add_setting_flags(parser)
     return parser
 
 
@@ -75,55 +111,50 @@ def _model_and_init(args, last: Path):
     from ..core.checkpoint import load_checkpoint, load_pretrained
     from ..core.model import MusicVAE
 
+    # init is passed on resume too: the fine-tuning defaults (lr, warm-up) must resolve as they did at the start
+    init = load_pretrained(None if args.init == "bundled" else args.init) if args.init else None
     if args.resume and last.is_file():  # the run's own size, whatever --latent-dim says
-        return MusicVAE(latent_dim=load_checkpoint(last)["config"]["latent_dim"]), None
-    if args.init:
-        pretrained = load_pretrained(None if args.init == "bundled" else args.init)
-        return MusicVAE(latent_dim=pretrained.latent_dim), pretrained
+        return MusicVAE(latent_dim=load_checkpoint(last)["config"]["latent_dim"]), init
+    if init is not None:
+        return MusicVAE(latent_dim=init.latent_dim), init
+    if args.latent_dim < 1:
+        raise SettingError(f"--latent-dim must be >= 1; got {args.latent_dim}")
     return MusicVAE(latent_dim=args.latent_dim), None
 
 
-def main(argv=None) -> int:
-    """Run the command; returns the exit status (0 when training finished)."""
-    args = build_parser().parse_args(argv)
+def _data(args):
+    """(train, val, test) from ``--data`` split by file with ``--split``; user errors as ``SettingError``."""
+    import zipfile
+
     from ..core.data import load_dataset, split_by_file
+
+    path = Path(args.data)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {path}: no such file or folder")
+    try:
+        dataset = load_dataset(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a damaged or foreign file
+        raise SettingError(f"--data {path}: not a readable data cache ({type(err).__name__}: {err})") from None
+    try:
+        return split_by_file(dataset, fractions=tuple(args.split), seed=args.seed)
+    except ValueError as err:
+        raise SettingError(f"--split {' '.join(map(str, args.split))}: {err}") from None
+
+
+def _train(args) -> int:
     from ..core.devices import choose_device
     from ..core.metrics import evaluate
     from ..core.seeding import seed_everything
+    from ..fileio import atomic_write
     from .distributed import context_from_env
     from .loop import fit
 
-    out = Path(args.out)
-    seed_everything(args.seed)  # the same initial weights on every rank
-    train, val, test = split_by_file(load_dataset(args.data), fractions=tuple(args.split), seed=args.seed)
+    config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
+    out = Path(config.out_dir)
+    seed_everything(config.seed)  # the same initial weights on every rank
+    train, val, test = _data(args)
     model, init = _model_and_init(args, out / "last.pt")
-    history = fit(
-        model,
-        train,
-        val if len(val) else None,
-        args.epochs,
-        out_dir=out,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta_warmup_epochs=args.beta_warmup_epochs,
-        beta_max=args.beta_max,
-        free_bits=args.free_bits,
-        grad_clip=args.grad_clip,
-        lr_patience=args.lr_patience,
-        lr_factor=args.lr_factor,
-        min_lr=args.min_lr,
-        seed=args.seed,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        init=init,
-        freeze_encoder=args.freeze_encoder,
-        device=args.device,
-        threads=args.threads,
-        precision=args.precision,
-        max_samples=args.max_samples,
-        time_budget_s=args.time_budget,
-        progress=not args.no_progress,
-    )
+    history = fit(model, train, val if len(val) else None, dataclasses.replace(config, init=init))
     if not context_from_env().is_main:
         return 0
     if history:
@@ -134,11 +165,56 @@ def main(argv=None) -> int:
     if len(test) and (out / "best.pt").is_file():
         from ..core.checkpoint import load_pretrained
 
-        best = load_pretrained(out / "best.pt", device=choose_device(args.device))
+        best = load_pretrained(out / "best.pt", device=choose_device(config.device))
         table = evaluate(best, test)
-        (out / "test_metrics.json").write_text(json.dumps(dict(table), indent=1))
+        atomic_write(out / "test_metrics.json", json.dumps(dict(table), indent=1))
         print(f"best.pt on the test split ({out / 'test_metrics.json'}):\n{table}")
     return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause and fix: reported in one line. Anything else is a bug and keeps its traceback."""
+    from ..core.checkpoint import CheckpointError
+    from .inputs import TrainingDataError
+    from .run_folder import RunFolderBusy
+
+    return (
+        SettingError,
+        TrainingDataError,
+        CheckpointError,
+        RunFolderBusy,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    )
+
+
+def main(argv=None) -> int:
+    """Run the command; returns the exit status (0 when training finished, 2 for a user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .loop import TrainingDiverged
+
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{parser.prog}: interrupted; continue with the same command and --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as err:
+        if args.debug:
+            raise
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except Exception as err:
+        full_disk = isinstance(err, OSError) and err.errno == errno.ENOSPC
+        if args.debug or not (full_disk or isinstance(err, _user_errors())):
+            raise
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""``python -m musicvae_course.train``: see ``train.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())
