@@ -64,6 +64,33 @@ def atomic_write(path: str | os.PathLike, content: Content, *, encoding: str = "
     return path
 
 
+def sweep_temp_files(folder: str | os.PathLike, name: str | None = None, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` calls left behind when their process was killed.
+
+    Args:
+        folder: where to look (not recursive).
+        name: only the leftovers of writes to this file name (``.<name>.<random>.tmp``); ``None``: all of them.
+        older_than_s: only files not modified for this many seconds (a write in progress in another process is
+            younger). Callers that hold a lock on the folder may pass 0.
+
+    Returns:
+        The paths removed. Files that vanish meanwhile or cannot be removed are passed over.
+    """
+    import time
+
+    pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
+    removed = []
+    now = time.time()
+    for path in Path(folder).glob(pattern):
+        try:
+            if now - path.lstat().st_mtime >= older_than_s and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 def sha256_of(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes as 64 lowercase hex digits, read in chunks (constant memory)."""
     digest = hashlib.sha256()

@@ -24,8 +24,6 @@ bytes per segment compressed: 300k segments fit in ~10 MB) and
 
 from __future__ import annotations
 
-import glob
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +32,25 @@ import numpy as np
 import torch
 
 from . import midi_fast
+from .file_lists import MIDI_SUFFIXES, check_build_arguments, list_midi_files, select_files
+from .midi_limits import READ_TIMEOUT_S
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
+from .read_pool import content_hash, read_files
 from .seeding import DEFAULT_SEED
-from .segment_cache import Cache, read_files
+from .segment_cache import LOCK_TIMEOUT_S, Cache
+
+__all__ = [
+    "MIDI_SUFFIXES",
+    "BuildReport",
+    "PianoRollDataset",
+    "build_dataset",
+    "list_midi_files",
+    "load_dataset",
+    "select_files",
+    "split_by_file",
+]
 
 SEGMENT_BYTES = N_PITCHES * SEGMENT_STEPS // 8  #: one packed segment: 352 bytes
-MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_FORMAT = 1  #: bump when the cache layout or the roll rules change
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits is big-endian within a byte
 
@@ -53,7 +64,6 @@ class BuildReport:
     from_cache: int = 0
     segments: int = 0
     skipped: list = field(default_factory=list)
-    reference_fallbacks: int = 0
     seconds: float = 0.0
     skipped_csv: str | None = None
 
@@ -81,6 +91,7 @@ class PianoRollDataset:
         rolls = np.asarray(segments)
         if rolls.ndim != 3 or rolls.shape[1:] != (N_PITCHES, SEGMENT_STEPS):
             raise ValueError(f"segments must have shape (N, 88, 32), got {rolls.shape}")
+        _check_binary(rolls, "segments")
         packed = np.packbits(rolls.reshape(len(rolls), -1).astype(bool), axis=1)
         self._init(packed, file_ids, files)
 
@@ -189,56 +200,41 @@ class PianoRollDataset:
         return self.file_ids
 
 
+def _check_binary(rolls: np.ndarray, name: str) -> None:
+    """Refuse anything but bool or exactly 0/1 values (NaN, 0.01, -1 would silently become notes)."""
+    if rolls.dtype == bool or rolls.size == 0:
+        return
+    if not np.issubdtype(rolls.dtype, np.number) or np.iscomplexobj(rolls):
+        raise ValueError(f"{name} must be bool or 0/1 numbers, got dtype {rolls.dtype}")
+    if not ((rolls == 0) | (rolls == 1)).all():
+        bad = rolls[(rolls != 0) & (rolls != 1)].ravel()[:3]
+        raise ValueError(f"{name} must hold only 0 and 1 (binary rolls), found e.g. {bad.tolist()}")
+
+
 def split_by_file(ds: PianoRollDataset, fractions=(0.8, 0.1, 0.1), seed: int = DEFAULT_SEED):
     """Split into datasets whose files are disjoint (overlapping windows never leak).
 
-    Files are shuffled with ``seed`` and cut by *file count* at the cumulative
-    ``fractions`` (which must sum to 1). Returns one dataset per fraction.
+    Files with identical segments (copies of one piece under two names) form one group and always land in the
+    same part. Groups are shuffled with ``seed`` and cut by *group count* at the cumulative ``fractions`` (which
+    must sum to 1). Returns one dataset per fraction.
     Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
     """
     fractions = np.asarray(fractions, dtype=np.float64)
-    if fractions.ndim != 1 or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+    if fractions.ndim != 1 or not np.all(np.isfinite(fractions)) or np.any(fractions < 0):
+        raise ValueError(f"fractions must be finite, >= 0 and sum to 1, got {tuple(fractions)}")
+    if not np.isclose(fractions.sum(), 1.0):
         raise ValueError(f"fractions must be >= 0 and sum to 1, got {tuple(fractions)}")
-    present = np.unique(ds._require_file_ids())
-    np.random.default_rng(seed).shuffle(present)
-    bounds = np.round(np.cumsum(fractions)[:-1] * len(present)).astype(int)
-    return tuple(ds.subset(np.isin(ds.file_ids, part)) for part in np.split(present, bounds))
-
-
-def list_midi_files(sources) -> list[Path]:
-    """Every ``.mid``/``.midi`` under ``sources``: folders (recursive), globs, files, or a list of them."""
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    found = set()
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            for root, _, names in os.walk(path):
-                found.update(Path(root, n).resolve() for n in names if n.lower().endswith(MIDI_SUFFIXES))
-        elif path.is_file():
-            found.add(path.resolve())
-        else:
-            matches = glob.glob(str(source), recursive=True)
-            if not matches:
-                raise FileNotFoundError(f"no such file, folder or glob match: {source}")
-            found.update(Path(m).resolve() for m in matches if m.lower().endswith(MIDI_SUFFIXES))
-    return sorted(found)
-
-
-def select_files(paths, path_filter=None, max_files=None, fraction=None, seed: int = DEFAULT_SEED):
-    """Choose files, in this order: ``path_filter`` (a case-insensitive substring of the
-    path, or a function ``path -> bool``), then a seeded random ``fraction`` in (0, 1],
-    then the first ``max_files``. Returns paths as ``str``, sorted."""
-    paths = sorted(str(p) for p in paths)
-    if path_filter is not None:
-        keep = path_filter if callable(path_filter) else (lambda p: str(path_filter).lower() in p.lower())
-        paths = [p for p in paths if keep(p)]
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        n = max(1, round(fraction * len(paths))) if paths else 0
-        paths = sorted(np.random.default_rng(seed).choice(paths, n, replace=False).tolist()) if n else []
-    return paths if max_files is None else paths[:max_files]
+    file_ids = ds._require_file_ids()
+    packed = ds.packed.cpu().numpy() if torch.is_tensor(ds.packed) else np.asarray(ds.packed)
+    order = np.argsort(file_ids, kind="stable")
+    present, first = np.unique(file_ids[order], return_index=True)
+    ends = np.append(first[1:], len(order))
+    digests = [content_hash(packed[order[a:b]].tobytes()) for a, b in zip(first, ends)]
+    groups = np.unique(digests, return_inverse=True)[1].reshape(-1)  # group index per present file
+    group_ids = np.arange(groups.max() + 1 if len(groups) else 0)
+    np.random.default_rng(seed).shuffle(group_ids)
+    cuts = np.round(np.cumsum(fractions)[:-1] * len(group_ids)).astype(int)
+    return tuple(ds.subset(np.isin(file_ids, present[np.isin(groups, part)])) for part in np.split(group_ids, cuts))
 
 
 def build_dataset(
@@ -253,6 +249,8 @@ def build_dataset(
     max_seconds: float | None = midi_fast.MAX_SECONDS,
     reader="fast",
     progress: bool = True,
+    timeout: float | None = READ_TIMEOUT_S,
+    lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> PianoRollDataset:
     """Read MIDI files into a dataset of 2-bar segments, reusing a cache.
 
@@ -271,17 +269,26 @@ def build_dataset(
             (pretty_midi), or a picklable function ``path -> (88, T) roll``
             that raises ``ValueError`` to skip a file.
         progress: show a progress bar and the summary line.
+        timeout: seconds one file may take to read and roll (``READ_TIMEOUT_S``); ``None``: no limit.
+        lock_timeout: seconds to wait for another build of the same ``cache_dir`` (``LOCK_TIMEOUT_S``).
 
     Returns:
-        ``PianoRollDataset`` with ``.report`` (a ``BuildReport``). Bad files
+        ``PianoRollDataset`` with ``.report`` (a ``BuildReport``). Bad entries
         (empty, not MIDI, corrupt, truncated, no notes, drums only, too long,
-        or crashing the parser) are skipped and listed in ``report.skipped``
-        and ``cache_dir/skipped.csv``; they never stop the build.
+        over a limit of ``core.midi_limits``, slower than ``timeout``, not a
+        regular file (FIFO, device, folder), a dangling symlink or a symlink
+        loop, or crashing the parser) are skipped and listed in
+        ``report.skipped`` and ``cache_dir/skipped.csv``; they never stop the build.
+
+    Raises:
+        CacheBusy: another build kept the cache folder locked for ``lock_timeout`` seconds.
+        CacheFull: the cache's disk lacks the space needed (the message says how much).
 
     Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
     """
     from tqdm.auto import tqdm
 
+    check_build_arguments(workers, max_files, max_seconds, timeout, reader)
     began = time.perf_counter()
     listed = [str(p) for p in list_midi_files(sources)]
     if not listed:
@@ -297,21 +304,20 @@ def build_dataset(
         "max_seconds": max_seconds,
         "reader": reader if isinstance(reader, str) else f"{reader.__module__}.{reader.__qualname__}",
     }
-    cache = Cache(cache_dir, settings)
-    entries, to_read = cache.entries_for(listed, chosen)
-    with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not (progress and to_read)) as bar:
-        results = read_files(to_read, workers, max_seconds, reader, bar)
-    entries = cache.update(entries, results)
-    ds = PianoRollDataset.from_packed(*cache.dataset_arrays(entries, chosen))
-    report = BuildReport(
-        files=len(chosen),
-        read=len(to_read),
-        from_cache=len(chosen) - len(to_read),
-        segments=len(ds),
-        reference_fallbacks=sum(r["fallback"] for r in results.values()),
-        skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]],
-    )
-    report.skipped_csv = cache.write_report(report.skipped)
+    with Cache(cache_dir, settings, lock_timeout) as cache:
+        entries, to_read = cache.entries_for(listed, chosen)
+        with tqdm(total=len(to_read), desc="Reading MIDI", unit="file", disable=not (progress and to_read)) as bar:
+            results = read_files(to_read, workers, max_seconds, reader, bar, timeout)
+        entries = cache.update(entries, results)
+        ds = PianoRollDataset.from_packed(*cache.dataset_arrays(entries, chosen))
+        report = BuildReport(
+            files=len(chosen),
+            read=len(to_read),
+            from_cache=len(chosen) - len(to_read),
+            segments=len(ds),
+            skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]],
+        )
+        report.skipped_csv = cache.write_report(report.skipped)
     report.seconds = time.perf_counter() - began
     ds.report = report
     if progress:
@@ -327,8 +333,8 @@ def load_dataset(path) -> PianoRollDataset:
             return PianoRollDataset.from_packed(archive["packed"], archive["file_ids"], archive["files"].tolist())
     if not (path / "index.json").is_file():
         raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file")
-    cache = Cache(path, None)
-    ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
+    with Cache(path, None) as cache:
+        ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
     skipped = [(p, e["reason"]) for p, e in cache.entries.items() if e["reason"]]
     ds.report = BuildReport(
         files=len(cache.entries),

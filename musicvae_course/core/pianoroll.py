@@ -38,6 +38,9 @@ from typing import Union
 
 import numpy as np
 
+from .midi_limits import MAX_STEPS, LimitError
+from .safe_files import display_name, time_limit
+
 LOWEST_PITCH = 21  #: MIDI pitch of row 0 (A0)
 N_PITCHES = 88  #: rows of a roll; highest pitch is 108 (C8)
 HIGHEST_PITCH = LOWEST_PITCH + N_PITCHES - 1
@@ -68,13 +71,14 @@ def ticks_to_steps(start_ticks, end_ticks, ticks_per_quarter: int):
     return onset, offset
 
 
-def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.ndarray:
+def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None, max_steps: int = MAX_STEPS) -> np.ndarray:
     """Paint notes given in steps into an ``(88, T)`` bool roll.
 
     Args:
         pitch: int array of MIDI pitches; those outside 21-108 are dropped.
         onset, offset: int arrays in steps; a note covers ``[onset, offset)``.
         n_steps: length ``T`` of the roll; default: the last offset.
+        max_steps: refuse (``LimitError``, before allocating) a roll longer than this (``MAX_STEPS``).
 
     Returns:
         ``(88, T)`` bool array.
@@ -86,6 +90,11 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.n
     pitch, onset, offset = pitch[keep], onset[keep], offset[keep]
     if n_steps is None:
         n_steps = int(offset.max()) if offset.size else 0
+    if n_steps > max_steps:
+        raise LimitError(
+            f"the roll would be {n_steps:,} steps long ({n_steps // STEPS_PER_BEAT:,} quarter notes), more than "
+            f"the limit of {max_steps:,} (MAX_STEPS; raise max_steps to allow it)"
+        )
     flat = np.zeros(N_PITCHES * n_steps, dtype=bool)
     onset = np.maximum(onset, 0)
     offset = np.minimum(offset, n_steps)
@@ -101,25 +110,55 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None) -> np.n
 
 
 def load_pretty_midi(midi):
-    """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file."""
+    """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file.
+
+    Only regular files are read (see ``safe_files``), at most ``MAX_MIDI_BYTES`` of them.
+    """
     import pretty_midi
+
+    from .midi_limits import MAX_MIDI_BYTES
+    from .safe_files import FileSkip, read_regular_file
 
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
     path = Path(midi)
-    if not path.is_file():
-        raise FileNotFoundError(f"MIDI file not found: {path}")
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"MIDI file not found: {display_name(path)}")
     try:
-        return pretty_midi.PrettyMIDI(str(path))
-    except Exception as err:  # pretty_midi/mido raise many types for bad files
-        raise ValueError(f"{path}: not a readable MIDI file ({type(err).__name__}: {err})") from err
+        return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES))
+    except (FileSkip, LimitError, ValueError) as err:
+        raise ValueError(f"{display_name(path)}: not a readable MIDI file ({err})") from None
 
 
-def midi_to_pianoroll(midi) -> np.ndarray:
+def pretty_midi_from_bytes(data: bytes):
+    """The reference parse: ``pretty_midi.PrettyMIDI`` of a file's bytes; ``ValueError`` saying why not.
+
+    A time division of 0 or in SMPTE frames is refused from the header first (pretty_midi would divide by it).
+    """
+    import io
+    import warnings
+
+    import pretty_midi
+
+    division = int.from_bytes(data[12:14], "big") if len(data) >= 14 and data[:4] == b"MThd" else 1
+    if division == 0 or division & 0x8000:
+        raise ValueError(f"corrupt MIDI header: time division 0x{division:04x} is not ticks per quarter note")
+    try:
+        with warnings.catch_warnings():
+            # "tempo events on non-zero tracks": harmless on a tick grid.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return pretty_midi.PrettyMIDI(io.BytesIO(data))
+    except Exception as err:  # mido raises many types for damaged files
+        raise ValueError(f"corrupt or truncated MIDI ({type(err).__name__}: {err})") from None
+
+
+def midi_to_pianoroll(midi, max_steps: int = MAX_STEPS, timeout: float | None = None) -> np.ndarray:
     """Read a MIDI file into a binary piano roll on the sixteenth-note grid.
 
     Args:
         midi: a path to a ``.mid`` file, or a ``pretty_midi.PrettyMIDI``.
+        max_steps: refuse files longer than this many steps, before allocating the roll (``MAX_STEPS``).
+        timeout: seconds the whole read may take (default ``READ_TIMEOUT_S``).
 
     Returns:
         ``(88, T)`` bool array, 4 steps per quarter note; row ``i`` is MIDI
@@ -129,10 +168,18 @@ def midi_to_pianoroll(midi) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not readable MIDI (the message names it).
+        ValueError: the file is not readable MIDI, not a regular file, or over a limit (the message names it).
+        ReadTimeout: reading took longer than ``timeout``.
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
+    from .midi_limits import READ_TIMEOUT_S
+
+    with time_limit(READ_TIMEOUT_S if timeout is None else timeout, f"reading {display_name(str(midi))}"):
+        return _midi_to_pianoroll(midi, max_steps)
+
+
+def _midi_to_pianoroll(midi, max_steps: int) -> np.ndarray:
     pm = load_pretty_midi(midi)
     starts, ends, pitches = [], [], []
     for instrument in pm.instruments:
@@ -147,18 +194,26 @@ def midi_to_pianoroll(midi) -> np.ndarray:
     starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
     sounding = ends > starts  # drop grace notes (zero ticks long)
     onset, offset = ticks_to_steps(starts[sounding], ends[sounding], pm.resolution)
-    return notes_to_pianoroll(np.asarray(pitches, np.int64)[sounding], onset, offset)
+    try:
+        return notes_to_pianoroll(np.asarray(pitches, np.int64)[sounding], onset, offset, max_steps=max_steps)
+    except LimitError as err:
+        name = display_name(str(midi)) if isinstance(midi, (str, os.PathLike)) else "MIDI"
+        raise LimitError(f"{name}: {err}") from None
 
 
-def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE, min_notes: int = 1) -> np.ndarray:
+def segments(
+    roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE, min_notes: int = 1, max_windows: int | None = None
+) -> np.ndarray:
     """Cut a roll into fixed-length windows, as the model card trains on.
 
     Args:
-        roll: ``(88, T)`` array (bool or {0, 1}).
+        roll: ``(88, T)`` array, bool or exactly {0, 1} (anything else, NaN included, is refused: threshold
+            probabilities with ``binarize`` first).
         length: steps per window (32 = 2 bars of 4/4).
         stride: steps between window starts (16 = 1 bar).
         min_notes: keep a window only if at least this many notes start in it
             (a note already sounding at the window's first step counts).
+        max_windows: refuse (``LimitError``, before allocating) a roll that would give more windows than this.
 
     Returns:
         ``(N, 88, length)`` bool array. The roll's tail is padded with silence
@@ -167,15 +222,24 @@ def segments(roll, length: int = SEGMENT_STEPS, stride: int = SEGMENT_STRIDE, mi
 
     Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
     """
-    roll = np.asarray(roll).astype(bool)
+    roll = to_numpy(roll) if _is_tensor(roll) else np.asarray(roll)
     if roll.ndim != 2 or roll.shape[0] != N_PITCHES:
         raise ValueError(f"roll must have shape (88, T), got {roll.shape}")
-    if length < 1 or stride < 1:
-        raise ValueError(f"length and stride must be >= 1, got {length}, {stride}")
+    if roll.dtype != bool:
+        if not np.issubdtype(roll.dtype, np.number) or np.iscomplexobj(roll):
+            raise ValueError(f"roll must be bool or 0/1 numbers, got dtype {roll.dtype}")
+        if roll.size and not ((roll == 0) | (roll == 1)).all():
+            bad = roll[(roll != 0) & (roll != 1)].ravel()[:3].tolist()
+            raise ValueError(f"roll must hold only 0 and 1, found e.g. {bad} (threshold probabilities with binarize)")
+        roll = roll.astype(bool)
+    if int(length) != length or int(stride) != stride or length < 1 or stride < 1:
+        raise ValueError(f"length and stride must be whole numbers >= 1, got {length}, {stride}")
     n_steps = roll.shape[1]
     if n_steps == 0:
         return np.zeros((0, N_PITCHES, length), dtype=bool)
     n_windows = 1 + max(0, -(-(n_steps - length) // stride))  # ceil, at least 1
+    if max_windows is not None and n_windows > max_windows:
+        raise LimitError(f"{n_windows:,} windows, more than the limit of {max_windows:,} (MAX_SEGMENTS_PER_FILE)")
     padded_steps = length + (n_windows - 1) * stride
     padded = np.zeros((N_PITCHES, padded_steps), dtype=bool)
     padded[:, :n_steps] = roll
@@ -221,11 +285,10 @@ def pianoroll_to_midi(
     """
     import pretty_midi
 
+    _check_midi_arguments(threshold, bpm, program, velocity)
     cells = single_roll(roll)
     if cells.dtype != bool:
         cells = cells >= threshold
-    if bpm <= 0:
-        raise ValueError(f"bpm must be positive, got {bpm}")
     seconds_per_step = 60.0 / bpm / STEPS_PER_BEAT
     pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=float(bpm))
     instrument = pretty_midi.Instrument(program=int(program))
@@ -248,6 +311,25 @@ def pianoroll_to_midi(
     if path is not None:
         pm.write(str(path))
     return pm
+
+
+MAX_BPM = 1000.0  #: fastest tempo pianoroll_to_midi writes (and 1 BPM the slowest)
+
+
+def _check_midi_arguments(threshold, bpm, program, velocity) -> None:
+    """Refuse, by name, what would write a wrong or silent file (velocity 0 notes vanish in every player)."""
+
+    def number(value):
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+    if not (number(threshold) and 0.0 < threshold <= 1.0):
+        raise ValueError(f"threshold must be a probability in (0, 1], got {threshold!r}")
+    if not (number(bpm) and np.isfinite(bpm) and 1.0 <= bpm <= MAX_BPM):
+        raise ValueError(f"bpm must be a number in [1, {MAX_BPM:g}] (quarter notes per minute), got {bpm!r}")
+    if not (number(program) and int(program) == program and 0 <= program <= 127):
+        raise ValueError(f"program must be a whole number in 0..127 (General MIDI), got {program!r}")
+    if not (number(velocity) and int(velocity) == velocity and 1 <= velocity <= 127):
+        raise ValueError(f"velocity must be a whole number in 1..127 (0 would silence every note), got {velocity!r}")
 
 
 def _is_tensor(roll) -> bool:

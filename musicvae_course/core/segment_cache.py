@@ -1,165 +1,199 @@
-"""The machinery behind ``data.build_dataset``: parallel reading and the on-disk cache.
+"""The on-disk cache behind ``data.build_dataset``: locked, checked, written whole or not at all.
 
-Kept apart from :mod:`musicvae_course.core.data` (what students call) because it is
-plumbing: a process pool that survives a crashing parser, and a cache folder
-that is updated file by file. Taught, as a black box, in
-``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+A cache folder holds ``index.json`` (settings, the rows file's name, one entry per file: signature, content
+hash, rows or the reason it was skipped, and a checksum of its rows), one ``segments-*.npy`` of packed rows and
+``skipped.csv``. Kept apart from :mod:`musicvae_course.core.data` (what students call) because it is plumbing.
+Taught, as a black box, in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
+
+What can go wrong, and what happens:
+
+* **Two builds at once** into one folder: a lock per folder (``filelock``), so the second waits (up to
+  ``lock_timeout`` seconds) and then fails with ``CacheBusy`` naming the folder.
+* **A killed build** leaves temporary files: they have unique names and are swept at the next start (under
+  the lock, so they cannot be another build's). ``index.json`` is the commit point (``fileio.atomic_write``).
+* **A full disk**: the free space is checked before writing, and ``ENOSPC`` becomes ``CacheFull`` naming the
+  folder and the space needed. Rows are written with ordinary writes, never through a memory map (a write to a
+  mapped file on a full disk kills the process with SIGBUS).
+* **Damage** (a zeroed, truncated or edited rows file, a broken index): every entry's rows are checked against
+  their checksum when the cache is opened; damaged parts are read again with a warning, and a broken index
+  means a rebuild with a warning.
+* **A read-only folder**: a complete cache is used as it is; files that need reading are read into memory only,
+  with a warning.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import errno
+import io
 import json
-import os
+import shutil
 import uuid
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write
-from . import midi_fast
-from .pianoroll import segments
+from ..fileio import atomic_write, sweep_temp_files
+from .read_pool import content_hash, file_signature
+from .safe_files import display_name, read_regular_file
 
 SEGMENT_BYTES = 352  #: 88 x 32 bits, packed
-_CHUNK_FILES = 32  # files per task: amortises inter-process overhead, keeps the bar moving
+LOCK_TIMEOUT_S = 600.0  #: how long a build waits for another build of the same cache folder
+_HEADER_BYTES = 128  # an .npy v1 header for a 2-D uint8 array fits in 128 bytes
 
 
-def read_file(path: str, max_seconds, reader="fast") -> dict:
-    """Read one file into packed segments, or say why not. Never raises.
-
-    Returns ``{"size", "mtime_ns", "hash", "reason", "fallback"}`` plus
-    ``"packed"``: ``(n, 352)`` uint8 when ``reason`` is None.
-    """
-    result = {"size": -1, "mtime_ns": -1, "hash": "", "reason": None, "fallback": False}
-    try:
-        stat = os.stat(path)
-        data = Path(path).read_bytes()
-        result.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns, hash=content_hash(data))
-        if reader == "fast":
-            roll, result["fallback"] = midi_fast.read_pianoroll(data, max_seconds)
-        elif reader == "reference":
-            roll = midi_fast.read_pianoroll_reference(data, max_seconds)
-        else:
-            roll = reader(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rows = segments(roll)
-        if len(rows) == 0:
-            raise midi_fast.MidiSkip("no notes in the 88-key range (MIDI 21-108)")
-        result["packed"] = np.packbits(rows.reshape(len(rows), -1), axis=1)
-    except ValueError as err:  # MidiSkip and readers' own "bad file" errors
-        result["reason"] = str(err)
-    except Exception as err:  # anything else in one file must not stop the others
-        result["reason"] = f"{type(err).__name__}: {err}"
-    return result
+class CacheBusy(TimeoutError):
+    """Another build holds the cache folder's lock."""
 
 
-def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _read_chunk(paths, max_seconds, reader):
-    return [(path, read_file(path, max_seconds, reader)) for path in paths]
-
-
-def read_files(paths, workers, max_seconds, reader, bar) -> dict:
-    """``{path: read_file(path)}`` for all ``paths``, in ``workers`` processes.
-
-    A worker that dies (a segfault in a C++ parser, ``os._exit``) breaks the
-    pool; we then rerun the unfinished files one at a time in a single worker
-    until the one that kills it is found, record it as skipped, and go on in
-    parallel with the rest.
-    """
-    results: dict = {}
-    if workers == 0:
-        for path in paths:
-            results[path] = read_file(path, max_seconds, reader)
-            bar.update()
-        return results
-    workers = workers or os.cpu_count() or 1
-    pending = list(paths)
-    while pending:
-        chunk = max(1, min(_CHUNK_FILES, len(pending) // (4 * workers)))
-        crashed = _pool_pass(pending, results, workers, chunk, max_seconds, reader, bar)
-        pending = [p for p in pending if p not in results]
-        if crashed and pending:
-            suspects = pending[: 2 * workers * chunk + 1]  # what was in flight, and a margin
-            if _pool_pass(suspects, results, 1, 1, max_seconds, reader, bar):
-                culprit = next(p for p in suspects if p not in results)
-                results[culprit] = {
-                    "size": -1,
-                    "mtime_ns": -1,
-                    "hash": "",
-                    "fallback": False,
-                    "reason": "the reader crashed (its worker process died)",
-                }
-                bar.update()
-            pending = [p for p in pending if p not in results]
-    return results
-
-
-def _pool_pass(paths, results, workers, chunk, max_seconds, reader, bar) -> bool:
-    """Read ``paths`` into ``results`` in a fresh pool; True if a worker died."""
-    with ProcessPoolExecutor(min(workers, len(paths))) as pool:
-        futures = [
-            pool.submit(_read_chunk, paths[i : i + chunk], max_seconds, reader) for i in range(0, len(paths), chunk)
-        ]
-        try:
-            for future in as_completed(futures):
-                for path, result in future.result():
-                    results[path] = result
-                    bar.update()
-            return False
-        except BrokenProcessPool:
-            for future in futures:  # keep what finished before the crash
-                if future.done() and future.exception() is None:
-                    for path, result in future.result():
-                        if path not in results:
-                            results[path] = result
-                            bar.update()
-            return True
+class CacheFull(OSError):
+    """The cache folder's disk has not enough space; the message names the folder and the space needed."""
 
 
 class Cache:
-    """A cache folder: ``index.json`` + one ``segments-*.npy`` of packed rows + ``skipped.csv``.
+    """A locked cache folder (or, with ``folder=None``, the same interface in memory). Use as a context manager."""
 
-    Without a folder it keeps everything in memory (same interface).
-    """
-
-    def __init__(self, folder, settings):
+    def __init__(self, folder, settings, lock_timeout: float = LOCK_TIMEOUT_S):
         self.folder = None if folder is None else Path(folder)
         self.settings = settings
-        self.entries: dict = {}  # path -> {size, mtime_ns, hash, reason, fallback, start, count}
+        self.entries: dict = {}  # path -> {size, signature, hash, reason, start, count, rows_hash}
         self.rows = np.zeros((0, SEGMENT_BYTES), np.uint8)
         self.rows_file = None
-        index_path = None if self.folder is None else self.folder / "index.json"
-        if index_path is not None and index_path.is_file():
-            index = json.loads(index_path.read_text())
-            self.rows_file = index["segments_file"]  # replaced (and deleted) on the next write
-            if settings is None or index["settings"] == settings:  # else: rebuild with new rules
-                self.entries = index["files"]
-                self.rows = np.load(self.folder / self.rows_file, mmap_mode="r")
+        self.read_only = False
+        self.changed = False
+        self._lock = None
+        if self.folder is not None:
+            self._open(lock_timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # --- opening -------------------------------------------------------------------------
+
+    def _open(self, lock_timeout):
+        from filelock import FileLock, Timeout
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.folder / ".lock"))
+            lock.acquire(timeout=lock_timeout)
+            self._lock = lock
+        except Timeout:
+            raise CacheBusy(
+                f"the cache folder {display_name(self.folder)} is in use by another build (waited {lock_timeout:g} s "
+                "for its lock); wait for it to finish, or use another cache_dir"
+            ) from None
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise
+            self.read_only = True  # no lock possible: nobody can write here, and neither will we
+        if not self.read_only:
+            self._sweep()
+        self._load_index()
+
+    def _sweep(self):
+        """Remove what killed builds left: temporary files, rows files no index names."""
+        sweep_temp_files(self.folder)
+        named = self._index_json().get("segments_file") if (self.folder / "index.json").is_file() else None
+        for path in self.folder.glob("segments-*.npy"):
+            if path.name != named:
+                path.unlink(missing_ok=True)
+
+    def _index_json(self) -> dict:
+        try:
+            index = json.loads((self.folder / "index.json").read_text())
+            if not isinstance(index, dict) or not isinstance(index.get("files"), dict):
+                raise ValueError("not a cache index")
+            return index
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{display_name(self.folder)}: damaged cache index ({err}); rebuilding", stacklevel=4)
+            return {}
+
+    def _load_index(self):
+        if not (self.folder / "index.json").is_file():
+            return
+        index = self._index_json()
+        if not index or (self.settings is not None and index.get("settings") != self.settings):
+            self.changed = bool(index)  # other rules: every file is read again
+            return
+        self.rows_file = index.get("segments_file")
+        try:
+            rows = np.load(self.folder / str(self.rows_file), mmap_mode="r", allow_pickle=False)
+            if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != SEGMENT_BYTES:
+                raise ValueError(f"rows of shape {rows.shape} and type {rows.dtype}")
+        except (OSError, ValueError, TypeError) as err:
+            warnings.warn(
+                f"{display_name(self.folder)}: damaged segments file {self.rows_file} ({err}); reading every file "
+                "again",
+                stacklevel=3,
+            )
+            self.changed = True
+            return
+        entries, damaged = {}, []
+        for path, entry in index["files"].items():
+            if isinstance(entry, dict) and self._entry_ok(entry, rows):
+                entries[path] = entry
+            else:
+                damaged.append(path)
+        if damaged:
+            warnings.warn(
+                f"{display_name(self.folder)}: {len(damaged)} cached file(s) failed their checksum (damaged cache); "
+                f"reading them again, e.g. {display_name(damaged[0])}",
+                stacklevel=3,
+            )
+            self.changed = True
+        self.entries, self.rows = entries, rows
+
+    @staticmethod
+    def _entry_ok(entry, rows) -> bool:
+        try:
+            if entry["reason"]:
+                return True
+            start, count = int(entry["start"]), int(entry["count"])
+            if start < 0 or count < 1 or start + count > len(rows):
+                return False
+            return content_hash(np.ascontiguousarray(rows[start : start + count]).tobytes()) == entry["rows_hash"]
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    # --- what to read --------------------------------------------------------------------
 
     def entries_for(self, listed, chosen):
         """Drop files no longer listed; return ``(entries, paths that need reading)``."""
         listed = set(listed)
-        self.changed = any(p not in listed for p in self.entries)
+        self.changed = self.changed or any(p not in listed for p in self.entries)
         entries = {p: e for p, e in self.entries.items() if p in listed}
         to_read = []
         for path in chosen:
-            entry, stat = entries.get(path), os.stat(path)
-            if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            entry, signature = entries.get(path), list(file_signature(path))
+            if entry and signature and entry.get("signature") == signature:
                 continue
-            if entry and entry["size"] == stat.st_size and entry["hash"] == content_hash(Path(path).read_bytes()):
-                entry["mtime_ns"] = stat.st_mtime_ns  # touched or copied, same bytes
+            if entry and signature and entry.get("size") == signature[0] and entry["hash"] == self._hash(path):
+                entry["signature"] = signature  # touched or copied, same bytes
                 self.changed = True
                 continue
             to_read.append(path)
         return entries, to_read
+
+    @staticmethod
+    def _hash(path) -> str | None:
+        try:
+            from .midi_limits import MAX_MIDI_BYTES
+
+            return content_hash(read_regular_file(path, MAX_MIDI_BYTES))
+        except (ValueError, OSError):
+            return None
+
+    # --- writing -------------------------------------------------------------------------
 
     def update(self, entries, results) -> dict:
         """Merge fresh ``results`` into ``entries`` and rewrite the cache if anything changed."""
@@ -172,10 +206,18 @@ class Cache:
             block = entry.pop("packed", None)
             if block is None:
                 block = self.rows[entry.get("start", 0) : entry.get("start", 0) + entry.get("count", 0)]
+            else:
+                entry["rows_hash"] = content_hash(np.ascontiguousarray(block).tobytes())
             entry["start"], entry["count"] = start, len(block)
             start += len(block)
             blocks.append(block)
-        if self.folder is None:
+        if self.folder is None or self.read_only:
+            if self.read_only and results:
+                warnings.warn(
+                    f"{display_name(self.folder)} is read-only: {len(results)} file(s) read into memory only, "
+                    "not cached",
+                    stacklevel=3,
+                )
             self.rows = np.concatenate(blocks) if blocks else self.rows[:0]
         else:
             self._write(entries, blocks, start)
@@ -183,22 +225,35 @@ class Cache:
         return entries
 
     def _write(self, entries, blocks, n_rows):
-        self.folder.mkdir(parents=True, exist_ok=True)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "|u1", "fortran_order": False, "shape": (n_rows, SEGMENT_BYTES)}
+        )
+        index_text = json.dumps({"settings": self.settings, "segments_file": "segments-0.npy", "files": entries})
+        needed = len(header.getvalue()) + n_rows * SEGMENT_BYTES + len(index_text)
+        free = shutil.disk_usage(self.folder).free
+        if free < needed:
+            raise _full(self.folder, needed, free)
         name = f"segments-{uuid.uuid4().hex[:12]}.npy"
-        rows = np.lib.format.open_memmap(self.folder / name, mode="w+", dtype=np.uint8, shape=(n_rows, SEGMENT_BYTES))
-        for block, entry in zip(blocks, entries.values()):
-            rows[entry["start"] : entry["start"] + entry["count"]] = block
-        rows.flush()
-        del rows
+
+        def write_rows(handle):
+            handle.write(header.getvalue())
+            for block in blocks:
+                handle.write(np.ascontiguousarray(block).tobytes())  # plain writes: a full disk is an error
+
         index = {"settings": self.settings, "segments_file": name, "files": entries}
-        atomic_write(self.folder / "index.json", json.dumps(index))  # the commit point
+        try:
+            atomic_write(self.folder / name, write_rows)
+            atomic_write(self.folder / "index.json", json.dumps(index))  # the commit point
+        except BaseException as err:
+            (self.folder / name).unlink(missing_ok=True)  # not committed: the old index still names the old rows
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise _full(self.folder, needed, shutil.disk_usage(self.folder).free) from None
+            raise
         old, self.rows_file = self.rows_file, name
         self.rows = np.load(self.folder / name, mmap_mode="r")
         if old and old != name:
-            try:
-                (self.folder / old).unlink()
-            except OSError:  # e.g. still mapped on Windows: harmless leftover
-                pass
+            (self.folder / old).unlink(missing_ok=True)  # a dataset still mapping it keeps its pages (POSIX)
 
     def dataset_arrays(self, entries, chosen):
         """``(packed rows, file_ids, files)`` of the chosen files that gave segments."""
@@ -212,13 +267,23 @@ class Cache:
         return np.asarray(self.rows[index]), file_ids, files
 
     def write_report(self, skipped):
-        """Write ``skipped.csv`` (path, reason); return its path, or None without a folder."""
+        """Write ``skipped.csv`` (path, reason; any file name, as printable text); return its path, or None."""
         if self.folder is None:
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "skipped.csv"
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "reason"])
-            writer.writerows(skipped)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["path", "reason"])
+        writer.writerows((display_name(p), display_name(r)) for p, r in skipped)
+        if self.read_only:
+            return str(path) if path.is_file() else None
+        atomic_write(path, text.getvalue())
         return str(path)
+
+
+def _full(folder, needed: int, free: int) -> CacheFull:
+    return CacheFull(
+        errno.ENOSPC,
+        f"no space left for the cache in {display_name(folder)}: it needs {needed / 1e6:.1f} MB, "
+        f"{free / 1e6:.1f} MB free; free some space or pass another cache_dir",
+    )

@@ -1,0 +1,23 @@
+"""Named limits on the work one input may cause, checked *before* anything is allocated.
+
+A file of a few bytes can declare an absurd size: a MIDI file at 1 tick per quarter whose last note ends at tick
+10,000,000 asks for 40 million steps (3.5 GB as an 88-row roll); a checkpoint whose config says
+``latent_dim=200000`` asks for 6 GB of weights. Every reader checks its input against these limits from the header,
+the note table or the tensor metadata, and refuses with an error that names the limit (and the argument that
+raises it). The defaults are far above any real piece or checkpoint the kit meets.
+"""
+
+from __future__ import annotations
+
+MAX_MIDI_BYTES = 32 * 1024 * 1024  #: larger MIDI files are refused (LMD's largest is about 3 MB)
+MAX_NOTES = 1_000_000  #: notes per MIDI file
+MAX_STEPS = 400_000  #: sixteenth steps per file (about 14 hours at 120 BPM; an 88 x T roll of 35 MB)
+MAX_SEGMENTS_PER_FILE = 1 + MAX_STEPS // 16  #: 2-bar windows one file may give (follows from MAX_STEPS)
+READ_TIMEOUT_S = 60.0  #: seconds one file may take to read and roll (a FIFO or a pathological file)
+MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024  #: declared (uncompressed) size of all tensors in a checkpoint
+MAX_COMPRESSION_RATIO = 50.0  #: a compressed checkpoint entry may inflate at most this much
+MAX_LATENT_DIM = 8192  #: largest latent size a checkpoint may ask for (about 170 MB of weights)
+
+
+class LimitError(ValueError):
+    """An input that would take more memory or time than the named limit allows."""
