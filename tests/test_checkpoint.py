@@ -62,8 +62,12 @@ def test_renamed_keys_are_mapped_by_order_and_shape(tmp_path, trained_like_model
     }  # an older file: no counters
     path = tmp_path / "renamed.pt"
     torch.save({"config": {"latent_dim": 32}, "model_state": renamed}, path)
-    with pytest.warns(UserWarning, match="matched by architecture order and shape"):
+    with pytest.warns(UserWarning) as caught:
         loaded = load_pretrained(path)
+    messages = [str(w.message) for w in caught]
+    assert any("matched by architecture order and shape" in m for m in messages)
+    assert any("BY ORDER" in m and "swapped" in m for m in messages)  # names cannot tell mu from log-var
+    assert loaded.load_report.heads == "by order"
     assert torch.equal(loaded(_x())[0], trained_like_model(_x())[0])
     assert loaded.load_report.renamed["fc_mu.weight"].startswith("layer")
     assert all(k.endswith("num_batches_tracked") for k in loaded.load_report.filled)
@@ -176,3 +180,47 @@ def test_hub_offline_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ConnectionError, match=r"XR-Lin/music-vae-lmd.*load_pretrained\('path"):
         load_pretrained("hub")
+
+
+# --- the card's two decoder variants, in the card's format --------------------------------
+
+
+def _card_names(state: dict, log_var_first: bool = False) -> dict:
+    """The card's format as its src/model.py might name it: Sequential indices, ``fc_mu``/``fc_var`` heads."""
+    named = {k.replace("fc_log_var", "fc_var"): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    if log_var_first:  # the heads stored in the other order
+        heads = {k: named.pop(k) for k in ["fc_var.weight", "fc_var.bias", "fc_mu.weight", "fc_mu.bias"]}
+        named = {**heads, **named}
+    return named
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+@pytest.mark.parametrize("log_var_first", [False, True])
+def test_both_decoder_variants_of_the_card_load_from_sequential_names(tmp_path, batchnorm, log_var_first):
+    torch.manual_seed(3)
+    original = MusicVAE(latent_dim=24, decoder_batchnorm=batchnorm)
+    original.train()
+    with torch.no_grad():
+        original((torch.rand(8, 1, 88, 32) > 0.9).float())  # non-default BatchNorm statistics
+    original.eval()
+    path = tmp_path / "best_model.pt"
+    torch.save({"config": {"latent_dim": 24}, "model_state": _card_names(original.state_dict(), log_var_first)}, path)
+    with pytest.warns(UserWarning, match="other names"):
+        loaded = load_pretrained(path)
+    assert loaded.decoder_batchnorm is batchnorm and loaded.load_report.decoder_batchnorm is batchnorm
+    assert loaded.load_report.heads == "by name"  # fc_mu / fc_var say which is which, whatever the order
+    assert loaded.load_report.renamed["fc_log_var.weight"] == "fc_var.weight"
+    x = _x()
+    for ours, theirs in zip(loaded(x), original(x)):
+        assert torch.equal(ours, theirs)
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.decoder)
+    assert has_bn is batchnorm
+
+
+def test_a_saved_variant_without_decoder_batchnorm_reloads_as_itself(tmp_path):
+    model = MusicVAE(latent_dim=8, decoder_batchnorm=False).eval()
+    path = save_checkpoint(model, tmp_path / "nobn.pt")
+    assert load_checkpoint(path)["config"]["decoder_batchnorm"] is False
+    loaded = load_pretrained(path)
+    assert not loaded.decoder_batchnorm and loaded.load_report.renamed == {}
+    assert torch.equal(loaded(_x())[0], model(_x())[0])

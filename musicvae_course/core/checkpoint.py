@@ -12,7 +12,9 @@ and nothing in it executes. Taught in ``notebooks/01_loading_the_pretrained_vae.
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,18 +22,26 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write, sha256_of
+from ..fileio import atomic_write, sha256_of, sweep_temp_files
+from .checkpoint_checks import (
+    ENCODED_FEATURES,
+    CheckpointError,
+    check_file,
+    check_tensors,
+    has_decoder_batchnorm,
+    latent_dim_of,
+)
+from .midi_limits import MAX_CHECKPOINT_BYTES
 from .model import MusicVAE
+from .safe_files import display_name
+
+__all__ = ["CheckpointError", "LoadReport", "load_checkpoint", "load_pretrained", "match_state_dict", "save_checkpoint"]
 
 HUB_REPO_ID = "XR-Lin/music-vae-lmd"  #: the original checkpoint on the Hugging Face hub
 HUB_FILENAME = "best_model.pt"
 PRETRAINED_DIR = Path(str(resources.files("musicvae_course") / "pretrained"))
 BUNDLED_CHECKPOINT = PRETRAINED_DIR / "musicvae_music21.pt"  #: shipped with the kit
 BUNDLED_SHA256_FILE = PRETRAINED_DIR / "musicvae_music21.pt.sha256"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass
@@ -42,6 +52,8 @@ class LoadReport:
     config: dict
     renamed: dict = field(default_factory=dict)  #: our key -> key in the file
     filled: list = field(default_factory=list)  #: our keys absent from the file, left at defaults
+    heads: str = "by name"  #: how mu and log-var were told apart: "by name" or "by order" (then check them)
+    decoder_batchnorm: bool = True  #: which decoder variant the file holds
 
 
 def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, **config) -> Path:
@@ -63,8 +75,10 @@ def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, *
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temp_files(path.parent, path.name, older_than_s=600.0)  # what killed saves left (not a save running now)
+    variant = {} if getattr(model, "decoder_batchnorm", True) else {"decoder_batchnorm": False}
     state = {
-        "config": {"latent_dim": model.latent_dim, **config},
+        "config": {"latent_dim": model.latent_dim, **variant, **config},
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if training_state is not None:
@@ -72,8 +86,8 @@ def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, *
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(path) -> dict:
-    """Load a checkpoint file as plain data with ``weights_only=True``.
+def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
+    """Load a checkpoint file as plain data with ``weights_only=True``, its size checked first.
 
     Returns:
         ``{"config": dict, "model_state": {name: tensor}, ...}``. A bare state
@@ -82,12 +96,14 @@ def load_checkpoint(path) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: truncated or corrupt file, not a checkpoint, or a
-            pickle that would execute code (refused, never run).
+        CheckpointError: truncated or corrupt file, not a checkpoint, a
+            pickle that would execute code (refused, never run), not a regular
+            file, or declaring more than ``max_bytes`` (``MAX_CHECKPOINT_BYTES``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"checkpoint not found: {display_name(path)}")
+    check_file(path, max_bytes)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -134,10 +150,14 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
     layers otherwise), tensors are paired in the order the architecture
     defines them, each with the first unused tensor in the file of the same
     role (weight, bias, running mean...) and shape. Every tensor must be paired.
-    ``num_batches_tracked`` counters may be absent (older files).
+    ``num_batches_tracked`` counters may be absent (older files). The two
+    heads, mu and log-var, have the same shape: where the file's names say which
+    is which (``mu``/``mean``; ``var``/``sigma``/``std``) they are matched by
+    name, whatever their order; otherwise by order, and the caller is told.
 
     Returns:
-        ``(state_dict_for_model, renamed, filled)``.
+        ``(state_dict_for_model, renamed, filled, heads)``, ``heads`` being
+        ``"by name"`` or ``"by order"``.
 
     Raises:
         CheckpointError: naming every tensor that is missing, unused or of the
@@ -155,7 +175,7 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
                 f"{source}: tensors of the wrong shape for MusicVAE(latent_dim={model.latent_dim}): " + "; ".join(wrong)
             )
         filled = sorted(set(ours) - set(state))
-        return {**{k: ours[k] for k in filled}, **state}, {}, filled
+        return {**{k: ours[k] for k in filled}, **state}, {}, filled, "by name"
     unused = list(state)
     mapped, renamed, filled, missing = {}, {}, [], []
     for key, tensor in ours.items():
@@ -174,13 +194,37 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
     if missing or unused:
         extra = [f"{k} {tuple(state[k].shape)}" for k in unused]
         raise CheckpointError(
-            f"{source}: does not fit MusicVAE(latent_dim={model.latent_dim}) even when "
+            f"{source}: does not fit MusicVAE(latent_dim={model.latent_dim}, "
+            f"decoder_batchnorm={model.decoder_batchnorm}) even when "
             f"matched by architecture order and shape. No tensor in the file for: "
             f"{', '.join(missing) or 'none'}. Tensors in the file left over: "
-            f"{', '.join(extra) or 'none'}. (If the file's decoder has no BatchNorm, it is "
-            f"another variant of the card's architecture.)"
+            f"{', '.join(extra) or 'none'}."
         )
-    return mapped, renamed, filled
+    heads = _match_heads_by_name(state, mapped, renamed)
+    return mapped, renamed, filled, heads
+
+
+_MU = re.compile(r"(^|[._])(mu|mean)($|[._])", re.IGNORECASE)
+_LOG_VAR = re.compile(r"var|sigma|std", re.IGNORECASE)
+
+
+def _match_heads_by_name(state: dict, mapped: dict, renamed: dict) -> str:
+    """Put the file's mu and log-var heads in their places by name if the names say which is which."""
+    prefixes = [k.rsplit(".", 1)[0] for k, t in state.items() if t.dim() == 2 and t.shape[1] == ENCODED_FEATURES]
+    mu = [p for p in prefixes if _MU.search(p.rsplit(".", 1)[-1]) and not _LOG_VAR.search(p.rsplit(".", 1)[-1])]
+    log_var = [p for p in prefixes if _LOG_VAR.search(p.rsplit(".", 1)[-1])]
+    if len(prefixes) != 2 or len(mu) != 1 or len(log_var) != 1:
+        return "by order"
+    for ours, theirs in (("fc_mu", mu[0]), ("fc_log_var", log_var[0])):
+        for kind in ("weight", "bias"):
+            key, match = f"{ours}.{kind}", f"{theirs}.{kind}"
+            if match in state:
+                mapped[key] = state[match]
+                if match != key:
+                    renamed[key] = match
+                else:
+                    renamed.pop(key, None)
+    return "by name"
 
 
 def _counters(state: dict) -> set:
@@ -188,23 +232,21 @@ def _counters(state: dict) -> set:
 
 
 def model_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> tuple[MusicVAE, LoadReport]:
-    """Build a ``MusicVAE`` from a loaded checkpoint dict (see ``load_checkpoint``)."""
+    """Build the ``MusicVAE`` variant a loaded checkpoint dict describes (see ``load_checkpoint``).
+
+    Everything is checked before the model is allocated: ``latent_dim`` (bounded, agreeing with the tensors),
+    each tensor (real floating point, finite, variances >= 0). The decoder variant (with or without BatchNorm)
+    is read from the tensors.
+    """
     config = checkpoint["config"]
-    state = checkpoint["model_state"]
-    latent_dim = config.get("latent_dim") or _infer_latent_dim(state, source)
-    model = MusicVAE(latent_dim=int(latent_dim))
-    mapped, renamed, filled = match_state_dict(model, state, source)
+    state = check_tensors(checkpoint["model_state"], source)
+    latent_dim = latent_dim_of(config, state, source)
+    batchnorm = has_decoder_batchnorm(state)
+    model = MusicVAE(latent_dim=latent_dim, decoder_batchnorm=batchnorm)
+    mapped, renamed, filled, heads = match_state_dict(model, state, source)
     model.load_state_dict(mapped)
     model.eval()
-    return model, LoadReport(source, dict(config), renamed, filled)
-
-
-def _infer_latent_dim(state: dict, source: str) -> int:
-    # The mu layer is the first 2-D weight that reads the 2560 encoder features.
-    for tensor in state.values():
-        if tensor.dim() == 2 and tensor.shape[1] == 2560:
-            return int(tensor.shape[0])
-    raise CheckpointError(f"{source}: no 'latent_dim' in the config and no (latent_dim, 2560) weight to infer it from")
+    return model, LoadReport(source, dict(config), renamed, filled, heads, batchnorm)
 
 
 def _bundled_path() -> Path:
@@ -269,11 +311,19 @@ def load_pretrained(source=None, device=None) -> MusicVAE:
         path = _hub_path()
     else:
         path = Path(source)
-    model, report = model_from_checkpoint(load_checkpoint(path), str(path))
+    model, report = model_from_checkpoint(load_checkpoint(path), display_name(path))
     if report.renamed:
         warnings.warn(
-            f"{path}: {len(report.renamed)} tensors had other names and were matched "
+            f"{display_name(path)}: {len(report.renamed)} tensors had other names and were matched "
             "by architecture order and shape; see model.load_report.renamed",
+            stacklevel=2,
+        )
+    if report.renamed and report.heads == "by order":
+        warnings.warn(
+            f"{display_name(path)}: WARNING: the mu and log-var heads have the same shape and their names in the "
+            "file do not say which is which, so they were matched BY ORDER (mu first). If the file stores log-var "
+            "first, mu and log-var are swapped and encodings are wrong: check that reconstructions look right "
+            "(model.load_report.heads == 'by order')",
             stacklevel=2,
         )
     model.load_report = report

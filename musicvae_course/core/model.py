@@ -25,12 +25,12 @@ def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.ReLU(), nn.BatchNorm2d(c_out)]
 
 
-def _deconv_block(c_in: int, c_out: int, output_padding=0) -> list[nn.Module]:
-    return [
+def _deconv_block(c_in: int, c_out: int, output_padding=0, batchnorm: bool = True) -> list[nn.Module]:
+    block = [
         nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, output_padding=output_padding),
         nn.ReLU(),
-        nn.BatchNorm2d(c_out),
     ]
+    return block + [nn.BatchNorm2d(c_out)] if batchnorm else block
 
 
 class MusicVAE(nn.Module):
@@ -51,21 +51,34 @@ class MusicVAE(nn.Module):
     Activation choice: the card does not say whether the decoder has anything
     between its transposed convolutions. Without a non-linearity the four
     would collapse into one linear map, so this kit mirrors the encoder:
-    ReLU + BatchNorm after each of the first three, none after the last.
+    ReLU + BatchNorm after each of the first three, none after the last
+    (``decoder_batchnorm=True``, the default). The card's listing may also mean
+    ReLU alone (``decoder_batchnorm=False``): ``load_pretrained`` builds whichever
+    variant a checkpoint's tensors describe.
 
     Parameters: 3,348,545 trainable at ``latent_dim=256`` (the card says
-    "~4.2M"; its listed layers, with this BatchNorm, add up to 3.35M).
+    "~4.2M"; its listed layers, with this BatchNorm, add up to 3.35M);
+    3,348,097 without the decoder's BatchNorm.
+
+    Inputs: ``x`` may be bool, integer or any float type (cast to the model's
+    float type); complex or non-tensor inputs are refused by name, and in eval
+    mode so are NaN and values outside [0, 1].
 
     The sigmoid is applied only at the edge (``forward``, ``decode``):
     ``decode_logits`` and ``vae_loss`` work on logits, which keeps training
     numerically safe and allowed under CUDA autocast.
     """
 
-    def __init__(self, latent_dim: int = 256):
+    def __init__(self, latent_dim: int = 256, decoder_batchnorm: bool = True):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        from .midi_limits import MAX_LATENT_DIM
+
+        if isinstance(latent_dim, bool) or int(latent_dim) != latent_dim or not 1 <= latent_dim <= MAX_LATENT_DIM:
+            raise ValueError(
+                f"latent_dim must be a whole number in 1..{MAX_LATENT_DIM} (MAX_LATENT_DIM), got {latent_dim}"
+            )
         self.latent_dim = int(latent_dim)
+        self.decoder_batchnorm = bool(decoder_batchnorm)
         flat = math.prod(ENCODED_SHAPE)
         self.encoder = nn.Sequential(
             *_conv_block(1, 32), *_conv_block(32, 64), *_conv_block(64, 128), *_conv_block(128, 256), nn.Flatten()
@@ -74,9 +87,9 @@ class MusicVAE(nn.Module):
         self.fc_log_var = nn.Linear(flat, self.latent_dim)
         self.decoder_input = nn.Linear(self.latent_dim, flat)
         self.decoder = nn.Sequential(
-            *_deconv_block(256, 128, output_padding=(1, 0)),
-            *_deconv_block(128, 64),
-            *_deconv_block(64, 32),
+            *_deconv_block(256, 128, output_padding=(1, 0), batchnorm=self.decoder_batchnorm),
+            *_deconv_block(128, 64, batchnorm=self.decoder_batchnorm),
+            *_deconv_block(64, 32, batchnorm=self.decoder_batchnorm),
             nn.ConvTranspose2d(32, 1, kernel_size=4, stride=2, padding=1),
         )
 
@@ -89,11 +102,33 @@ class MusicVAE(nn.Module):
 
         ``log_var`` is clamped to ``LOG_VAR_RANGE`` (see the constant's comment).
         """
-        if x.dim() != 4 or tuple(x.shape[1:]) != (1, N_PITCHES, SEGMENT_STEPS):
-            raise ValueError(f"expected x of shape (B, 1, 88, 32), got {tuple(x.shape)}")
+        x = self._as_input(x)
         h = self.encoder(x)
         log_var = self.fc_log_var(h).clamp(*LOG_VAR_RANGE)
         return self.fc_mu(h), log_var
+
+    def _as_input(self, x) -> torch.Tensor:
+        """Cast what is safe (bool, ints, other float types, numpy arrays) to the model's float type; refuse the
+        rest by name. In eval mode NaN and values outside [0, 1] are refused too (training skips the check: a
+        device sync per step)."""
+        if not torch.is_tensor(x):
+            if not hasattr(x, "__array__"):
+                raise TypeError(f"x must be a tensor of shape (B, 1, 88, 32), got {type(x).__name__}")
+            x = torch.as_tensor(x)
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, N_PITCHES, SEGMENT_STEPS):
+            raise ValueError(f"expected x of shape (B, 1, 88, 32), got {tuple(x.shape)}")
+        if x.is_complex():
+            raise TypeError(f"x must hold real numbers in [0, 1], got dtype {x.dtype}")
+        dtype = self.fc_mu.weight.dtype
+        if x.dtype != dtype:
+            x = x.to(dtype)
+        if not self.training and x.numel():
+            if torch.isnan(x).any():
+                raise ValueError("x contains NaN")
+            low, high = float(x.min()), float(x.max())
+            if low < 0.0 or high > 1.0:
+                raise ValueError(f"x has values in [{low:.3g}, {high:.3g}]; expected a roll in [0, 1]")
+        return x
 
     @staticmethod
     def reparameterize(

@@ -1,0 +1,133 @@
+"""Checks on a checkpoint file before and after ``torch.load``: bounded sizes, plain data, sound tensors.
+
+Used by :mod:`musicvae_course.core.checkpoint`. Before loading: the file must be a regular file in PyTorch's zip
+format whose tensors declare at most ``MAX_CHECKPOINT_BYTES`` in all, none inflating more than
+``MAX_COMPRESSION_RATIO`` times (a few MB of deflate can declare gigabytes). After loading (still before any
+model is built): ``latent_dim`` within ``MAX_LATENT_DIM`` and agreeing with the tensors, every tensor real and
+floating point (``num_batches_tracked`` counters: integers), finite, BatchNorm variances >= 0. Each refusal
+names the file and the tensor. Taught, as a black box, in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import zipfile
+
+import torch
+
+from .midi_limits import MAX_CHECKPOINT_BYTES, MAX_COMPRESSION_RATIO, MAX_LATENT_DIM
+from .safe_files import FileSkip, check_regular_file, display_name
+
+ENCODED_FEATURES = 2560  #: inputs of the mu and log-var heads (256 x 5 x 2)
+# What a legacy pickle of plain tensors and values may name; anything else would run code if unpickled.
+_PLAIN_GLOBALS = ("collections OrderedDict", "torch._utils _rebuild_tensor_v2", "torch ", "builtins set")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+def check_file(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuse, before ``torch.load``, what is not a regular zip-format checkpoint of bounded declared size."""
+    try:
+        check_regular_file(path)
+    except FileSkip as err:
+        raise CheckpointError(f"{display_name(path)}: {err}") from None
+    if not zipfile.is_zipfile(path):
+        _refuse_legacy(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{display_name(path)}: not a readable PyTorch checkpoint (damaged zip: {err})") from None
+    declared = sum(entry.file_size for entry in entries)
+    if declared > max_bytes:
+        raise CheckpointError(
+            f"{display_name(path)}: declares {declared / 1e6:,.0f} MB of data, more than the limit of "
+            f"{max_bytes / 1e6:,.0f} MB (MAX_CHECKPOINT_BYTES); refused before loading"
+        )
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED and entry.file_size > MAX_COMPRESSION_RATIO * max(
+            entry.compress_size, 1024
+        ):
+            raise CheckpointError(
+                f"{display_name(path)}: entry {entry.filename} inflates from {entry.compress_size:,} to "
+                f"{entry.file_size:,} bytes (more than {MAX_COMPRESSION_RATIO:g}x, MAX_COMPRESSION_RATIO): "
+                "a compression bomb? refused before loading"
+            )
+
+
+def _refuse_legacy(path) -> None:
+    """A non-zip file: PyTorch's legacy format or a bare pickle. Neither is loaded: the legacy format's sizes
+    cannot be checked before torch allocates them. A pickle naming code is reported as such."""
+    names: list = []
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(head):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name == "GLOBAL":
+                names.append(arg)
+            elif op.name == "STACK_GLOBAL":  # protocol 4+: module and name were pushed as strings just before
+                names.append(" ".join(strings[-2:]))
+    except Exception:  # not a pickle at all, or cut short: what was seen so far still counts
+        pass
+    foreign = [str(n) for n in names if not str(n).startswith(_PLAIN_GLOBALS)]
+    if foreign:
+        raise CheckpointError(
+            f"{display_name(path)}: refused to load: the file is not plain tensors and values (loading it would "
+            f"run code from the file, which this kit never does). It names {foreign[0]!r}"
+        )
+    raise CheckpointError(
+        f"{display_name(path)}: not a readable PyTorch checkpoint: not PyTorch's zip format (truncated, corrupt, or "
+        "the legacy pre-1.6 format, whose sizes cannot be checked before loading: re-save it with a current torch)"
+    )
+
+
+def check_tensors(state: dict, source: str) -> dict:
+    """``state`` with floating tensors as float32; ``CheckpointError`` naming the first unsound tensor."""
+    checked = {}
+    for name, tensor in state.items():
+        role = name.rsplit(".", 1)[-1]
+        if role == "num_batches_tracked":
+            if tensor.dtype.is_floating_point or tensor.is_complex() or tensor.dtype == torch.bool:
+                raise CheckpointError(f"{source}: tensor {name} must be an integer counter, got {tensor.dtype}")
+            checked[name] = tensor
+            continue
+        if not tensor.dtype.is_floating_point:
+            raise CheckpointError(
+                f"{source}: tensor {name} has dtype {tensor.dtype}; weights must be real floating point"
+            )
+        tensor = tensor.float()
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{source}: tensor {name} holds NaN or infinite values")
+        if role == "running_var" and (tensor < 0).any():
+            raise CheckpointError(f"{source}: tensor {name} holds negative variances")
+        checked[name] = tensor
+    return checked
+
+
+def latent_dim_of(config: dict, state: dict, source: str) -> int:
+    """The latent size, from the config checked against the tensors (``(latent_dim, 2560)`` heads), bounded."""
+    heads = {k: t for k, t in state.items() if t.dim() == 2 and t.shape[1] == ENCODED_FEATURES}
+    from_tensors = {int(t.shape[0]) for t in heads.values()}
+    value = config.get("latent_dim")
+    if value is None:
+        if len(from_tensors) != 1:
+            raise CheckpointError(
+                f"{source}: no 'latent_dim' in the config and no single (latent_dim, 2560) weight to infer it from"
+            )
+        value = from_tensors.pop()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LATENT_DIM:
+        raise CheckpointError(f"{source}: config latent_dim={value!r} is not a whole number in 1..{MAX_LATENT_DIM}")
+    if from_tensors and value not in from_tensors:
+        wrong = "; ".join(f"{k}: file {tuple(t.shape)} vs model ({value}, 2560)" for k, t in heads.items())
+        raise CheckpointError(f"{source}: tensors of the wrong shape for config latent_dim={value}: {wrong}")
+    return value
+
+
+def has_decoder_batchnorm(state: dict) -> bool:
+    """True if the file has BatchNorm in its decoder: 7 BatchNorm layers (4 encoder + 3 decoder), not 4."""
+    return sum(name.rsplit(".", 1)[-1] == "running_var" for name in state) > 4
