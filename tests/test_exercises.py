@@ -1,0 +1,86 @@
+"""The exercises measure learning: each reference solution gets full marks, each plausible wrong attempt loses points.
+
+The wrong attempts live in ``tests/fixtures/exercises/<notebook>/<question>/<name>.py``: the whole solution cell as
+a student might write it, headed by ``# mistake: <what is wrong>`` and ``# loses: <case ids>`` (or ``forbidden``).
+Each is graded through the grading contract's ``grade_question`` (one session per notebook, many questions) and
+must fail exactly the cases it names, so docs/exercise_mistakes.md, generated from these headers by
+scripts/make_mistakes_table.py, says what the checks really say.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "exercises"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load("exercise_standin_runner", FIXTURES / "standin_runner.py")
+table = _load("make_mistakes_table", ROOT / "scripts" / "make_mistakes_table.py")
+
+MISTAKES = table.read_mistakes(FIXTURES)
+NOTEBOOKS = sorted({m.notebook for m in MISTAKES})
+QUESTIONS = sorted({(m.notebook, m.question) for m in MISTAKES})
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    opened, stack = {}, []
+
+    def get(notebook: str):
+        if notebook not in opened:
+            context = runner.open_session(ROOT / "notebooks" / f"{notebook}.ipynb")
+            opened[notebook] = context.__enter__()
+            stack.append(context)
+        return opened[notebook]
+
+    yield get
+    for context in reversed(stack):
+        context.__exit__(None, None, None)
+
+
+def _describe(result) -> str:
+    lines = [f"{result.question_id}: {result.points:.2f}/{result.max_points} {getattr(result, 'note', '')}"]
+    lines += [f"  {'ok  ' if c[2] else 'FAIL'} {c[0]} ({c[1]}): {c[4]}" for c in result.cases]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(("notebook", "question"), QUESTIONS, ids=[f"{n[:2]}-{q}" for n, q in QUESTIONS])
+def test_the_reference_solution_gets_full_marks(sessions, notebook, question):
+    result = sessions(notebook).grade_question(question)
+    assert result.points == pytest.approx(result.max_points), _describe(result)
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[m.test_id for m in MISTAKES])
+def test_a_wrong_attempt_loses_points_on_exactly_the_cases_it_names(sessions, mistake):
+    result = sessions(mistake.notebook).grade_question(mistake.question, solutions=mistake.solutions)
+    assert result.points < result.max_points, _describe(result)
+    failed = ["forbidden"] if not result.cases and result.points == 0 else result.failed_cases()
+    assert sorted(failed) == sorted(mistake.loses), _describe(result)
+
+
+def test_every_exercise_has_at_least_four_wrong_attempts():
+    counts = {(m.notebook, m.question): 0 for m in MISTAKES}
+    for m in MISTAKES:
+        counts[(m.notebook, m.question)] += 1
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for question in table.question_ids(notebook):
+            assert counts.get((notebook.stem, question), 0) >= 4, f"{notebook.stem} {question}: fewer than 4"
+
+
+def test_the_mistakes_table_is_in_sync_with_the_fixtures():
+    expected = table.render(FIXTURES, ROOT / "notebooks")
+    actual = (ROOT / "docs" / "exercise_mistakes.md").read_text(encoding="utf-8")
+    assert actual == expected, "docs/exercise_mistakes.md is stale: run python scripts/make_mistakes_table.py"
