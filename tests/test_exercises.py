@@ -51,9 +51,20 @@ def sessions():
         context.__exit__(None, None, None)
 
 
+def _note(result) -> str:
+    return getattr(result, "note", "") or getattr(result, "detail", "") or ""
+
+
+def _failed(result) -> list[str]:
+    """Failed case ids, or ["forbidden"] for a shortcut (0 points with the grader's plain note)."""
+    if result.points == 0 and "yourself" in _note(result):
+        return ["forbidden"]
+    return [tuple(case)[0] for case in result.cases if not tuple(case)[2]]
+
+
 def _describe(result) -> str:
-    lines = [f"{result.question_id}: {result.points:.2f}/{result.max_points} {getattr(result, 'note', '')}"]
-    lines += [f"  {'ok  ' if c[2] else 'FAIL'} {c[0]} ({c[1]}): {c[4]}" for c in result.cases]
+    lines = [f"{result.question_id}: {result.points:.2f}/{result.max_points} {_note(result)}"]
+    lines += [f"  {'ok  ' if c[2] else 'FAIL'} {c[0]} ({c[1]}): {c[4]}" for c in map(tuple, result.cases)]
     return "\n".join(lines)
 
 
@@ -67,8 +78,7 @@ def test_the_reference_solution_gets_full_marks(sessions, notebook, question):
 def test_a_wrong_attempt_loses_points_on_exactly_the_cases_it_names(sessions, mistake):
     result = sessions(mistake.notebook).grade_question(mistake.question, solutions=mistake.solutions)
     assert result.points < result.max_points, _describe(result)
-    failed = ["forbidden"] if not result.cases and result.points == 0 else result.failed_cases()
-    assert sorted(failed) == sorted(mistake.loses), _describe(result)
+    assert sorted(_failed(result)) == sorted(mistake.loses), _describe(result)
 
 
 def test_every_exercise_has_at_least_four_wrong_attempts():
