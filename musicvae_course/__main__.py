@@ -7,7 +7,9 @@ Each command writes MIDI files and a PNG picture into ``--out``::
     python -m musicvae_course reconstruct song.mid --out demo/recon
 
 ``--checkpoint`` picks the model: default the bundled one, ``hub`` for the
-card's original, or a path. (Training has its own command:
+card's original, or a path. A user error (a missing or unreadable file, a
+value out of range) prints one line and exits with status 2; ``--debug``
+shows the traceback too. (Training has its own command:
 ``python -m musicvae_course.train``.) The notebooks teach the same steps:
 ``02_latent_space_with_widgets.ipynb`` and ``04_generation.ipynb``.
 """
@@ -15,6 +17,8 @@ card's original, or a path. (Training has its own command:
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +26,36 @@ import numpy as np
 from .core.pianoroll import SEGMENT_STEPS
 from .core.seeding import DEFAULT_SEED
 
+MAX_OUTPUTS = 1024  #: most samples, steps or segments one command writes
+
+
+def _bounded(kind, low, high, what):
+    """An argparse type: ``kind`` within ``[low, high]`` (finite), else a one-line usage error."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what} in [{low:g}, {high:g}]")
+        return value
+
+    return parse
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the MIDI and PNG files")
     parser.add_argument("--checkpoint", help="'hub', a path, or nothing for the bundled model")
-    parser.add_argument("--threshold", type=float, default=0.5, help="note on at p >= this")
-    parser.add_argument("--bpm", type=float, default=120.0, help="tempo of the MIDI files")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--threshold", type=_bounded(float, 1e-6, 1.0, "a probability"), default=0.5, help="note on at p >= this"
+    )
+    parser.add_argument(
+        "--bpm", type=_bounded(float, 1.0, 1000.0, "a tempo in BPM"), default=120.0, help="tempo of the MIDI files"
+    )
+    parser.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1, "a seed >= 0"), default=DEFAULT_SEED)
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best there is)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,20 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     sample = commands.add_parser("sample", help="decode z ~ N(0, T^2 I)")
-    sample.add_argument("-n", type=int, default=8, help="how many 2-bar samples")
-    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("-n", type=_bounded(int, 1, MAX_OUTPUTS, "a count"), default=8, help="how many 2-bar samples")
+    sample.add_argument("--temperature", type=_bounded(float, 0.0, 100.0, "a temperature"), default=1.0)
     interpolate = commands.add_parser("interpolate", help="decode a path between two segments")
     interpolate.add_argument("--from", dest="start", help="MIDI file (default: a prior sample)")
     interpolate.add_argument("--to", dest="end", help="MIDI file (default: a prior sample)")
     interpolate.add_argument(
-        "--segment", type=int, default=0, help="which 2-bar segment of each file (counted in bars)"
+        "--segment",
+        type=_bounded(int, 0, 10**9, "a segment index"),
+        default=0,
+        help="which 2-bar segment of each file (counted in bars)",
     )
-    interpolate.add_argument("--steps", type=int, default=8)
+    interpolate.add_argument("--steps", type=_bounded(int, 2, MAX_OUTPUTS, "a number of steps"), default=8)
     interpolate.add_argument("--method", choices=("linear", "slerp"), default="slerp")
     reconstruct = commands.add_parser("reconstruct", help="encode and decode a MIDI file")
     reconstruct.add_argument("midi", help="MIDI file")
     reconstruct.add_argument(
-        "--max-segments", type=int, default=16, help="2-bar windows to reconstruct from the start (default 16)"
+        "--max-segments",
+        type=_bounded(int, 1, MAX_OUTPUTS, "a number of segments"),
+        default=16,
+        help="2-bar windows to reconstruct from the start (default 16)",
     )
     for command in (sample, interpolate, reconstruct):
         _common(command)
@@ -64,7 +96,7 @@ def _segment_of(path: str, bar: int) -> np.ndarray:
 
     windows = segments(midi_to_pianoroll(path), min_notes=0)
     if not 0 <= bar < len(windows):
-        raise SystemExit(f"{path}: has {len(windows)} two-bar segments; --segment {bar} is not one")
+        raise ValueError(f"{path}: has {len(windows)} two-bar segments; --segment {bar} is not one")
     return windows[bar]
 
 
@@ -92,8 +124,44 @@ def _png(figure, path: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    """Run one command; returns the exit status."""
+    """Run one command; returns the exit status: 0 done, 2 a user error (one line on stderr; ``--debug``: the
+    traceback too). Bugs still raise with their traceback."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except _user_errors() as err:
+        if args.debug:
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"python -m musicvae_course {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple:
+    """What a user can cause with a wrong path, file or value: reported in one line, not as a crash."""
+    from .core.checkpoint import CheckpointError
+
+    return (ValueError, OSError, TimeoutError, CheckpointError)
+
+
+def _checked_device(name):
+    """``--device`` as given, refused in one line if it names no device type or one this machine lacks."""
+    import torch
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, mps): {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def _run(args) -> int:
     import matplotlib
     import torch
 
@@ -101,7 +169,7 @@ def main(argv=None) -> int:
     from .core.checkpoint import load_pretrained
     from .core.devices import choose_device
 
-    device = choose_device(args.device)
+    device = choose_device(_checked_device(args.device))
     model = load_pretrained(args.checkpoint, device=device)
     generator = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
@@ -136,8 +204,10 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     from .core.pianoroll import midi_to_pianoroll, segments
     from .ui.plots import compare_pianorolls
 
-    windows = segments(midi_to_pianoroll(args.midi), stride=SEGMENT_STEPS, min_notes=0)
-    windows = windows[: args.max_segments]
+    roll = midi_to_pianoroll(args.midi)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
+    windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
+    if len(windows) == 0:
+        raise ValueError(f"{args.midi}: no pitched notes in the 88-key range (MIDI 21-108) to reconstruct")
     x = torch.as_tensor(windows, dtype=torch.float32).unsqueeze(1).to(model.device)
     probabilities = model(x)[0].squeeze(1).cpu().numpy()
     frame = frame_scores(probabilities, windows, args.threshold)

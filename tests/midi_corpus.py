@@ -213,3 +213,27 @@ def hidden_restrikes(path) -> int:
                     unmatched[key].pop(0)  # first in, first out
         count += sum(1 for key, ons in unmatched.items() for on in ons if last_off.get(key, -1) > on)
     return count
+
+
+def smf(*tracks: bytes, division: int = 480, n_tracks: int | None = None) -> bytes:
+    """A Standard MIDI File from raw track bodies (events as bytes), for files no library would write."""
+    count = len(tracks) if n_tracks is None else n_tracks
+    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + count.to_bytes(2, "big")
+    header += division.to_bytes(2, "big")
+    return header + b"".join(b"MTrk" + len(body).to_bytes(4, "big") + body for body in tracks)
+
+
+def vlq(value: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def held_note(ticks: int, pitch: int = 60, tempo_us: int | None = None) -> bytes:
+    """A track body: (a tempo event,) one note held for ``ticks``, end of track."""
+    body = b"" if tempo_us is None else b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big")
+    return body + b"\x00\x90" + bytes([pitch, 100]) + vlq(ticks) + b"\x80" + bytes([pitch, 0]) + b"\x00\xff\x2f\x00"

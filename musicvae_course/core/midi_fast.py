@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .midi_events import DRUM_CHANNEL, MidiFormatError, parse_notes, seconds_at
-from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS
+from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
 from .pianoroll import N_PITCHES, midi_to_pianoroll, notes_to_pianoroll, pretty_midi_from_bytes, ticks_to_steps
-from .safe_files import read_regular_file
+from .safe_files import FileSkip, read_regular_file
 
 MAX_SECONDS = 3600.0  #: default length limit: longer files are refused as absurd
 
@@ -92,7 +92,7 @@ def read_pianoroll_reference(midi, max_seconds: float | None = MAX_SECONDS, max_
 
     Returns ``(88, T)`` bool; raises ``MidiSkip`` for the same reasons.
     """
-    pm = _reference_midi(_check_bytes(_file_bytes(midi)))
+    pm = _reference_midi(_check_bytes(_file_bytes(midi)), max_steps)
     instruments = [instrument for instrument in pm.instruments if instrument.notes]
     if not instruments:
         raise MidiSkip("no notes")
@@ -108,7 +108,10 @@ def read_pianoroll_reference(midi, max_seconds: float | None = MAX_SECONDS, max_
 
 def _file_bytes(midi) -> bytes:
     if isinstance(midi, (str, Path)):
-        return read_regular_file(midi, max_bytes=MAX_MIDI_BYTES)
+        try:
+            return read_regular_file(midi, max_bytes=MAX_MIDI_BYTES)
+        except (FileSkip, LimitError) as err:
+            raise MidiSkip(str(err)) from None
     data = bytes(midi)
     if len(data) > MAX_MIDI_BYTES:
         raise MidiSkip(f"{len(data):,} bytes: larger than MAX_MIDI_BYTES ({MAX_MIDI_BYTES:,})")
@@ -123,8 +126,8 @@ def _check_bytes(data: bytes) -> bytes:
     return data
 
 
-def _reference_midi(data: bytes):
+def _reference_midi(data: bytes, max_steps: int = MAX_STEPS):
     try:
-        return pretty_midi_from_bytes(data)
+        return pretty_midi_from_bytes(data, max_steps)
     except ValueError as err:
         raise MidiSkip(str(err)) from None

@@ -109,7 +109,7 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None, max_ste
     return flat.reshape(N_PITCHES, n_steps)
 
 
-def load_pretty_midi(midi):
+def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
     """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file.
 
     Only regular files are read (see ``safe_files``), at most ``MAX_MIDI_BYTES`` of them.
@@ -125,12 +125,39 @@ def load_pretty_midi(midi):
     if not os.path.lexists(path):
         raise FileNotFoundError(f"MIDI file not found: {display_name(path)}")
     try:
-        return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES))
+        return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES), max_steps)
     except (FileSkip, LimitError, ValueError) as err:
         raise ValueError(f"{display_name(path)}: not a readable MIDI file ({err})") from None
 
 
-def pretty_midi_from_bytes(data: bytes):
+REFERENCE_BOUNDS_CHECK = (
+    True  #: bound a file's roll before pretty_midi allocates its tick tables (benchmarks may turn it off)
+)
+
+
+def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
+    """Refuse, before pretty_midi sees it, a file whose last note ends after ``max_steps`` steps.
+
+    pretty_midi allocates tables as long as the file's last tick (hundreds of MB for a 44-byte file at 1 tick per
+    quarter). The kit's event parser (``midi_events``, the same note table, tested equal) finds the last note's end
+    first. Files it cannot parse are left to pretty_midi's own verdict.
+    """
+    from .midi_events import MidiFormatError, parse_notes
+
+    try:
+        table = parse_notes(data)
+    except MidiFormatError:
+        return
+    if len(table.end):
+        steps = int(np.rint(int(table.end.max()) * STEPS_PER_BEAT / division))
+        if steps > max_steps:
+            raise LimitError(
+                f"the roll would be {steps:,} steps long, more than the limit of {max_steps:,} "
+                "(MAX_STEPS; raise max_steps to allow it)"
+            )
+
+
+def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
     """The reference parse: ``pretty_midi.PrettyMIDI`` of a file's bytes; ``ValueError`` saying why not.
 
     A time division of 0 or in SMPTE frames is refused from the header first (pretty_midi would divide by it).
@@ -143,6 +170,8 @@ def pretty_midi_from_bytes(data: bytes):
     division = int.from_bytes(data[12:14], "big") if len(data) >= 14 and data[:4] == b"MThd" else 1
     if division == 0 or division & 0x8000:
         raise ValueError(f"corrupt MIDI header: time division 0x{division:04x} is not ticks per quarter note")
+    if REFERENCE_BOUNDS_CHECK:
+        _check_bounds(data, division, max_steps)
     try:
         with warnings.catch_warnings():
             # "tempo events on non-zero tracks": harmless on a tick grid.
@@ -180,7 +209,7 @@ def midi_to_pianoroll(midi, max_steps: int = MAX_STEPS, timeout: float | None = 
 
 
 def _midi_to_pianoroll(midi, max_steps: int) -> np.ndarray:
-    pm = load_pretty_midi(midi)
+    pm = load_pretty_midi(midi, max_steps)
     starts, ends, pitches = [], [], []
     for instrument in pm.instruments:
         if instrument.is_drum:

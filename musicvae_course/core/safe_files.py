@@ -51,7 +51,7 @@ def check_regular_file(path) -> os.stat_result:
     except OSError as err:
         if os.path.islink(path):
             if err.errno == errno.ELOOP:
-                raise FileSkip(f"symlink loop: {display_name(path)} leads back to itself") from None
+                raise FileSkip(f"symlink loop: {display_name(path)} is part of a loop of links") from None
             target = display_name(os.readlink(path))
             raise FileSkip(f"dangling symlink: {display_name(path)} -> {target} (no such file)") from None
         if err.errno == errno.ENOENT:

@@ -1,0 +1,138 @@
+"""Crafted MIDI: tiny files that declare absurd sizes, broken headers, damaged event streams.
+
+Each is refused with a clear error naming the limit, before anything large is allocated (measured with
+tracemalloc, which sees numpy's allocations), by both readers; bulk builds skip it and keep the rest.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from midi_corpus import _write_notes, held_note, smf
+
+from musicvae_course.__main__ import main
+from musicvae_course.core import midi_limits
+from musicvae_course.core.data import build_dataset
+from musicvae_course.core.midi_events import MidiFormatError, parse_notes
+from musicvae_course.core.midi_fast import MidiSkip, read_pianoroll, read_pianoroll_reference
+from musicvae_course.core.pianoroll import midi_to_pianoroll, notes_to_pianoroll, segments
+
+READERS = [read_pianoroll, read_pianoroll_reference]
+MB = 1 << 20
+
+
+def _peak_of(call) -> int:
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+HUGE = {
+    # 44 bytes: 1 tick per quarter, a 1-microsecond tempo, one note 9,999,000 ticks long: 40 M steps (3.5 GB)
+    "one_tick_per_beat": smf(held_note(9_999_000, tempo_us=1), division=1),
+    # a note held long enough to give far more identical 2-bar windows than MAX_SEGMENTS_PER_FILE
+    "held_for_days": smf(held_note(2_000_000, tempo_us=1), division=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+@pytest.mark.parametrize("read", READERS)
+def test_a_tiny_file_declaring_a_huge_roll_is_refused_before_allocating(name, read):
+    data = HUGE[name]
+    assert len(data) < 64
+
+    def attempt():
+        with pytest.raises(MidiSkip, match="MAX_STEPS"):
+            read(data, None)
+
+    assert _peak_of(attempt) < 64 * MB  # the roll would be gigabytes
+
+
+def test_bulk_build_skips_the_huge_file_and_keeps_the_rest(tmp_path):
+    (tmp_path / "huge.mid").write_bytes(HUGE["one_tick_per_beat"])
+    _write_notes(tmp_path / "good.mid", [(60, 0, 480), (62, 480, 960)])
+    ds = build_dataset(tmp_path, workers=0, progress=False)
+    assert [(p.endswith("huge.mid"), "MAX_STEPS" in r) for p, r in ds.report.skipped] == [(True, True)]
+    assert len(ds.files) == 1 and len(ds) > 0
+
+
+def test_reconstruct_cli_on_a_37_byte_bomb_is_a_one_line_error(tmp_path, capsys):
+    bomb = smf(held_note(9_999_000), division=1)
+    path = tmp_path / "bomb.mid"
+    path.write_bytes(bomb)
+    code = main(["reconstruct", str(path), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "MAX_STEPS" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (smf(held_note(480), division=0), "0 ticks per quarter"),
+        (smf(held_note(480), division=0xE728), "time division|SMPTE"),  # -25 fps x 40: SMPTE timing
+        (smf(held_note(480), n_tracks=3), "truncated"),
+        (smf(held_note(480))[:-5], "truncated"),
+        (smf(b"\x00\x90\x3c\xff\x10\x80\x3c\x00\x00\xff\x2f\x00"), "corrupt"),  # data byte >= 128
+        (smf(b"\x00\x3c\x40"), "running status"),
+        (smf(b"\x00\xf4\x00\xff\x2f\x00"), "undefined status"),
+        (smf(b"\x00\xff\x51\x01\x07\x00\xff\x2f\x00"), "tempo event"),
+        (smf(held_note(10_000_001)), "likely corrupt"),
+        (b"MThd\x00\x00\x00\x06", "not a MIDI file|corrupt"),
+        (b"MThd" + b"\xff" * 40, "corrupt|truncated"),
+    ],
+    ids=[
+        "zero_ticks_per_quarter",
+        "smpte_division",
+        "fewer_tracks_than_declared",
+        "cut_short",
+        "data_byte_over_127",
+        "running_status_first",
+        "undefined_status",
+        "short_tempo_event",
+        "tick_over_limit",
+        "header_only",
+        "header_garbage",
+    ],
+)
+def test_damaged_midi_is_refused_by_the_fast_reader_with_the_reason(data, words):
+    with pytest.raises(MidiSkip, match=words):
+        read_pianoroll(data, None)
+
+
+def test_zero_ticks_per_quarter_is_a_clear_error_in_the_reference_reader_too(tmp_path):
+    path = tmp_path / "zero_ppq.mid"
+    path.write_bytes(smf(held_note(480), division=0))
+    with pytest.raises(ValueError, match=r"zero_ppq\.mid: .*time division"):
+        midi_to_pianoroll(path)
+
+
+def test_too_many_notes_are_refused_while_parsing():
+    body = b"".join(b"\x00\x90\x3c\x40\x01\x80\x3c\x00" for _ in range(50)) + b"\x00\xff\x2f\x00"
+    with pytest.raises(MidiFormatError, match="MAX_NOTES"):
+        parse_notes(smf(body), max_notes=10)
+    assert len(parse_notes(smf(body)).start) == 50
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    import musicvae_course.core.midi_fast as midi_fast
+
+    path = tmp_path / "big.mid"
+    path.write_bytes(smf(held_note(480)) + b"\x00" * 4096)
+    monkeypatch.setattr(midi_fast, "MAX_MIDI_BYTES", 1024)
+    with pytest.raises(MidiSkip, match="larger than the limit of 1,024 bytes"):
+        read_pianoroll(str(path))
+
+
+def test_roll_and_window_limits_have_names_and_can_be_raised():
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        notes_to_pianoroll([60], [0], [midi_limits.MAX_STEPS + 1])
+    assert notes_to_pianoroll([60], [0], [10], max_steps=10).shape == (88, 10)
+    with pytest.raises(ValueError, match="MAX_SEGMENTS_PER_FILE"):
+        segments(np.ones((88, 64), bool), max_windows=2)
+    assert midi_limits.MAX_SEGMENTS_PER_FILE * 352 < 8 * MB  # one file's packed windows stay small
