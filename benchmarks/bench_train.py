@@ -3,15 +3,18 @@
 The bare step is what ``fit`` cannot do without: forward, the card's loss,
 backward, gradient clipping and the Adam step on a batch already in memory.
 ``fit`` adds batch gathering, the NaN guard, the per-epoch validation, the
-checkpoints and the history. Target: fit >= 0.9 of the bare step.
+checkpoints and the history. Target: fit end to end >= 0.9 of the bare step.
 
     PYTHONPATH=. python benchmarks/bench_train.py [--threads 1] [--segments 2048]
 
 CPU: batch 256 fp32, thread count pinned (default 1) and printed.
 GPU (when CUDA is available): batch 256 and 4096, bf16 autocast, channels_last,
 data on the device, as fit does it. Two fit figures each: "loop" (no
-validation, no files) and "end to end" (10% validation set, last/best
-checkpoints and history written every epoch). Each figure is the best of
+validation, no files) and "end to end" (10% validation set, run folder with
+last.pt/best.pt/history at fit's default ``checkpoint_every_s``: one epoch
+here, so its one save at the end is counted whole, more than a long run pays
+per epoch). A last line times one save of last.pt (weights + Adam state) and
+says what it costs at the default interval. Each figure is the best of
 ``--repeats`` runs, bare step and fit alternating, so load on a shared
 machine hits both alike. On CPU the figures are also given per CPU-second of
 this process (``time.process_time``): with one thread that is what the code
@@ -21,16 +24,18 @@ H100/H200.
 
 import argparse
 import contextlib
+import os
 import tempfile
 import time
 
 import numpy as np
 import torch
 
+from musicvae_course.core.checkpoint import save_checkpoint
 from musicvae_course.core.data import PianoRollDataset
 from musicvae_course.core.model import MusicVAE, vae_loss
 from musicvae_course.core.seeding import seed_everything
-from musicvae_course.train import fit
+from musicvae_course.train import TrainConfig, fit
 
 TARGET_RATIO = 0.9
 
@@ -111,6 +116,22 @@ class Clock:
         return samples / self.wall, samples / self.cpu
 
 
+def save_cost(model):
+    """Seconds to write last.pt as fit does (weights + Adam state, fsynced) and its size in MB."""
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros(2, 1, 88, 32, device=next(model.parameters()).device))[0].sum().backward()
+    optimizer.step()  # Adam's moments exist: the file has its real size
+    state = {"epoch": 1, "optimizer": optimizer.state_dict(), "history": []}
+    with tempfile.TemporaryDirectory() as out_dir:
+        path = f"{out_dir}/last.pt"
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            save_checkpoint(model, path, training_state=state)
+            times.append(time.perf_counter() - start)
+        return min(times), os.path.getsize(path) / 1e6
+
+
 def compare(label, device, batch_size, n_segments, repeats, amp_dtype, threads):
     seed_everything()
     segments = synthetic_segments(n_segments + n_segments // 10)
@@ -136,6 +157,14 @@ def compare(label, device, batch_size, n_segments, repeats, amp_dtype, threads):
             f"fit end to end {fit_all:,.0f} ({fit_all / best:.2f}x) | "
             f"target >= {TARGET_RATIO:.2f}x"
         )
+    seconds, megabytes = save_cost(model)
+    every = TrainConfig().checkpoint_every_s
+    epoch_s = n_segments / max(rate[0] for rate in bare)
+    print(
+        f"{label}: one save of last.pt ({megabytes:.0f} MB) takes {seconds:.2f} s: {seconds / every:.1%} of the run at "
+        f"checkpoint_every_s={every:g} (fit's default); saved after every {epoch_s:.0f}-s epoch it would be "
+        f"{seconds / epoch_s:.1%}"
+    )
 
 
 def main():
@@ -149,7 +178,9 @@ def main():
     print(f"torch {torch.__version__}, CPU threads={torch.get_num_threads()}")
     if not args.no_cpu:
         compare("cpu fp32", torch.device("cpu"), 256, args.segments, args.repeats, None, args.threads)
-    if torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        print("GPU: none on this machine, so the GPU figures (batch 256 and 4096, bf16) are not measured in this run")
+    else:
         device = torch.device("cuda")
         print(f"GPU: {torch.cuda.get_device_name(device)}")
         for batch_size, n_segments in ((256, 256 * 100), (4096, 4096 * 40)):
