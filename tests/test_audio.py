@@ -139,3 +139,61 @@ def test_wav_bytes_round_trip():
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, RATE)
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
     np.testing.assert_allclose(pcm / 32767, waveform, atol=1e-4)
+
+
+def _file(tmp_path, notes, name="written.mid"):
+    """A MIDI file at 120 BPM from ``[(pitch, start_step, end_step, velocity), ...]`` (0.125 s per step)."""
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
+    piano = pretty_midi.Instrument(0)
+    for pitch, start, end, velocity in notes:
+        piano.notes.append(pretty_midi.Note(velocity, pitch, start * 0.125, end * 0.125))
+    pm.instruments.append(piano)
+    path = tmp_path / name
+    pm.write(str(path))
+    return path
+
+
+def _envelope(waveform, rate=RATE, window_s=0.02):
+    n = int(window_s * rate)
+    return np.abs(waveform[: len(waveform) // n * n]).reshape(-1, n).max(axis=1)
+
+
+@pytest.mark.parametrize("backend", audio.available_backends())  # "sine" is always there
+def test_a_file_plays_its_repeated_notes_while_its_roll_holds_one(backend, tmp_path):
+    repeated = _file(tmp_path, [(69, 0, 8, 100), (69, 8, 16, 100)])  # two quarter notes on one key
+    from musicvae_course.core.pianoroll import midi_to_pianoroll
+
+    as_written = _envelope(audio.render(repeated, sample_rate=RATE, instrument=backend).waveform)
+    as_roll = _envelope(audio.render(midi_to_pianoroll(repeated), sample_rate=RATE, instrument=backend).waveform)
+    second = int(1.0 / 0.02)  # the second note starts at 1 s
+    # as written, the key is struck again: the level just after 1 s jumps above the level just before it
+    assert as_written[second + 1] > 1.3 * as_written[second - 2]
+    assert not as_roll[second + 1] > 1.3 * as_roll[second - 2], "the roll holds one note: no second attack"
+
+
+def test_a_file_plays_its_velocities(tmp_path):
+    path = _file(tmp_path, [(69, 0, 8, 30), (69, 16, 24, 120)])
+    envelope = _envelope(audio.render(path, sample_rate=RATE, instrument="sine").waveform)
+    soft, loud = envelope[5:40].max(), envelope[85:120].max()  # 0.1-0.8 s and 2.1-2.8 s
+    assert loud > 3 * soft, (soft, loud)
+
+
+def test_note_events_lost_counts_repeats_unisons_and_grace_notes(tmp_path):
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)  # in memory: a file drops zero-length notes
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.instruments[0].notes = [
+        pretty_midi.Note(velocity, pitch, start * 0.125, end * 0.125)
+        for pitch, start, end, velocity in [
+            (60, 0, 4, 80),
+            (60, 4, 8, 80),  # repeated: merges with the first
+            (64, 0, 8, 80),
+            (64, 0, 4, 80),  # unison on the same step: one cell
+            (67, 0, 0, 80),  # grace: no length
+            (67, 2, 4, 80),
+            (67, 8, 12, 80),  # a gap before it: a note of its own
+            (110, 0, 4, 80),  # above C8
+        ]
+    ]
+    loss = audio.note_events_lost(pm)
+    assert loss == audio.NoteLoss(8, 4, 4, repeated=1, unisons=1, grace=1, out_of_range=1, drums=0)
+    assert audio.file_tempo(_file(tmp_path, [(60, 0, 4, 80)])) == pytest.approx(120.0)

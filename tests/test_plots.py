@@ -108,10 +108,49 @@ def test_used_pitch_range_crops_around_the_notes():
         plots.visualize_pianoroll(roll, pitch_range=(50, 200))
 
 
+def test_bar_and_beat_lines_follow_a_time_signature():
+    ax = plots.visualize_pianoroll(np.zeros((88, 48), bool), time_signature="6/8").axes[0]
+    assert _line_xs(ax, "bar-lines") == [11.5, 23.5, 35.5]
+    assert _line_xs(ax, "beat-lines") == [5.5, 17.5, 29.5, 41.5]  # two dotted-quarter beats per bar
+    ax = plots.visualize_pianoroll(np.zeros((88, 32), bool), time_signature=(3, 4)).axes[0]
+    assert _line_xs(ax, "bar-lines") == [11.5, 23.5]
+    assert [int(t) for t in ax.get_xticks()] == [0, 12, 24]
+
+
+def test_bar_lines_of_a_piece_are_shifted_to_a_window_cut_from_it():
+    from musicvae_course.core.meter import meter_grid
+
+    piece = meter_grid("6/8", 200, pickup_steps=6)  # downbeats 6, 18, 30, ...
+    ax = plots.visualize_pianoroll(np.zeros((88, 32), bool), bar_lines=piece, start=64).axes[0]
+    assert _line_xs(ax, "bar-lines") == [1.5, 13.5, 25.5]  # downbeats 66, 78, 90 of the piece
+    assert _line_xs(ax, "beat-lines") == [7.5, 19.5]  # beats 72 and 84; 66, 78, 90 are bars
+    ax = plots.visualize_pianoroll(np.zeros((88, 32), bool), bar_lines=[0, 12, 24], time_signature="3/4").axes[0]
+    assert _line_xs(ax, "bar-lines") == [11.5, 23.5] and _line_xs(ax, "beat-lines")[:2] == [3.5, 7.5]
+    ax = plots.visualize_pianoroll(np.zeros((88, 32), bool), bar_lines=[0, 12, 24]).axes[0]
+    assert _line_xs(ax, "beat-lines") == []  # a bare list of downbeats says nothing of beats
+
+
+def test_the_pitch_axis_names_the_notes_that_sound():
+    roll = _roll({62: (0, 4), 65: (4, 8), 69: (8, 12)})
+    ax = plots.visualize_pianoroll(roll, pitch_range="used").axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["D4", "F4", "A4"]
+    many = _roll({p: (0, 2) for p in range(40, 80, 2)})  # 20 pitches: Cs and the outer notes
+    labels = [t.get_text() for t in plots.visualize_pianoroll(many, pitch_range="used").axes[0].get_yticklabels()]
+    assert labels == ["E2", "C3", "C4", "C5", "F#5"]
+
+
+def test_probabilities_get_a_colour_bar_and_on_off_rolls_do_not():
+    assert len(plots.visualize_pianoroll(np.full((88, 32), 0.3, np.float32)).axes) == 2
+    assert len(plots.visualize_pianoroll(_roll({60: (0, 4)})).axes) == 1
+    assert len(plots.visualize_pianoroll(np.full((88, 32), 0.3, np.float32), threshold=0.5).axes) == 1
+
+
 def test_a_batch_draws_a_grid_with_one_panel_per_roll():
     fig = plots.visualize_pianoroll(torch.rand(6, 1, 88, 32))
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(visible) == 6 and all(len(ax.images) == 1 for ax in visible)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(panels) == 6 and all(len(ax.images) == 1 for ax in panels)
+    colour_bars = [ax for ax in fig.axes if ax.get_ylabel() == "note probability"]
+    assert len(colour_bars) == 1, "one colour bar for the whole grid of probabilities"
     grid = plots.plot_pianoroll_grid([_roll({60: (0, 2)}), _roll({72: (0, 2)})], titles=["a", "b"])
     assert [ax.get_title() for ax in grid.axes] == ["a", "b"]
     assert grid.axes[0].get_ylim() == grid.axes[1].get_ylim()  # one shared pitch range
@@ -143,7 +182,8 @@ def test_compare_draws_three_panels_with_counts_in_the_legend():
     reconstruction = original * 0.8
     reconstruction[60 - 21, 3] = 0.1
     fig = plots.compare_pianorolls(original, reconstruction)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert isinstance(fig, Figure) and len([ax for ax in fig.axes if ax.images]) == 3
+    assert [ax.get_ylabel() for ax in fig.axes if not ax.images] == ["probability"]  # the reconstruction's bar
     legend = [text.get_text() for text in fig.axes[2].get_legend().get_texts()]
     assert legend[0].startswith("hit") and legend[0].endswith(": 3")
     assert legend[1].startswith("miss") and legend[1].endswith(": 1")

@@ -222,3 +222,95 @@ def test_roll_panel_renders_a_clip_only_when_the_notes_change(monkeypatch):
     panel.show(frame)
     assert len(renders) == 2 and bytes(panel.audio.value) != first_clip
     assert panel.info.value.startswith("16 of 2816")
+
+
+# --------------------------------------------------------------------------
+# The drawable roll (ui/rolldraw.py): logic without a browser; the browser test draws on it
+# --------------------------------------------------------------------------
+def _melody():
+    roll = np.zeros((88, 32), dtype=bool)
+    for i, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72]):
+        roll[pitch - 21, 4 * i : 4 * i + 3] = True
+    return roll
+
+
+def test_canvas_cells_and_rolls_convert_both_ways():
+    from musicvae_course.ui import rolldraw
+
+    roll = _melody()
+    cells = rolldraw.roll_to_cells(roll, 55, 84)
+    assert cells[0] == (84 - 72) * 32 + 28  # row 0 is the top key (84): C5 at step 28 comes first
+    assert (rolldraw.cells_to_roll(cells, 55, 84) == roll).all()
+    outside = roll.copy()
+    outside[40 - 21, 0] = True  # below the canvas: not shown
+    assert rolldraw.roll_to_cells(outside, 55, 84) == cells
+    with pytest.raises(ValueError, match="cells must lie"):
+        rolldraw.cells_to_roll([30 * 32], 55, 84)
+
+
+def test_variations_spread_in_the_encoders_own_standard_deviations(model):
+    from musicvae_course.ui import rolldraw
+
+    reconstruction, near = rolldraw.reconstruct_and_vary(model, _melody(), n=3, spread=0.0)
+    assert reconstruction.shape == (88, 32) and near.shape == (3, 88, 32)
+    np.testing.assert_allclose(near, np.broadcast_to(reconstruction, near.shape), atol=1e-6)
+    _, far = rolldraw.reconstruct_and_vary(model, _melody(), n=3, spread=3.0)
+    assert not np.allclose(far[0], reconstruction) and not np.allclose(far[0], far[1])
+    _, again = rolldraw.reconstruct_and_vary(model, _melody(), n=3, spread=3.0)
+    np.testing.assert_array_equal(far, again)  # seeded
+
+
+def test_an_uploaded_midi_file_gives_its_first_two_bars_and_a_bad_one_is_named(tmp_path):
+    from musicvae_course.core.pianoroll import pianoroll_to_midi
+    from musicvae_course.ui import rolldraw
+
+    piece = np.concatenate([np.zeros((88, 32), bool), _melody()], axis=1)  # 2 silent bars first
+    path = tmp_path / "mine.mid"
+    pianoroll_to_midi(piece, path=path)
+    upload = ({"name": "mine.mid", "content": memoryview(path.read_bytes())},)  # ipywidgets 8's value
+    name, window = rolldraw.window_from_upload(upload)
+    assert name == "mine.mid" and (window == _melody()).all()
+    with pytest.raises(ValueError, match="notes.txt.*not a readable MIDI"):
+        rolldraw.window_from_upload(({"name": "notes.txt", "content": b"hello"},))
+    with pytest.raises(ValueError, match="huge.mid.*bytes"):
+        rolldraw.window_from_upload(({"name": "huge.mid", "content": b"0" * (rolldraw.MAX_UPLOAD_BYTES + 1)},))
+
+
+def test_the_download_link_carries_a_midi_file_that_reads_back(tmp_path):
+    import base64
+    import re
+
+    from musicvae_course.core.pianoroll import midi_to_pianoroll
+    from musicvae_course.ui import rolldraw
+
+    rolls = np.stack([_melody(), np.zeros((88, 32), bool), _melody()])
+    link = rolldraw.download_link(rolldraw.midi_bytes(rolls), "mine <1>.mid")
+    assert "mvc-download" in link._dom_classes and 'download="mine &lt;1&gt;.mid"' in link.value
+    data = base64.b64decode(re.search(r'base64,([^"]+)"', link.value).group(1))
+    (tmp_path / "back.mid").write_bytes(data)
+    back = midi_to_pianoroll(tmp_path / "back.mid")
+    expected = np.concatenate(list(rolls), axis=1)
+    assert (back == expected[:, : back.shape[1]]).all() and back.shape[1] == 96 - 1  # trailing gap not stored
+
+
+def test_the_drawable_widget_reconstructs_what_is_drawn(model):
+    from musicvae_course.ui import rolldraw
+
+    box = rolldraw.drawable_roll_widget(model, start=_melody())
+    assert "mvc-drawable-roll-widget" in box._dom_classes
+    assert box.canvas.cells == rolldraw.roll_to_cells(_melody(), 55, 84)
+    [image] = [w for w in widgets.find_widgets(box, "mvc-roll-image")]
+    [variations] = widgets.find_widgets(box, "mvc-variations-image")
+    box.reconstruct()
+    assert image.value[:4] == b"\x89PNG" and variations.value[:4] == b"\x89PNG"
+    first = variations.value
+    [spread] = widgets.find_widgets(box, "mvc-spread-slider")
+    spread.value = 4.0  # moving the slider redraws the variations
+    assert variations.value != first
+    box.hear_phrase()
+    assert widgets.find_widgets(box, "mvc-variations-audio")[0].value[:4] == b"RIFF"
+    box.make_midi()
+    assert widgets.find_widgets(box, "mvc-download")
+    [clear] = widgets.find_widgets(box, "mvc-clear-button")
+    clear.click()
+    assert box.canvas.cells == [] and box.canvas.overlay == []

@@ -292,3 +292,70 @@ def play(
     player = Audio(data=waveform, rate=rate, autoplay=autoplay, normalize=False)
     player.backend, player.waveform = backend, waveform
     return player
+
+
+class NoteLoss(NamedTuple):
+    """What a MIDI file loses on its way to a binary roll and back (counts of note events).
+
+    ``in_file``: pitched notes in the file (drums excluded); ``in_roll``: notes the roll gives back (runs of
+    on-cells, as :func:`~musicvae_course.core.pianoroll.pianoroll_to_midi` writes them); ``lost`` their
+    difference, made of ``repeated`` (a note that starts while or just as the same key still sounds, e.g. a
+    repeated note: it merges into one held note), ``unisons`` (two voices starting the same key on the same
+    step: one cell), ``grace`` (zero length) and ``out_of_range`` (outside the 88 keys). ``drums``: drum notes,
+    never part of a roll. Velocities are lost too: a roll has one loudness.
+    """
+
+    in_file: int
+    in_roll: int
+    lost: int
+    repeated: int
+    unisons: int
+    grace: int
+    out_of_range: int
+    drums: int
+
+
+def note_events_lost(midi) -> NoteLoss:
+    """Count the note events a file loses in MIDI -> roll -> MIDI, and why (see :class:`NoteLoss`).
+
+    Args:
+        midi: a MIDI path or ``pretty_midi.PrettyMIDI``; read with the roll's own rounding rule.
+
+    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+    """
+    from ..core.pianoroll import HIGHEST_PITCH, LOWEST_PITCH, ticks_to_steps
+
+    pm = load_pretty_midi(midi)
+    drums = sum(len(i.notes) for i in pm.instruments if i.is_drum)
+    notes = [n for i in pm.instruments if not i.is_drum for n in i.notes]
+    starts = np.array([pm.time_to_tick(n.start) for n in notes], np.int64)
+    ends = np.array([pm.time_to_tick(n.end) for n in notes], np.int64)
+    pitches = np.array([n.pitch for n in notes], np.int64)
+    grace = int((ends <= starts).sum())
+    out_of_range = int(((ends > starts) & ((pitches < LOWEST_PITCH) | (pitches > HIGHEST_PITCH))).sum())
+    keep = (ends > starts) & (pitches >= LOWEST_PITCH) & (pitches <= HIGHEST_PITCH)
+    onset, offset = ticks_to_steps(starts[keep], ends[keep], pm.resolution)
+    pitches = pitches[keep]
+    unisons = repeated = runs = 0
+    order = np.lexsort((-offset, onset, pitches))  # by pitch, then onset; the longest first at one onset
+    previous_pitch, previous_onset, sounding_until = None, None, -1
+    for index in order:
+        pitch, start, stop = int(pitches[index]), int(onset[index]), int(offset[index])
+        if pitch != previous_pitch:
+            runs, sounding_until = runs + 1, stop
+        elif start == previous_onset:
+            unisons += 1
+            sounding_until = max(sounding_until, stop)
+        elif start <= sounding_until:  # starts while (or as) the key sounds: one held note in the roll
+            repeated += 1
+            sounding_until = max(sounding_until, stop)
+        else:
+            runs, sounding_until = runs + 1, stop
+        previous_pitch, previous_onset = pitch, start
+    return NoteLoss(len(notes), runs, len(notes) - runs, repeated, unisons, grace, out_of_range, drums)
+
+
+def file_tempo(midi) -> float:
+    """The file's first tempo in quarter notes per minute (120 if it sets none), to play its roll at its pace."""
+    tempi = load_pretty_midi(midi).get_tempo_changes()[1]
+    return float(tempi[0]) if len(tempi) else 120.0

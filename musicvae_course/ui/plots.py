@@ -12,8 +12,15 @@ Conventions
   tensors or numpy arrays, bool or probabilities in [0, 1].
 * Probabilities are drawn as shades of one sequential colour map (0 = white),
   so an uncertain note looks faint; pass ``threshold=`` to draw on/off only.
-* The pitch axis is in MIDI pitches and labelled with note names at each C
-  (``C2``, ``C3``, ...); bar lines every 16 steps, beat lines every 4.
+* The pitch axis is in MIDI pitches, labelled with note names where notes
+  are (every sounding pitch when there are few; else each C plus the lowest
+  and highest note).
+* Bar and beat lines follow a meter: ``time_signature="6/8"`` for a bare
+  roll, or ``bar_lines=`` a file's :func:`~musicvae_course.core.meter.meter`
+  (or its :func:`~musicvae_course.core.meter.bar_lines`), with ``start=`` the
+  step of the piece where the roll begins. Default: 4/4 (the model's window,
+  2 bars of 4/4 as the model card defines it).
+* Probability pictures carry a colour bar; on/off pictures do not need one.
 * Every function takes ``ax=None`` and returns the ``matplotlib.figure.Figure``.
   With ``ax=None`` the figure comes from ``plt.subplots``, so in a notebook it
   shows once at the end of the cell: write ``fig = visualize_pianoroll(x)``
@@ -23,17 +30,13 @@ Conventions
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from ..core.metrics import precision_recall_f1
+from ..core.meter import Meter, meter_grid, parse_time_signature
 from ..core.pianoroll import (
     HIGHEST_PITCH,
     LOWEST_PITCH,
     N_PITCHES,
-    STEPS_PER_BAR,
-    STEPS_PER_BEAT,
     binarize,
     pitch_name,
     roll_batch,
@@ -42,11 +45,6 @@ from ..core.pianoroll import (
 )
 
 DEFAULT_CMAP = "Greys"  #: sequential: 0 white, 1 black, probabilities in between
-#: Classes of :func:`difference_classes` (cell values of the difference view).
-SILENT, HIT, MISS, FALSE_POSITIVE = 0, 1, 2, 3
-#: Okabe-Ito colours (readable with colour-blindness) for the difference view.
-DIFFERENCE_COLOURS = {SILENT: "#ffffff", HIT: "#009E73", MISS: "#D55E00", FALSE_POSITIVE: "#0072B2"}
-DIFFERENCE_LABELS = {HIT: "hit", MISS: "miss (original only)", FALSE_POSITIVE: "false positive (reconstruction only)"}
 _PITCH_MARGIN = 2  # semitones kept around the used range when cropping
 _MIN_CROPPED_SPAN = 12  # a cropped view shows at least an octave
 
@@ -97,30 +95,84 @@ def _resolve_pitch_range(pitch_range, rolls: np.ndarray, threshold) -> tuple[int
     return low, high
 
 
-def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool) -> None:
+_MAX_NAMED_PITCHES = 14  # more sounding pitches than this: name the Cs and the outer notes only
+
+
+def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0) -> tuple[list[int], list[int]]:
+    """Bar and beat positions (steps from the roll's first column, inside ``1 .. n_steps - 1``) of a roll.
+
+    Args:
+        n_steps: columns of the roll.
+        time_signature: ``"3/4"``, ``(6, 8)`` ...: a regular grid from the roll's ``start``; default 4/4.
+        bar_lines: a :class:`~musicvae_course.core.meter.Meter` (bars and beats) or a list of downbeat steps
+            (bars only, beats from ``time_signature`` if given), in steps of the piece.
+        start: step of the piece at the roll's first column (for a window cut from a piece).
+
+    Returns:
+        ``(bars, beats)``: sorted step lists; a beat on a bar line is left out of ``beats``.
+    """
+    if bar_lines is None:
+        grid = meter_grid(parse_time_signature(time_signature or "4/4"), start + n_steps)
+        downbeats, beats = grid.downbeats, grid.beats
+    elif isinstance(bar_lines, Meter):
+        downbeats, beats = bar_lines.downbeats, bar_lines.beats
+    else:
+        downbeats = sorted(int(b) for b in bar_lines)
+        beats = []
+        if time_signature is not None:  # beats inside each given bar
+            step = meter_grid(parse_time_signature(time_signature), 10**6).beats[1]
+            ends = [*downbeats[1:], start + n_steps]
+            beats = [b for d, e in zip(downbeats, ends) for b in range(d, e, step)]
+    bars = sorted({d - start for d in downbeats if 0 < d - start < n_steps})
+    beats = sorted({b - start for b in beats if 0 < b - start < n_steps} - set(bars))
+    return bars, beats
+
+
+def _pitch_labels(low: int, high: int, sounding) -> list[int]:
+    """Pitches to name on the axis: the sounding ones when few, else each C plus the lowest and highest note."""
+    sounding = sorted(int(p) for p in sounding if low <= p <= high)
+    if 0 < len(sounding) <= _MAX_NAMED_PITCHES:
+        return sounding
+    labelled = {p for p in range(low, high + 1) if p % 12 == 0}
+    if sounding:
+        labelled |= {sounding[0], sounding[-1]}
+        # a label too close to an outer note would overlap it
+        outer = (sounding[0], sounding[-1])
+        labelled = {p for p in labelled if p in outer or min(abs(p - q) for q in outer) > 2}
+    if len(labelled) < 3:  # a narrow, empty view: C, E and G
+        labelled = {p for p in range(low, high + 1) if p % 12 in (0, 4, 7)}
+    return sorted(labelled)
+
+
+def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ())) -> None:
     """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines')."""
     ax.set_ylim(low - 0.5, high + 0.5)
     ax.set_xlim(-0.5, n_steps - 0.5)
-    labelled = [p for p in range(low, high + 1) if p % 12 == 0]  # every C
-    if len(labelled) < 3:  # a narrow view: C, E and G
-        labelled = [p for p in range(low, high + 1) if p % 12 in (0, 4, 7)]
+    labelled = _pitch_labels(low, high, sounding)
     ax.set_yticks(labelled)
-    ax.set_yticklabels([pitch_name(p) for p in labelled])
+    ax.set_yticklabels([pitch_name(p) for p in labelled], fontsize="small" if len(labelled) > 8 else None)
     ax.set_ylabel("pitch")
-    ax.set_xticks(np.arange(0, n_steps, STEPS_PER_BAR))
+    bar_steps, beat_steps = grid
+    ax.set_xticks([0, *bar_steps] if len(bar_steps) <= 12 else [0, *bar_steps[1::2]])
     ax.set_xlabel("step (sixteenth notes)")
     if not bars:
         return
-    edges = np.arange(0, n_steps + 1) - 0.5  # line between step t-1 and t sits at t - 0.5
-    beat = edges[(np.arange(n_steps + 1) % STEPS_PER_BEAT == 0) & (np.arange(n_steps + 1) % STEPS_PER_BAR != 0)]
-    bar = edges[np.arange(n_steps + 1) % STEPS_PER_BAR == 0][1:-1]  # not the frame edges
     to_axes = ax.get_xaxis_transform()  # x in data, y in axes: lines span the view
-    ax.vlines(beat, 0, 1, transform=to_axes, colors="#bbbbbb", linewidths=0.5, gid="beat-lines")
-    ax.vlines(bar, 0, 1, transform=to_axes, colors="#555555", linewidths=1.0, gid="bar-lines")
+    # a line between step t-1 and t sits at t - 0.5
+    ax.vlines(np.asarray(beat_steps) - 0.5, 0, 1, transform=to_axes, colors="#bbbbbb", linewidths=0.5, gid="beat-lines")
+    ax.vlines(np.asarray(bar_steps) - 0.5, 0, 1, transform=to_axes, colors="#555555", linewidths=1.0, gid="bar-lines")
 
 
-def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, title):
-    """Draw one ``(88, T)`` roll on ``ax``; return the ``AxesImage``."""
+def _sounding_pitches(roll: np.ndarray, threshold) -> np.ndarray:
+    on = binarize(roll, 0.5 if threshold is None else threshold)
+    return LOWEST_PITCH + np.flatnonzero(np.asarray(on).reshape(-1, N_PITCHES, on.shape[-1]).any(axis=(0, 2)))
+
+
+def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, title, grid=None, sounding=None):
+    """Draw one ``(88, T)`` roll on ``ax``; return the ``AxesImage``.
+
+    ``grid``: ``(bars, beats)`` from :func:`grid_lines` (default 4/4); ``sounding``: pitches to name (default
+    the roll's own)."""
     low, high = _resolve_pitch_range(pitch_range, roll, threshold)
     data = binarize(roll, threshold) if threshold is not None else roll
     image = ax.imshow(
@@ -136,10 +188,24 @@ def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, t
         interpolation_stage="data",
         extent=(-0.5, roll.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
     )
-    _style_axes(ax, roll.shape[1], low, high, bars)
+    grid = grid_lines(roll.shape[1]) if grid is None else grid
+    sounding = _sounding_pitches(roll, threshold) if sounding is None else sounding
+    _style_axes(ax, roll.shape[1], low, high, bars, sounding, grid)
     if title is not None:
         ax.set_title(title)
     return image
+
+
+def _is_probability(rolls: np.ndarray, threshold) -> bool:
+    return threshold is None and rolls.dtype != bool and bool(((rolls > 0) & (rolls < 1)).any())
+
+
+def add_colorbar(image, ax, label: str = "note probability"):
+    """A slim colour bar for a probability image (0 = white ... 1 = black) beside ``ax`` (or a list of axes)."""
+    bar = image.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.01, ticks=[0, 0.5, 1])
+    bar.set_label(label, fontsize="small")
+    bar.ax.tick_params(labelsize="small")
+    return bar
 
 
 def _new_figure(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs):
@@ -157,6 +223,9 @@ def visualize_pianoroll(
     pitch_range=None,
     cmap: str = DEFAULT_CMAP,
     figsize=(8, 4),
+    time_signature=None,
+    bar_lines=None,
+    start: int = 0,
 ):
     """Draw a piano roll (or a grid of them, for a batch).
 
@@ -169,14 +238,16 @@ def visualize_pianoroll(
         title: axes title.
         threshold: if given, draw cells ``>= threshold`` as on and the rest
             off; if ``None``, probabilities are shades (0 white, 1 black).
-        bars: draw bar lines (every 16 steps) and beat lines (every 4).
+        bars: draw bar and beat lines.
         pitch_range: ``None`` (all 88 keys), ``"used"`` (crop to the notes
             present, +-2 semitones, at least an octave) or MIDI ``(low, high)``.
         cmap: a sequential matplotlib colour map.
         figsize: inches, for a new figure.
+        time_signature, bar_lines, start: the meter of the bar and beat lines
+            (see :func:`grid_lines`); default 4/4 from the first column.
 
     Returns:
-        The ``matplotlib.figure.Figure``.
+        The ``matplotlib.figure.Figure``; probabilities get a colour bar.
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
@@ -185,12 +256,24 @@ def visualize_pianoroll(
         if ax is not None:
             raise ValueError("a batch is drawn as a new grid; pass one roll when giving ax")
         return plot_pianoroll_grid(
-            rolls, titles=None, threshold=threshold, bars=bars, pitch_range=pitch_range, cmap=cmap, suptitle=title
+            rolls,
+            titles=None,
+            threshold=threshold,
+            bars=bars,
+            pitch_range=pitch_range,
+            cmap=cmap,
+            suptitle=title,
+            time_signature=time_signature,
+            bar_lines=bar_lines,
+            start=start,
         )
     if ax is None:
         fig, axes = _new_figure(figsize=figsize, layout="constrained")
         ax = axes[0, 0]
-    _draw_roll(ax, rolls[0], threshold, pitch_range, cmap, bars, title)
+    grid = grid_lines(rolls.shape[2], time_signature, bar_lines, start)
+    image = _draw_roll(ax, rolls[0], threshold, pitch_range, cmap, bars, title, grid)
+    if _is_probability(rolls, threshold):
+        add_colorbar(image, ax)
     return ax.figure
 
 
@@ -204,6 +287,9 @@ def plot_pianoroll_grid(
     cmap: str = DEFAULT_CMAP,
     suptitle: str | None = None,
     figsize=None,
+    time_signature=None,
+    bar_lines=None,
+    start: int = 0,
 ):
     """Draw several rolls in a grid sharing one pitch axis.
 
@@ -217,9 +303,11 @@ def plot_pianoroll_grid(
             takes the union of all rolls' notes so panels compare directly.
         suptitle: title of the whole figure.
         figsize: inches; default 3.2 x 2.6 per panel.
+        time_signature, bar_lines, start: as in :func:`visualize_pianoroll`.
 
     Returns:
-        The ``matplotlib.figure.Figure``.
+        The ``matplotlib.figure.Figure``; one colour bar for all panels when
+        they hold probabilities.
 
     Taught in ``notebooks/04_generation.ipynb``.
     """
@@ -239,231 +327,36 @@ def plot_pianoroll_grid(
     fig, axes = _new_figure(
         nrows, ncols, figsize=figsize or (3.2 * ncols, 2.6 * nrows), sharex=True, sharey=True, layout="constrained"
     )
+    grid = grid_lines(batch.shape[2], time_signature, bar_lines, start)
+    sounding = _sounding_pitches(batch, threshold)  # one shared axis: name the notes of every panel
+    image = None
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_visible(False)
             continue
-        _draw_roll(ax, batch[i], threshold, (low, high), cmap, bars, titles[i])
+        image = _draw_roll(ax, batch[i], threshold, (low, high), cmap, bars, titles[i], grid, sounding)
         if i % ncols:
             ax.set_ylabel("")
         if i < n - ncols:
             ax.set_xlabel("")
         else:  # the lowest panel of its column: sharex hid its tick labels if a row is short
             ax.xaxis.set_tick_params(labelbottom=True)
+    if _is_probability(batch, threshold):
+        add_colorbar(image, [ax for ax in axes.flat if ax.get_visible()])
     if suptitle is not None:
         fig.suptitle(suptitle)
     return fig
 
 
-def difference_classes(original, reconstruction, threshold: float = 0.5) -> np.ndarray:
-    """Classify each cell of a reconstruction against its original.
-
-    Args:
-        original: one roll (any shape that squeezes to ``(88, T)``), bool or
-            probabilities (cells ``>= threshold`` count as on).
-        reconstruction: same shape, usually probabilities.
-        threshold: on/off boundary for non-bool inputs.
-
-    Returns:
-        ``(88, T)`` int8 array: ``SILENT`` (0, off in both), ``HIT`` (1, on in
-        both), ``MISS`` (2, on only in the original), ``FALSE_POSITIVE`` (3, on
-        only in the reconstruction).
-
-    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
-    """
-    target = binarize(single_roll(original, "original"), threshold)
-    guess = binarize(single_roll(reconstruction, "reconstruction"), threshold)
-    if target.shape != guess.shape:
-        raise ValueError(f"original {target.shape} and reconstruction {guess.shape} differ in shape")
-    classes = np.full(target.shape, SILENT, dtype=np.int8)
-    classes[target & guess] = HIT
-    classes[target & ~guess] = MISS
-    classes[~target & guess] = FALSE_POSITIVE
-    return classes
-
-
-def compare_pianorolls(
-    original,
-    reconstruction,
-    ax=None,
-    threshold: float = 0.5,
-    pitch_range="used",
-    cmap: str = DEFAULT_CMAP,
-    figsize=(14, 4),
-):
-    """Original, reconstruction and their difference, side by side.
-
-    Args:
-        original: one roll, bool or probabilities (see :func:`as_roll_batch`).
-        reconstruction: one roll of the same shape, usually probabilities
-            (drawn as shades).
-        ax: ``None`` for a new 1x3 figure, or a sequence of three axes.
-        threshold: cells ``>= threshold`` count as notes in the difference view.
-        pitch_range: as in :func:`visualize_pianoroll`; ``"used"`` takes the
-            notes of both rolls.
-        cmap: colour map of the first two panels.
-        figsize: inches, for a new figure.
-
-    Returns:
-        The ``matplotlib.figure.Figure``. The third panel colours hits, misses
-        and false positives (see :data:`DIFFERENCE_COLOURS`) with a legend of
-        counts, and its title gives precision, recall and F1 over cells.
-
-    Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
-    """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    target = single_roll(original, "original")
-    guess = single_roll(reconstruction, "reconstruction")
-    classes = difference_classes(target, guess, threshold)
-    if ax is None:
-        fig, axes = _new_figure(1, 3, figsize=figsize, sharey=True, layout="constrained")
-        axes = list(axes.flat)
-    else:
-        axes = list(np.ravel(ax))
-        if len(axes) != 3:
-            raise ValueError(f"ax must be three axes (original, reconstruction, difference), got {len(axes)}")
-    both = np.stack([binarize(target, threshold), binarize(guess, threshold)])
-    low, high = _resolve_pitch_range(pitch_range, both, None)
-    _draw_roll(axes[0], target, None, (low, high), cmap, True, "original")
-    _draw_roll(axes[1], guess, None, (low, high), cmap, True, "reconstruction")
-    colours = ListedColormap([DIFFERENCE_COLOURS[c] for c in (SILENT, HIT, MISS, FALSE_POSITIVE)])
-    diff_ax = axes[2]
-    diff_ax.imshow(
-        classes,
-        origin="lower",
-        aspect="auto",
-        cmap=colours,
-        vmin=-0.5,
-        vmax=3.5,
-        interpolation="nearest",
-        extent=(-0.5, classes.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
-    )
-    _style_axes(diff_ax, classes.shape[1], low, high, True)
-    counts = {c: int((classes == c).sum()) for c in (HIT, MISS, FALSE_POSITIVE)}
-    scores = precision_recall_f1(counts[HIT], counts[FALSE_POSITIVE], counts[MISS])
-    precision, recall, f1 = scores["precision"], scores["recall"], scores["f1"]
-    diff_ax.set_title(f"difference at {threshold:g}: P {precision:.2f}  R {recall:.2f}  F1 {f1:.2f}")
-    diff_ax.legend(
-        handles=[
-            Patch(color=DIFFERENCE_COLOURS[c], label=f"{DIFFERENCE_LABELS[c]}: {counts[c]}")
-            for c in (HIT, MISS, FALSE_POSITIVE)
-        ],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.15),
-        fontsize="small",
-        frameon=False,
-    )  # below the panel, so it never hides a note
-    for other in axes[1:]:
-        other.set_ylabel("")
-    return axes[0].figure
-
-
-class PianoRollView:
-    """A piano-roll figure drawn once and then updated in place (for widgets).
-
-    ``update(roll)`` swaps the image data (``AxesImage.set_data``) instead of
-    building a new figure, which is what makes a slider feel immediate.
-
-    Two modes:
-
-    * ``ax=None`` (default): a stand-alone Agg figure that pyplot does not know
-      about (never shown twice, no global state). ``to_png()`` gives the
-      picture for an ``ipywidgets.Image``; this works in plain JupyterLab with
-      no interactive matplotlib backend (ipympl not needed). The axes, ticks
-      and labels are rasterised once and kept as a background; each
-      ``to_png()`` pastes it back and draws only the image and the bar lines
-      (blitting), because drawing tick labels is most of a full redraw
-      (measured: ~20 ms instead of ~180 ms on this kit's CI machine).
-    * ``ax`` given (e.g. from ``plt.subplots`` under ipympl): ``update`` calls
-      ``figure.canvas.draw_idle()``, the backend redraws when it can, and
-      ``to_png()`` falls back to a full ``savefig``.
-
-    Args:
-        n_steps: time steps ``T`` of every roll shown (32 for the model).
-        ax: see above.
-        title, threshold, pitch_range, cmap, bars: as in
-            :func:`visualize_pianoroll`. The pitch range is fixed for the life
-            of the view (``"used"`` is refused: the axis would jump on every
-            change). The title is fixed too: show changing text elsewhere.
-        figsize, dpi: size of the stand-alone figure; small keeps PNGs fast.
-
-    Attributes:
-        figure, ax, image: the matplotlib objects.
-
-    Taught in ``notebooks/02_latent_space_with_widgets.ipynb``.
-    """
-
-    def __init__(
-        self,
-        n_steps: int = 32,
-        ax=None,
-        title: str | None = None,
-        threshold: float | None = None,
-        pitch_range=None,
-        cmap: str = DEFAULT_CMAP,
-        bars: bool = True,
-        figsize=(6.0, 3.2),
-        dpi: int = 80,
-    ):
-        if isinstance(pitch_range, str):
-            raise ValueError("PianoRollView needs a fixed pitch_range: None or (low, high)")
-        self._standalone = ax is None
-        if self._standalone:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-
-            self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-            FigureCanvasAgg(self.figure)
-            ax = self.figure.add_subplot()
-        else:
-            self.figure = ax.figure
-        self.ax = ax
-        self.threshold = threshold
-        self.n_steps = int(n_steps)
-        blank = np.zeros((N_PITCHES, self.n_steps), dtype=np.float32)
-        self.image = _draw_roll(ax, blank, None, pitch_range, cmap, bars, title)
-        # Artists redrawn on every change; the rest is the cached background.
-        self._foreground = [self.image, *ax.collections]
-        self._background = None
-        if self._standalone:
-            for artist in self._foreground:
-                artist.set_animated(True)  # left out of full draws: blitted instead
-
-    def update(self, roll) -> None:
-        """Show ``roll`` (any single-roll shape with ``T = n_steps``)."""
-        data = single_roll(roll, "roll")
-        if data.shape[1] != self.n_steps:
-            raise ValueError(f"roll has {data.shape[1]} steps; this view shows {self.n_steps}")
-        if self.threshold is not None:
-            data = binarize(data, self.threshold)
-        self.image.set_data(data.astype(np.float32))
-        if not self._standalone:
-            self.figure.canvas.draw_idle()
-
-    def rgba(self) -> np.ndarray:
-        """The current picture, ``(height, width, 4)`` uint8 (stand-alone mode)."""
-        if not self._standalone:
-            raise RuntimeError("rgba() needs the stand-alone figure (ax=None)")
-        canvas = self.figure.canvas
-        if self._background is None:
-            canvas.draw()  # lays out and rasterises everything but the foreground
-            self._background = canvas.copy_from_bbox(self.figure.bbox)
-        canvas.restore_region(self._background)
-        for artist in self._foreground:
-            self.ax.draw_artist(artist)
-        return np.asarray(canvas.buffer_rgba())
-
-    def to_png(self) -> bytes:
-        """The current picture as PNG bytes (for ``ipywidgets.Image.value``)."""
-        buffer = io.BytesIO()
-        if not self._standalone:
-            self.figure.savefig(buffer, format="png", dpi=self.figure.dpi)
-            return buffer.getvalue()
-        from PIL import Image  # Pillow ships with matplotlib
-
-        # compress_level=1: a few ms instead of tens; PNGs of rolls stay small.
-        # RGBA as rendered: no copy to drop the alpha channel.
-        Image.fromarray(self.rgba()).save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+# Re-exported: the difference view and the fast view live in their own modules (imported last: they use the above).
+from .compare import (  # noqa: E402, F401
+    DIFFERENCE_COLOURS,
+    DIFFERENCE_LABELS,
+    FALSE_POSITIVE,
+    HIT,
+    MISS,
+    SILENT,
+    compare_pianorolls,
+    difference_classes,
+)
+from .rollview import PianoRollView  # noqa: E402, F401
