@@ -1,0 +1,141 @@
+"""API misuse: wrong dtypes, NaN and out-of-range values, absurd arguments, duplicated files.
+
+What is safe to cast is cast (bool or float64 into the model); the rest is refused with an error naming the
+argument, never silently turned into notes or a silent MIDI file.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from midi_corpus import _write_notes
+from tiny_rolls import tiny_segments
+
+from musicvae_course.core.data import PianoRollDataset, build_dataset, split_by_file
+from musicvae_course.core.model import MusicVAE
+from musicvae_course.core.pianoroll import pianoroll_to_midi, segments
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MusicVAE(latent_dim=8).eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.from_numpy(tiny_segments(3)[:, None])  # bool (3, 1, 88, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float64, torch.float16, torch.uint8, torch.int64])
+def test_the_model_casts_safe_input_types(model, x, dtype):
+    expected = model(x.float())
+    for ours, theirs in zip(model(x.to(dtype)), expected):
+        assert ours.dtype == torch.float32 and torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_the_model_takes_a_numpy_roll(model, x):
+    assert torch.equal(model(x.numpy())[0], model(x.float())[0])
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (torch.zeros(2, 1, 88, 32, dtype=torch.complex64), TypeError, "complex"),
+        (torch.full((2, 1, 88, 32), float("nan")), ValueError, "NaN"),
+        (torch.full((2, 1, 88, 32), 2.0), ValueError, r"values in \[2, 2\]"),
+        (-torch.ones(2, 1, 88, 32), ValueError, r"\[-1, -1\]"),
+        (torch.zeros(2, 88, 32), ValueError, r"\(B, 1, 88, 32\)"),
+        ("a roll", TypeError, "str"),
+    ],
+    ids=["complex", "nan", "above_one", "negative", "wrong_shape", "string"],
+)
+def test_the_model_refuses_what_it_cannot_read_by_name(model, bad, error, words):
+    with pytest.raises(error, match=words):
+        model(bad)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 0.01, -1.0, 2.0])
+def test_non_binary_values_never_become_notes(value):
+    rolls = tiny_segments(2).astype(np.float32)
+    rolls[0, 5, 5] = value
+    with pytest.raises(ValueError, match="segments must hold only 0 and 1"):
+        PianoRollDataset(rolls)
+    with pytest.raises(ValueError, match="roll must hold only 0 and 1"):
+        segments(np.concatenate(list(rolls), axis=-1))
+
+
+def test_zero_one_numbers_are_accepted_as_binary():
+    rolls = tiny_segments(2)
+    assert np.array_equal(PianoRollDataset(rolls.astype(np.float64)).segments, rolls)
+    assert np.array_equal(segments(rolls[0].astype(np.uint8)), segments(rolls[0]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"velocity": 0}, "velocity"),
+        ({"velocity": 128}, "velocity"),
+        ({"velocity": 60.5}, "velocity"),
+        ({"bpm": 0}, "bpm"),
+        ({"bpm": float("nan")}, "bpm"),
+        ({"bpm": float("inf")}, "bpm"),
+        ({"bpm": 1e9}, "bpm"),
+        ({"threshold": 0}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"program": 128}, "program"),
+    ],
+)
+def test_midi_writing_arguments_are_checked_by_name(kwargs, words, tmp_path):
+    with pytest.raises(ValueError, match=words):
+        pianoroll_to_midi(tiny_segments(1)[0], path=tmp_path / "out.mid", **kwargs)
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_rolls_with_nan_are_refused_when_writing_midi():
+    roll = np.full((88, 8), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        pianoroll_to_midi(roll)
+
+
+def test_split_by_file_keeps_identical_files_together(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(10):
+        _write_notes(folder / f"piece_{i}.mid", [(50 + i, 0, 480), (60 + i, 480, 1920)])
+    for i in range(10):  # each piece twice more, under other names
+        shutil.copy(folder / f"piece_{i}.mid", folder / f"copy_a_{i}.mid")
+        shutil.copy(folder / f"piece_{i}.mid", folder / f"copy_b_{i}.mid")
+    ds = build_dataset(folder, workers=0, progress=False)
+    for seed in range(5):
+        parts = split_by_file(ds, (0.6, 0.2, 0.2), seed=seed)
+        contents = [{bytes(row) for row in part.packed} for part in parts]
+        assert not (contents[0] & contents[1] or contents[0] & contents[2] or contents[1] & contents[2])
+        assert sum(len(p) for p in parts) == len(ds)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"workers": -1}, "workers"),
+        ({"max_files": 0}, "max_files"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_seconds": float("nan")}, "max_seconds"),
+        ({"reader": "fastest"}, "reader"),
+        ({"fraction": 0}, "fraction"),
+    ],
+)
+def test_build_arguments_are_checked_by_name(tmp_path, kwargs, words):
+    _write_notes(tmp_path / "a.mid", [(60, 0, 480)])
+    with pytest.raises(ValueError, match=words):
+        build_dataset(tmp_path, progress=False, **kwargs)
+
+
+def test_split_fractions_are_checked(tmp_path):
+    ds = PianoRollDataset(tiny_segments(4), np.arange(4), [f"{i}.mid" for i in range(4)])
+    for fractions in [(0.5, float("nan")), (1.5, -0.5), (0.5, 0.1)]:
+        with pytest.raises(ValueError, match="fractions"):
+            split_by_file(ds, fractions)
