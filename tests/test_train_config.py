@@ -90,6 +90,15 @@ def test_fit_refuses_an_unknown_setting_listing_the_valid_names():
         training.fit(MusicVAE(latent_dim=8), data, epoch=3)
 
 
+def test_a_device_that_is_not_a_name_or_not_here_is_refused_before_training():
+    data = PianoRollDataset(tiny_segments(16))
+    with pytest.raises(training.SettingError, match="device 'gpu' is not a device name"):
+        training.fit(MusicVAE(latent_dim=8), data, device="gpu", **QUICK)
+    if not torch.cuda.is_available():
+        with pytest.raises(training.SettingError, match="device 'cuda': .* has no cuda device"):
+            training.fit(MusicVAE(latent_dim=8), data, device="cuda", **QUICK)
+
+
 def test_epochs_may_come_as_the_fourth_argument_or_inside_a_config():
     assert config_from_call(3, {"lr": 1e-2}) == TrainConfig(epochs=3, lr=1e-2)
     assert config_from_call(TrainConfig(epochs=4), {"seed": 1}).epochs == 4

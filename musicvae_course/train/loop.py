@@ -118,7 +118,7 @@ def fit(model, train, val=None, config: TrainConfig | int | None = None, **overr
     context = distributed.context_from_env()
     if config.batch_size < context.world_size:
         raise SettingError(f"batch_size {config.batch_size} is smaller than the {context.world_size} processes")
-    device = choose_device(config.device, context.local_rank)
+    device = _device(config.device, context.local_rank)
     if device.type == "cpu":
         set_cpu_threads(config.threads, processes=context.world_size)
     elif device.type == "cuda":
@@ -362,6 +362,19 @@ class _Run:
             "samples_seen": self.samples_seen,
         }
         self.folder.epoch_end(self.model, self.optimizer, self.scheduler, state, improved, final)
+
+
+def _device(name, local_rank: int) -> torch.device:
+    """``devices.choose_device``, with a ``SettingError`` for a name torch does not know or a device not here."""
+    try:
+        device = choose_device(name, local_rank)
+    except RuntimeError as err:
+        raise SettingError(f"device {name!r} is not a device name such as 'cpu', 'cuda:0' or 'mps' ({err})") from None
+    mps = getattr(torch.backends, "mps", None)
+    present = {"cuda": torch.cuda.is_available, "mps": lambda: bool(mps and mps.is_available())}
+    if device.type in present and not present[device.type]():
+        raise SettingError(f"device {name!r}: this machine (torch {torch.__version__}) has no {device.type} device")
+    return device
 
 
 def _precision(precision: str, device: torch.device) -> str:
