@@ -1,575 +1,191 @@
-"""Autograder: run each submitted notebook in its own kernel, then the instructor's tests, and write grades.
+"""Autograder: each submission in its own sandboxed kernel, tests in the grader's process, results on disk at once.
 
-Used to grade the course notebooks (01_loading_the_pretrained_vae.ipynb ... 04_generation.ipynb); marker
-conventions are in :mod:`musicvae_course.grading`. CLI: ``python -m musicvae_course.grading autograde
-submissions/ --source notebooks/ --out grades/`` with ``submissions/<student>/<notebook>.ipynb``.
+Used to grade the course notebooks (01_loading_the_pretrained_vae.ipynb ... 04_generation.ipynb). CLI:
+``python -m musicvae_course.grading autograde submissions/ --source notebooks/ --out grades/ [--jobs N]
+[--student NAME]`` with ``submissions/<student>/<notebook>.ipynb``. See docs/grading.md for the threat model.
 
-How a submission is graded
---------------------------
-1. Every submission and source notebook is read into memory first, so a submission that writes files cannot
-   change another student's notebook, the hidden tests or the grades (``grades.csv`` and the feedback files are
-   written at the end, from memory).
-2. A fresh kernel starts in ``workdir`` (default: the source folder, so relative data paths work). Before any
-   student code, the grader installs its kernel half (``_grader_kernel.py``): it imports the modules the source
-   notebook imports and snapshots their functions, classes and code objects.
-3. The submission's code cells run one by one in the student's order, each with ``cell_timeout`` seconds:
-   solution cells and cells the student added as written; locked cells (nbgrader read-only) and test cells
-   are taken from the SOURCE by ``grade_id``, so editing or deleting them changes nothing (a deleted one is
-   put back after the nearest source cell that is still there). Test cells of the submission never run.
-4. Where a test cell stands, the question's tests from the source (public and hidden) run through
-   ``user_expressions`` of an ``execute_request``: no input transformers, no history. They first undo what
-   student code replaced (functions, classes and code objects of those modules, ``sys.modules`` entries,
-   trace hooks, warning filters), rebind the notebook's module aliases (``np``) and the names locked cells
-   defined (helpers, data) to their pristine values, run with pristine builtins in a copy of the user
-   namespace, and return a result signed with HMAC-SHA256 under a key created for that request only.
-   A result that is missing, unsigned or altered scores 0.
-5. A cell that raises leaves the kernel as it is (its question then usually fails its tests). A cell or a
-   question's tests that run past ``cell_timeout`` get a KeyboardInterrupt; if the kernel does not answer
-   after that (the loop caught it) or dies (``os._exit``, segfault), the kernel restarts, the cells that had
-   completed are replayed, the offending cell is skipped and grading goes on. ``timeout`` bounds the whole
-   notebook. Questions that could not be tested score 0, each with the reason in the feedback.
-
-Defended (tested in tests/test_grading.py): editing, deleting or re-labelling test cells; redefining
-``check`` or assertion helpers defined by locked cells; monkeypatching builtins or functions of modules the
-notebook imports (``np.isclose = lambda *a: True``, ``builtins.isinstance = ...``); replacing a function's
-``__code__``; rebinding ``np``; printing fake results; input transformers that strip ``assert`` lines; writing a
-fake grades file; crashing cells, infinite loops (also ones that swallow KeyboardInterrupt), killing the kernel.
-
-Not defended: student code runs with the grader's permissions, in the same process as the tests (as in
-nbgrader, which runs student code without isolation, and whose hidden tests are not secret either:
-nbgrader#917). Code written against this grader's internals can find the nonce-named class, capture a request's
-key (e.g. by replacing the kernel's ``user_expressions`` or with an audit hook) and forge a result; it can also
-read the source notebooks if they are on disk, mutate shared objects in place, return objects whose ``__eq__``
-always says True (write tests that convert results: ``float(...)``, ``np.asarray(..., dtype=float)``), use all
-memory, or damage files. Run the autograder as an unprivileged user in a throwaway container with no network
-and a memory limit, and look at submissions whose feedback lists "grader notes".
+* Each submission runs in a fresh kernel in the bubblewrap sandbox of :mod:`.kernel` (or, without bwrap,
+  unsandboxed with ``isolation: none`` recorded and a loud warning); its tests run grader-side (:mod:`.judge`).
+* As soon as a submission is graded, its record (``records/<student>/<notebook>.json``) and feedback
+  (``feedback/<student>/<notebook>.md``) are written atomically, outside the sandbox's reach (the out folder is
+  hidden from kernels). The CSVs are rebuilt from all records after each one (:mod:`.reports`), so a killed run
+  loses nothing graded, and a rerun resumes: records whose submission, source and grader are unchanged are kept.
+  ``student=NAME`` regrades that student only and keeps everyone else's grades.
+* Before each submission the grader re-hashes the kit's own files (the package, the sources, the data) and
+  stops with :class:`KitChanged` if any changed.
+* Submissions are graded in parallel by ``jobs`` worker processes (default: the number of cores).
 """
 
 from __future__ import annotations
 
-import ast
-import csv
 import hashlib
-import hmac
-import io
 import json
 import math
 import os
-import secrets
-import time
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from multiprocessing import get_context
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 
-from ..fileio import atomic_write
-from .markers import (
-    GradingSourceError,
-    cell_role,
-    nbgrader_metadata,
-    questions,
-    read_notebook,
-    solution_question,
-    split_tests,
-    student_version,
-)
+from ..fileio import atomic_write, sha256_of
+from . import reports
+from .judge import CaseResult, QuestionResult
+from .kernel import Limits, Sandbox, make_sandbox
+from .markers import GradingSourceError, cell_role, nbgrader_metadata, read_notebook
+from .session import Layout, NotebookGrade, grade_notebook
+from .source import load_source
 
-#: Standard-library modules whose functions the tests are protected against patches of, besides the notebook's.
-STDLIB_MODULES = (
-    "builtins",
-    "math",
-    "operator",
-    "functools",
-    "itertools",
-    "collections",
-    "random",
-    "statistics",
-    "json",
-    "hmac",
-    "hashlib",
-    "copy",
-    "types",
-    "re",
-    "numbers",
-    "fractions",
-    "warnings",
-)
-TIMEOUT_ENAME = "GraderTimeLimit"
-MAX_OUTPUT_CHARS = 20_000  # per cell; a print loop must not exhaust the grader's memory before its timeout
-MAX_RESTARTS = 3
-GRACE_SECONDS = 2  # how long an interrupted kernel gets to answer before it is restarted
+RECORD_VERSION = 1
 
 
-@dataclass
-class Step:
-    """One thing to run in the kernel: a cell (``"given"`` or ``"student"``) or a question's tests."""
-
-    kind: str
-    source: str = ""
-    label: str = ""
-    question_id: str | None = None
-    grade_id: str | None = None
-    record_names: tuple[str, ...] = ()
+class KitChanged(RuntimeError):
+    """The kit's own files changed during a grading run (a submission escaped, or someone edited them)."""
 
 
-@dataclass
-class QuestionResult:
-    """Score of one question: ``points`` of ``max_points``; ``status`` passed/failed/timeout/not run."""
-
-    question_id: str
-    points: float
-    max_points: float
-    status: str
-    detail: str = ""
-
-
-@dataclass
-class NotebookGrade:
-    """Grade of one submitted notebook: per-question results plus problems met while running it."""
-
-    student: str
-    notebook: str
-    questions: list[QuestionResult] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # cell errors, timeouts, restarts (shown to the student)
-    grader_notes: list[str] = field(default_factory=list)  # tampering the grader undid or noticed
-    status: str = "graded"  # graded / missing / unreadable / error
-    seconds: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return sum(q.points for q in self.questions)
-
-    @property
-    def max_points(self) -> float:
-        return sum(q.max_points for q in self.questions)
+def kit_files(source_dir: Path, layout: Layout) -> list[Path]:
+    """The files whose hashes must not change while grading: the package, the sources, the data."""
+    package = Path(__file__).resolve().parents[1]
+    files = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += sorted(Path(source_dir).glob("*.ipynb"))
+    for host in layout.files.values():
+        files += [host] if host.is_file() else [p for p in host.rglob("*") if p.is_file()]
+    return sorted(set(files))
 
 
-# ---------------------------------------------------------------------------------------------- source analysis
+def hash_files(files) -> dict[str, str]:
+    """``{path: sha256}``; a missing file hashes to ``"missing"``."""
+    out = {}
+    for path in files:
+        try:
+            out[str(path)] = sha256_of(path)
+        except OSError:
+            out[str(path)] = "missing"
+    return out
 
 
-def _python_source(source: str) -> str:
-    """Cell source with IPython syntax (``%magic``, ``!cmd``) turned into Python, for ``ast``."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:
-        return ""
+def grader_version() -> str:
+    """SHA-256 over the grading package's source: records made by another grader are regraded."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
-def _parse(source: str):
-    try:
-        return ast.parse(_python_source(source))
-    except SyntaxError:
-        return ast.Module(body=[], type_ignores=[])
-
-
-def _bound_names(source: str) -> set[str]:
-    """Names a cell binds at top level (assignments, definitions, imports)."""
-    names = set()
-    for node in _parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
-    return names
-
-
-def _imports(sources) -> tuple[list[str], list[tuple[str, str]]]:
-    """Module names imported by the cells, and (alias, module) bindings such as ("np", "numpy")."""
-    modules, bindings = [], []
-    for source in sources:
-        for node in ast.walk(_parse(source)):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    modules.append(alias.name)
-                    if alias.asname:
-                        bindings.append((alias.asname, alias.name))
-                    else:
-                        top = alias.name.split(".")[0]
-                        bindings.append((top, top))
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                modules.append(node.module)
-                for alias in node.names:  # bound only if it turns out to be a module (checked in the kernel)
-                    bindings.append((alias.asname or alias.name, f"{node.module}.{alias.name}"))
-                    modules.append(f"{node.module}.{alias.name}")
-    return list(dict.fromkeys(modules)), list(dict.fromkeys(bindings))
-
-
-@dataclass
-class _Source:
-    name: str
-    nb: nbformat.NotebookNode
-    questions: dict
-    cells_by_id: dict  # grade_id -> (role, source cell) for test, solution and locked cells
-    required_order: list  # grade_ids of test, solution and locked cells in source order
-    module_names: list
-    bindings: list
-    protected_names: dict  # locked cell grade_id -> names to re-bind for the tests
-
-
-def _load_source(path: Path) -> _Source:
-    nb = read_notebook(path)
-    found = questions(nb, path.name)
-    graded_view = student_version(nb, path.name)  # what students got: locked cells as released
-    cells_by_id, order = {}, []
-    for cell in graded_view.cells:
-        role = cell_role(cell)
-        grade_id = nbgrader_metadata(cell).get("grade_id")
-        if role in ("test", "solution", "locked") and grade_id:
-            cells_by_id[grade_id] = (role, cell)
-            order.append(grade_id)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    module_names, bindings = _imports(code)
-    solution_names = set().union(*[_bound_names(c.source) for c in nb.cells if cell_role(c) == "solution"])
-    protected = {
-        gid: tuple(sorted(_bound_names(cell.source) - solution_names))
-        for gid, (role, cell) in cells_by_id.items()
-        if role == "locked" and cell.cell_type == "code"
+def record_of(grade: NotebookGrade, submission_sha: str, source_sha: str, solutions: dict) -> dict:
+    """The JSON record of one graded notebook (what the CSVs and feedback are rebuilt from)."""
+    return {
+        "version": RECORD_VERSION,
+        "grader": grader_version(),
+        "student": grade.student,
+        "notebook": grade.notebook,
+        "status": grade.status,
+        "isolation": grade.isolation,
+        "seconds": round(grade.seconds, 2),
+        "submission_sha256": submission_sha,
+        "source_sha256": source_sha,
+        "questions": [
+            {**{k: v for k, v in asdict(q).items() if k != "cases"}, "cases": [asdict(c) for c in q.cases]}
+            for q in grade.questions
+        ],
+        "problems": grade.problems,
+        "grader_notes": grade.grader_notes,
+        "solutions": solutions,
     }
-    return _Source(path.name, nb, found, cells_by_id, order, module_names, bindings, protected)
 
 
-def plan_submission(source: _Source, submission) -> tuple[list[Step], list[str]]:
-    """The steps to run for a submission, and notes on cells that were missing or duplicated."""
-    steps, notes, seen = [], [], set()
-    for number, cell in enumerate(submission.cells, start=1):
-        if cell.get("cell_type") != "code":
-            continue
-        grade_id = nbgrader_metadata(cell).get("grade_id")
-        known = source.cells_by_id.get(grade_id)
-        text = cell.get("source", "")
-        if known is None or grade_id in seen:
-            if known is not None and known[0] != "solution":
-                notes.append(f"cell {number} repeats {grade_id!r} and was not run")
-                continue
-            first = text.strip().split("\n")[0][:60]
-            steps.append(Step("student", text, f"cell {number} ({first!r})"))
-            continue
-        seen.add(grade_id)
-        role, source_cell = known
-        if role == "solution":
-            question_id = solution_question(grade_id)
-            steps.append(Step("student", text, f"cell {number} (your answer to {question_id})", question_id, grade_id))
-        elif role == "locked":
-            steps.append(
-                Step(
-                    "given",
-                    source_cell.source,
-                    f"cell {number} (given code {grade_id})",
-                    None,
-                    grade_id,
-                    source.protected_names.get(grade_id, ()),
-                )
-            )
-        else:
-            steps.append(Step("tests", label=f"tests of {grade_id}", question_id=grade_id, grade_id=grade_id))
-    for index, grade_id in enumerate(source.required_order):  # put back deleted locked and test cells
-        role, source_cell = source.cells_by_id[grade_id]
-        if grade_id in seen or role == "solution":
-            continue
-        positions = {s.grade_id: i for i, s in enumerate(steps) if s.grade_id}
-        before = [positions[g] for g in source.required_order[:index] if g in positions]
-        at = max(before) + 1 if before else 0
-        if role == "test":
-            step = Step("tests", label=f"tests of {grade_id}", question_id=grade_id, grade_id=grade_id)
-        else:
-            step = Step(
-                "given",
-                source_cell.source,
-                f"given code {grade_id}",
-                None,
-                grade_id,
-                source.protected_names.get(grade_id, ()),
-            )
-        steps.insert(at, step)
-        seen.add(grade_id)
-        notes.append(f"{'test' if role == 'test' else 'locked'} cell {grade_id!r} was missing and was put back")
-    return steps, notes
-
-
-# ----------------------------------------------------------------------------------------------------- kernel
-
-
-class _CappedClient(NotebookClient):
-    """nbclient's client with a cap on each cell's stored output (a print loop would fill the grader's memory)."""
-
-    def output(self, outs, msg, display_id, cell_index):
-        sizes = self.__dict__.setdefault("_output_sizes", {})
-        size = sizes.get(cell_index, 0)
-        if size > MAX_OUTPUT_CHARS:
-            return None
-        out = super().output(outs, msg, display_id, cell_index)
-        sizes[cell_index] = size + len(json.dumps(out)) if out is not None else size
-        if sizes[cell_index] > MAX_OUTPUT_CHARS:
-            outs.append(nbformat.v4.new_output("stream", name="stderr", text="[grader: output truncated]\n"))
-        return out
-
-
-class _Kernel:
-    """One kernel for one submission, driven through nbclient; restartable by making a new one."""
-
-    def __init__(self, workdir: Path, kernel_name: str, install_code: str, class_name: str, startup_timeout: int):
-        self.nb = nbformat.v4.new_notebook()
-        self.class_name = class_name
-        self.last_reply = None
-        self.client = _CappedClient(
-            self.nb,
-            kernel_name=kernel_name,
-            allow_errors=True,
-            interrupt_on_timeout=True,
-            error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "time limit", "traceback": []},
-            iopub_timeout=1,
-            shell_timeout_interval=1,
-            shutdown_kernel="immediate",
-            record_timing=False,
-            startup_timeout=startup_timeout,
-            resources={"metadata": {"path": str(workdir)}},
+def grade_from_record(record: dict) -> NotebookGrade:
+    grade = NotebookGrade(
+        record["student"],
+        record["notebook"],
+        status=record["status"],
+        isolation=record.get("isolation", "none"),
+        seconds=record.get("seconds", 0.0),
+    )
+    for q in record["questions"]:
+        cases = [CaseResult(**c) for c in q.get("cases", [])]
+        grade.questions.append(
+            QuestionResult(q["question_id"], q["points"], q["max_points"], q["status"], q.get("detail", ""), cases)
         )
-        self.client.on_cell_executed = self._on_cell_executed
-        env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
-        env["MPLBACKEND"] = "Agg"
-        self.client.km = self.client.create_kernel_manager()
-        self.client.start_new_kernel(env=env)
-        self.client.start_new_kernel_client()
-        reply = self.request(install_code, {}, startup_timeout)
-        if reply is None or reply["content"].get("status") != "ok":
-            raise RuntimeError(f"the grader could not install its kernel half: {reply and reply['content']}")
-
-    def _on_cell_executed(self, cell, cell_index, execute_reply):
-        self.last_reply = execute_reply
-
-    def close(self):
-        try:
-            self.client._cleanup_kernel()
-        except Exception:
-            pass
-
-    def request(self, code: str, user_expressions: dict, timeout: float):
-        """Send a silent execute_request; its reply, or None when none came within ``timeout`` (interrupted)."""
-        msg_id = self.client.kc.execute(
-            code, silent=True, store_history=False, user_expressions=user_expressions, stop_on_error=False
-        )
-        return self.wait(msg_id, timeout)
-
-    def wait(self, msg_id: str, timeout: float):
-        self.client.timeout = max(1, math.ceil(timeout))
-        return self.client.wait_for_reply(msg_id)
-
-    def responsive(self) -> bool:
-        try:
-            return self.request("", {}, GRACE_SECONDS) is not None
-        except DeadKernelError:
-            return False
-
-    def run_cell(self, source: str, timeout: float) -> dict:
-        """Run a cell; ``{"status": ok|error|timeout|dead|hung, "ename", "evalue"}``."""
-        cell = nbformat.v4.new_code_cell(source)
-        self.nb.cells.append(cell)
-        self.client.timeout = max(1, math.ceil(timeout))
-        self.last_reply = None
-        try:
-            self.client.execute_cell(cell, len(self.nb.cells) - 1, store_history=True)
-        except DeadKernelError:
-            return {"status": "dead"}
-        content = (self.last_reply or {}).get("content", {})
-        if content.get("ename") == TIMEOUT_ENAME:
-            return {"status": "timeout" if self.responsive() else "hung"}
-        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-        if errors or content.get("status") == "error":
-            error = errors[0] if errors else content
-            return {"status": "error", "ename": error.get("ename", "?"), "evalue": str(error.get("evalue", ""))}
-        return {"status": "ok"}
-
-    def _expression(self, method: str, *args) -> str:
-        return (
-            f"[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == {self.class_name!r}][0]"
-            f".{method}({', '.join(repr(a) for a in args)})"
-        )
-
-    def record(self, names, timeout: float) -> None:
-        if names:
-            try:
-                self.request("", {"r": self._expression("record", list(names))}, timeout)
-            except DeadKernelError:  # noticed, and the kernel restarted, at the next cell
-                pass
-
-    def run_tests(self, question_id: str, statements, bindings, timeout: float) -> tuple[dict | None, str]:
-        """Run a question's tests; (verified result or None, "" or why there is none / "timeout")."""
-        key = secrets.token_hex(16)
-        expression = self._expression("run", key, question_id, statements, bindings)
-        msg_id = self.client.kc.execute(
-            "", silent=True, store_history=False, user_expressions={"r": expression}, stop_on_error=False
-        )
-        try:
-            reply = self.wait(msg_id, timeout)
-            timed_out = reply is None
-            if timed_out:  # interrupted: run() turns the KeyboardInterrupt into a failure and answers
-                reply = self.wait(msg_id, GRACE_SECONDS)
-        except DeadKernelError:
-            return None, "dead"
-        if reply is None:
-            return None, "hung"
-        result = verified_result(reply["content"].get("user_expressions", {}).get("r"), key, question_id)
-        if result is None:
-            return None, "unverified"
-        return result, "timeout" if timed_out else ""
-
-
-def verified_result(value, key: str, question_id: str) -> dict | None:
-    """The test result in a ``user_expressions`` entry if its HMAC-SHA256 under ``key`` checks out, else None."""
-    try:
-        text = ast.literal_eval(value["data"]["text/plain"])
-        payload, signature = text.rsplit("\n", 1)
-        expected = hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        result = json.loads(payload)
-        if hmac.compare_digest(signature, expected) and result.get("question") == question_id:
-            return result
-    except Exception:  # missing, not a string, not JSON: all mean "no trustworthy result"
-        pass
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------- grading
-
-
-def _install_code(source: _Source, nonce: str) -> str:
-    kernel_source = (Path(__file__).with_name("kernel_support.py")).read_text(encoding="utf-8")
-    prefixes = sorted({m.split(".")[0] for m in source.module_names})
-    call = f"install({nonce!r}, {source.module_names!r}, {prefixes!r}, {list(STDLIB_MODULES)!r})"
-    return f"exec(compile({kernel_source + chr(10) + call!r}, '<grader>', 'exec'), {{'__name__': '_grader_{nonce}'}})"
-
-
-def grade_submission(
-    source: _Source,
-    submission,
-    student: str = "student",
-    *,
-    cell_timeout: float = 120,
-    timeout: float = 1800,
-    workdir=None,
-    kernel_name: str = "python3",
-) -> NotebookGrade:
-    """Grade one submitted notebook (a NotebookNode) against a loaded source; never raises for student errors.
-
-    ``cell_timeout``: seconds for each cell and for each question's tests; ``timeout``: seconds for the whole
-    notebook, restarts included. ``workdir``: the kernel's working directory (default: the source folder).
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    grade = NotebookGrade(student, source.name)
-    steps, notes = plan_submission(source, submission)
-    grade.problems.extend(notes)
-    results = {}
-    nonce = secrets.token_hex(8)
-    install = _install_code(source, nonce)
-    workdir = Path(workdir) if workdir else Path(".")
-    completed: list[Step] = []  # cells that finished (with or without error): replayed after a restart
-    kernel, restarts = None, 0
-
-    def new_kernel():
-        nonlocal kernel
-        if kernel is not None:
-            kernel.close()
-        kernel = _Kernel(workdir, kernel_name, install, f"Grader_{nonce}", startup_timeout=60)
-        for old in completed:  # replay, outputs discarded
-            left = deadline - time.monotonic()
-            outcome = kernel.run_cell(old.source, min(cell_timeout, left)) if left > 0 else {"status": "dead"}
-            if outcome["status"] in ("dead", "hung", "timeout"):
-                raise RuntimeError(f"replaying {old.label} after a restart failed ({outcome['status']})")
-            if old.kind == "given":
-                kernel.record(old.record_names, GRACE_SECONDS)
-
-    try:
-        new_kernel()
-        for step in steps:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                grade.problems.append(f"the notebook ran out of its {timeout:g} s time limit before {step.label}")
-                break
-            budget = min(cell_timeout, left)
-            if step.kind == "tests":
-                question = source.questions[step.question_id]
-                statements = [(s.code, s.lineno, s.hidden) for s in split_tests(question.test_source)]
-                result, why = kernel.run_tests(step.question_id, statements, source.bindings, budget)
-                results[step.question_id] = (result, why, budget)
-                if result is not None:
-                    grade.grader_notes.extend(f"{step.question_id}: {n}" for n in result.get("notes", []))
-                if why in ("dead", "hung"):
-                    restarts += 1
-                    what = "died" if why == "dead" else "stopped answering after the time limit"
-                    grade.problems.append(f"{step.label}: the kernel {what}; it was restarted")
-                    if restarts > MAX_RESTARTS:
-                        raise RuntimeError("too many kernel restarts")
-                    new_kernel()
-                continue
-            outcome = kernel.run_cell(step.source, budget)
-            status = outcome["status"]
-            if status == "ok" or status == "error":
-                completed.append(step)
-                if status == "error":
-                    grade.problems.append(f"{step.label} raised {outcome['ename']}: {outcome['evalue'][:300]}")
-                if step.kind == "given":
-                    kernel.record(step.record_names, GRACE_SECONDS)
-            elif status == "timeout":  # interrupted cleanly; not replayed after a restart (it would loop again)
-                grade.problems.append(f"{step.label} ran past the {budget:g} s time limit and was interrupted")
-            else:
-                restarts += 1
-                what = (
-                    "killed the kernel"
-                    if status == "dead"
-                    else f"ran past the {budget:g} s time limit and ignored the interrupt"
-                )
-                grade.problems.append(f"{step.label} {what}; the kernel was restarted and this cell skipped")
-                if restarts > MAX_RESTARTS:
-                    raise RuntimeError("too many kernel restarts")
-                new_kernel()
-    except Exception as exc:  # the batch goes on: this notebook's untested questions score 0
-        grade.problems.append(f"grading stopped early: {exc}")
-    finally:
-        if kernel is not None:
-            kernel.close()
-
-    for question_id, question in source.questions.items():
-        result, why, budget = results.get(question_id, (None, "not run", 0))
-        if result is not None and result["status"] == "passed" and not why:
-            grade.questions.append(QuestionResult(question_id, question.points, question.points, "passed"))
-            continue
-        if why == "timeout" or why == "hung":
-            status, detail = "timeout", f"the tests did not finish within {budget:g} s (an endless loop?)"
-        elif why == "dead":
-            status, detail = "failed", "the kernel died while the tests ran"
-        elif why == "unverified":
-            status, detail = "failed", "the tests' result did not come back intact"
-        elif why == "not run":
-            status, detail = "not run", "the tests could not run (see problems)"
-        else:
-            failure = result["failure"]
-            status = "failed"
-            kind = "a hidden test" if failure["hidden"] else f"the public test on line {failure['lineno']}"
-            message = f": {failure['message']}" if failure["message"] else ""
-            detail = f"{kind} raised {failure['ename']}{message}"
-        grade.questions.append(QuestionResult(question_id, 0, question.points, status, detail))
-    grade.seconds = time.monotonic() - started
+    grade.problems, grade.grader_notes = list(record["problems"]), list(record["grader_notes"])
     return grade
 
 
-def _find_submissions(submissions_dir: Path):
-    """{student: [(path, bytes)]} read into memory up front; plus problems (stray files)."""
-    found, problems = {}, []
+def _record_path(out_dir: Path, student: str, notebook: str) -> Path:
+    return out_dir / "records" / student / (Path(notebook).stem + ".json")
+
+
+def write_record(out_dir: Path, record: dict) -> None:
+    """Write the record and the feedback of one notebook atomically."""
+    path = _record_path(out_dir, record["student"], record["notebook"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(record, indent=1))
+    feedback = out_dir / "feedback" / record["student"] / (Path(record["notebook"]).stem + ".md")
+    feedback.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(feedback, reports.feedback_text(grade_from_record(record)))
+
+
+def _solutions_of(nb, source) -> dict:
+    found = {}
+    for cell in nb.cells:
+        gid = nbgrader_metadata(cell).get("grade_id")
+        if gid in source.solutions:
+            found.setdefault(gid, cell.get("source", ""))
+    return found
+
+
+# Worker side: sources are loaded once per worker process; the grader's namespaces live in session._SPACES.
+_WORKER_SOURCES: dict = {}
+
+
+def _grade_job(job: dict) -> dict:
+    """Grade one submission in a worker process and write its record; returns the record."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    key = job["source_path"]
+    if key not in _WORKER_SOURCES:
+        _WORKER_SOURCES[key] = load_source(key)
+    source = _WORKER_SOURCES[key]
+    data = Path(job["path"]).read_bytes()
+    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    sandbox = Sandbox(
+        job["sandbox_mode"],
+        [Path(p) for p in job["hidden"]],
+        [Path(p) for p in job["readable"]],
+        Limits(**job["limits"]),
+    )
+    layout = Layout(job["layout"][0], {k: Path(v) for k, v in job["layout"][1].items()})
+    grade = grade_notebook(
+        source,
+        nb,
+        job["student"],
+        sandbox=sandbox,
+        layout=layout,
+        cell_timeout=job["cell_timeout"],
+        timeout=job["timeout"],
+    )
+    if Path(job["path"]).name != source.name:
+        grade.problems.insert(0, f"graded {Path(job['path']).name} as {source.name}")
+    record = record_of(grade, hashlib.sha256(data).hexdigest(), source.digest, _solutions_of(nb, source))
+    write_record(Path(job["out_dir"]), record)
+    return record
+
+
+def _scan(submissions_dir: Path, only_student: str | None):
+    found, stray = {}, []
     for entry in sorted(submissions_dir.iterdir()):
         if entry.is_dir():
+            if only_student is not None and entry.name != only_student:
+                continue
             files = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-            found[entry.name] = [(p, p.read_bytes()) for p in files]
+            found[entry.name] = files
         elif entry.suffix == ".ipynb":
-            problems.append(f"{entry}: not inside a student folder (expected {submissions_dir}/<student>/...); skipped")
-    return found, problems
+            stray.append(f"{entry}: not inside a student folder (expected {submissions_dir}/<student>/...); skipped")
+    return found, stray
 
 
 def _match_source(path: Path, nb, sources: dict) -> str | None:
@@ -581,6 +197,14 @@ def _match_source(path: Path, nb, sources: dict) -> str | None:
     return best[0] if len(best) == 1 else None
 
 
+def _plain_record(student, notebook, status, problem, source=None, sha="") -> dict:
+    grade = NotebookGrade(student, notebook, status=status)
+    grade.problems.append(problem)
+    if source is not None:
+        grade.questions = [QuestionResult(q, 0.0, s.points, "not run", status) for q, s in source.questions.items()]
+    return record_of(grade, sha, source.digest if source else "", {})
+
+
 def autograde(
     submissions_dir,
     source_dir,
@@ -588,150 +212,190 @@ def autograde(
     *,
     cell_timeout: float = 120,
     timeout: float = 1800,
-    workdir=None,
-    kernel_name: str = "python3",
+    jobs: int | None = None,
+    student: str | None = None,
+    sandbox: str = "auto",
+    data: dict | None = None,
+    limits: Limits | None = None,
     log=None,
 ) -> list[NotebookGrade]:
     """Grade ``submissions_dir/<student>/<notebook>.ipynb`` against the sources in ``source_dir``.
 
-    Writes ``out_dir/grades.csv`` (student, notebook, one column per question id, total, max, status) and
-    ``out_dir/feedback/<student>/<notebook stem>.md``; returns the grades. A submission that cannot be read,
-    matches no source or breaks the grader is reported in its row and feedback; the batch goes on. Students who
-    did not submit a notebook that others submitted get a "missing" row. ``log``: called with progress lines.
+    Writes ``out_dir/records/``, ``out_dir/feedback/`` and the CSVs of :mod:`.reports` (``grades.csv``,
+    ``grades_long.csv``, ``lms.csv``, ``similarity.csv``); returns every student's grades (all records). Resumes:
+    a submission whose record matches its bytes, its source and this grader is not graded again, except for
+    ``student``, which regrades that one student (others keep their records). ``sandbox``: "auto", "bwrap",
+    "none". ``data``: extra ``{path in the course layout: host path}`` to copy for the kernels. Raises KitChanged
+    when the kit's files change during the run (records graded so far are kept).
     """
+    log = log or (lambda line: None)
     submissions_dir, source_dir, out_dir = Path(submissions_dir), Path(source_dir), Path(out_dir)
     if not submissions_dir.is_dir():
         raise NotADirectoryError(f"submissions folder {submissions_dir} does not exist")
     sources = {}
     for path in sorted(source_dir.glob("*.ipynb")):
         try:
-            sources[path.name] = _load_source(path)
+            sources[path.name] = load_source(path)
         except GradingSourceError as exc:
             raise GradingSourceError(f"fix the source before grading: {exc}") from None
     if not sources:
         raise FileNotFoundError(f"no source notebooks (*.ipynb) in {source_dir}")
-    submitted, stray = _find_submissions(submissions_dir)
-    workdir = Path(workdir) if workdir else source_dir
-    grades: list[NotebookGrade] = []
-    graded_names = set()
-    for student, files in submitted.items():
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kit_root = Path(__file__).resolve().parents[2]
+    box = make_sandbox(sandbox, kit_root, hidden=[source_dir, submissions_dir, out_dir], limits=limits)
+    if box.mode == "none":
+        log(
+            "WARNING: bubblewrap (bwrap) is not available: student code runs UNSANDBOXED with your permissions; "
+            "grades are recorded with isolation: none. Install bubblewrap (Debian: apt-get install bubblewrap)."
+        )
+    layout = Layout.for_source_dir(source_dir, data)
+    watched = kit_files(source_dir, layout)
+    baseline = hash_files(watched)
+
+    def check_kit():
+        now = hash_files(watched)
+        changed = [p for p in watched if now[str(p)] != baseline[str(p)]]
+        if changed:
+            raise KitChanged(
+                f"the kit's files changed during grading: {', '.join(map(str, changed[:5]))}; "
+                "stopped (records graded so far are kept)"
+            )
+
+    found, stray = _scan(submissions_dir, student)
+    if student is not None and student not in found:
+        raise FileNotFoundError(f"no folder {submissions_dir / student} for student {student!r}")
+    for line in stray:
+        log(line)
+    version = grader_version()
+    todo = []
+    for name, files in found.items():
+        (out_dir / "records" / name).mkdir(parents=True, exist_ok=True)  # a student without notebooks counts too
         done = set()
-        for path, data in files:
+        for path in files:
+            data_bytes = path.read_bytes()
+            sha = hashlib.sha256(data_bytes).hexdigest()
             try:
-                nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-            except Exception as exc:
-                grade = NotebookGrade(student, path.name, status="unreadable")
-                grade.problems.append(f"{path.name} is not a readable notebook ({type(exc).__name__}: {exc})")
-                name = path.name if path.name in sources else None
-                if name:
-                    grade.questions = [
-                        QuestionResult(q, 0, s.points, "not run", "unreadable notebook")
-                        for q, s in sources[name].questions.items()
-                    ]
-                    done.add(name)
-                    graded_names.add(name)
-                grades.append(grade)
-                continue
-            name = _match_source(path, nb, sources)
-            if name is None or name in done:
-                why = "matches no source notebook" if name is None else f"is a second copy of {name}"
-                grade = NotebookGrade(student, path.name, status="error")
-                grade.problems.append(f"{path.relative_to(submissions_dir)} {why}; not graded")
-                grades.append(grade)
-                continue
-            done.add(name)
-            graded_names.add(name)
-            if log:
-                log(f"grading {student}/{path.name} against {name}")
-            try:
-                grade = grade_submission(
-                    sources[name],
-                    nb,
-                    student,
-                    cell_timeout=cell_timeout,
-                    timeout=timeout,
-                    workdir=workdir,
-                    kernel_name=kernel_name,
+                nb = nbformat.reads(data_bytes.decode("utf-8"), as_version=4)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file
+                match = sources.get(path.name)
+                write_record(
+                    out_dir,
+                    _plain_record(
+                        name,
+                        path.name,
+                        "unreadable",
+                        f"{path.name} is not a readable notebook ({type(exc).__name__}: {exc})",
+                        match,
+                        sha,
+                    ),
                 )
-            except Exception as exc:  # a grader bug must not lose the rest of the batch
-                grade = NotebookGrade(student, name, status="error")
-                grade.problems.append(f"the grader failed on this notebook: {type(exc).__name__}: {exc}")
-            if path.name != name:
-                grade.problems.insert(0, f"graded {path.name} as {name}")
-            grades.append(grade)
-            if log:
-                log(f"  {grade.total:g}/{grade.max_points:g} in {grade.seconds:.1f} s")
-    for student in submitted:
-        have = {g.notebook for g in grades if g.student == student}
-        for name in sorted(graded_names - have):
-            grade = NotebookGrade(student, name, status="missing")
-            grade.questions = [
-                QuestionResult(q, 0, s.points, "not run", "not submitted") for q, s in sources[name].questions.items()
-            ]
-            grades.append(grade)
-    grades.sort(key=lambda g: (g.student, g.notebook))
-    write_grades_csv(grades, out_dir / "grades.csv", {n: s for n, s in sources.items() if n in graded_names})
-    for grade in grades:
-        path = out_dir / "feedback" / grade.student / (Path(grade.notebook).stem + ".md")
-        atomic_write(path, feedback_text(grade))
-    if stray and log:
-        for line in stray:
-            log(line)
-    return grades
+                done.add(path.name)
+                continue
+            matched = _match_source(path, nb, sources)
+            if matched is None or matched in done:
+                why = "matches no source notebook" if matched is None else f"is a second copy of {matched}"
+                write_record(
+                    out_dir,
+                    _plain_record(name, path.name, "error", f"{path.relative_to(submissions_dir)} {why}; not graded"),
+                )
+                continue
+            done.add(matched)
+            old = _record_path(out_dir, name, matched)
+            if student is None and old.is_file():
+                try:
+                    previous = json.loads(old.read_text())
+                    if (previous.get("submission_sha256"), previous.get("source_sha256"), previous.get("grader")) == (
+                        sha,
+                        sources[matched].digest,
+                        version,
+                    ):
+                        continue  # graded before by this grader: resume
+                except ValueError:
+                    pass
+            todo.append(
+                {
+                    "student": name,
+                    "path": str(path),
+                    "source_path": str(sources[matched].path),
+                    "out_dir": str(out_dir),
+                    "cell_timeout": cell_timeout,
+                    "timeout": timeout,
+                    "sandbox_mode": box.mode,
+                    "hidden": [str(p) for p in box.hidden],
+                    "readable": [str(p) for p in box.readable],
+                    "limits": asdict(box.limits),
+                    "layout": [layout.workdir_name, {k: str(v) for k, v in layout.files.items()}],
+                }
+            )
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    log(f"{len(todo)} notebook(s) to grade with {jobs} job(s), isolation: {box.isolation}")
+    scratch = tempfile.mkdtemp(prefix="mvc-autograde-")
+    for job in todo:
+        job["scratch"] = scratch
+    try:
+        _run_jobs(todo, jobs, out_dir, sources, check_kit, log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        reports.write_all(out_dir, sources)
+    check_kit()
+    return reports.load_grades(out_dir)
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def write_grades_csv(grades, path, sources=None) -> None:
-    """Write ``grades.csv``: student, notebook, question columns (source order), total, max, status."""
-    columns = []
-    for source in (sources or {}).values():
-        columns.extend(q for q in source.questions if q not in columns)
-    for grade in grades:
-        columns.extend(q.question_id for q in grade.questions if q.question_id not in columns)
-    path = Path(path)
-    rows = [["student", "notebook", *columns, "total", "max", "status"]]
-    for grade in grades:
-        points = {q.question_id: _number(q.points) for q in grade.questions}
-        rows.append(
-            [
-                grade.student,
-                grade.notebook,
-                *[points.get(c, "") for c in columns],
-                _number(grade.total),
-                _number(grade.max_points),
-                grade.status,
-            ]
-        )
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    atomic_write(path, buffer.getvalue())
-
-
-def feedback_text(grade: NotebookGrade) -> str:
-    """Markdown feedback for one notebook: score per question with the reason for each lost point."""
-    lines = [f"# {grade.notebook}: {_number(grade.total)} / {_number(grade.max_points)} points", ""]
-    if grade.status != "graded":
-        lines += [f"Status: {grade.status}", ""]
-    for q in grade.questions:
-        lines.append(
-            f"- **{q.question_id}**: {_number(q.points)} / {_number(q.max_points)}"
-            + ("" if q.status == "passed" else f" ({q.status}: {q.detail})")
-        )
-    if grade.problems:
-        lines += ["", "## Problems while running your notebook", ""] + [f"- {p}" for p in grade.problems]
-    if grade.grader_notes:
-        lines += [
-            "",
-            "## Grader notes",
-            "",
-            "Your code changed things the tests rely on; the grader undid it before testing:",
-            "",
-        ]
-        lines += [f"- {n}" for n in grade.grader_notes[:30]]
-    return "\n".join(lines) + "\n"
+def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
+    pending, retried = list(todo), set()
+    while pending:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=get_context("spawn")) as pool:
+            running = {}
+            broken = False
+            while (pending or running) and not broken:
+                while pending and len(running) < jobs:
+                    check_kit()
+                    job = pending.pop(0)
+                    log(f"grading {job['student']}/{Path(job['path']).name}")
+                    running[pool.submit(_grade_job, job)] = job
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = running.pop(future)
+                    try:
+                        record = future.result()
+                        total = sum(q["points"] for q in record["questions"])
+                        top = sum(q["max_points"] for q in record["questions"])
+                        log(f"  {job['student']}/{record['notebook']}: {total:g}/{top:g} in {record['seconds']:.1f} s")
+                    except BrokenProcessPool:
+                        broken = True
+                        key = (job["student"], job["path"])
+                        if key in retried:  # killed its grading process twice: recorded, the batch goes on
+                            name = Path(job["path"]).name
+                            write_record(
+                                out_dir,
+                                _plain_record(
+                                    job["student"],
+                                    name,
+                                    "error",
+                                    "the grading process was killed while grading this notebook",
+                                    sources.get(Path(job["source_path"]).name),
+                                ),
+                            )
+                        else:
+                            retried.add(key)
+                            pending.insert(0, job)
+                    except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the batch
+                        name = Path(job["path"]).name
+                        write_record(
+                            out_dir,
+                            _plain_record(
+                                job["student"],
+                                name,
+                                "error",
+                                f"the grader failed on this notebook: {type(exc).__name__}: {exc}",
+                                sources.get(Path(job["source_path"]).name),
+                            ),
+                        )
+                    reports.write_all(out_dir, sources)
+            if broken:
+                pending = [job for job in running.values()] + pending
+                for job in running.values():
+                    retried.add((job["student"], job["path"]))
 
 
 def failing_cells(path, cell_timeout: float = 120, kernel_name: str = "python3") -> list[dict]:

@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .markers import GradingSourceError, cell_role, nbgrader_metadata, split_tests
+from . import protect as _protect
+from .cases import grading_metadata, shortcut_note, shortcut_uses
+from .markers import GradingSourceError, cell_role, nbgrader_metadata, solution_question, split_tests
 
 
 @dataclass
@@ -25,12 +27,17 @@ class CheckResult:
     total: int
     failures: list[str] = field(default_factory=list)
     setup_error: str | None = None
+    notes: list[str] = field(default_factory=list)  # shortcuts used, protected objects the tests saw changed
 
     @property
     def ok(self) -> bool:
         return self.setup_error is None and self.passed == self.total
 
     def __str__(self) -> str:
+        text = self._report()
+        return "\n".join([text, *self.notes]) if self.notes else text
+
+    def _report(self) -> str:
         q = self.question_id
         if self.setup_error:
             return f"{q}: the public tests could not run: {self.setup_error}"
@@ -115,8 +122,9 @@ class Checker:
     The file is read at each call, so the locked test cells are the ones the student sees.
     """
 
-    def __init__(self, notebook=None):
+    def __init__(self, notebook=None, protect: dict | None = None):
         self.notebook = None if notebook is None else Path(notebook)
+        self.protect = dict(protect or {})  # name -> object (a model): eval mode during tests, changes undone
 
     def _path(self) -> Path:
         if self.notebook is not None:
@@ -145,19 +153,55 @@ class Checker:
             raise GradingSourceError(f"check: {path} is not a readable notebook ({exc})") from None
         for cell in cells:
             if cell_role(cell) == "test" and nbgrader_metadata(cell).get("grade_id") == question_id:
-                source = cell.get("source", "")
-                return _run_public_tests(
-                    question_id, "".join(source) if isinstance(source, list) else source, namespace
-                )
+                forbidden = grading_metadata(cell).get("forbidden") or []
+                solutions = [
+                    _text(c)
+                    for c in cells
+                    if cell_role(c) == "solution"
+                    and solution_question(str(nbgrader_metadata(c).get("grade_id"))) == question_id
+                ]
+                uses = shortcut_uses(solutions, forbidden) if forbidden else []
+                result = self._guarded(question_id, _text(cell), namespace)
+                if uses:
+                    result.notes.append(
+                        shortcut_note(question_id, uses, forbidden).replace("scores 0", "would score 0 when graded")
+                    )
+                return result
         known = [nbgrader_metadata(c).get("grade_id") for c in cells if cell_role(c) == "test"]
         raise ValueError(
             f"check: no question {question_id!r} in {path.name}; its questions are "
             f"{', '.join(map(str, known)) or 'none'}"
         )
 
+    def _guarded(self, question_id: str, source: str, namespace: dict) -> CheckResult:
+        """Public tests with the protected objects in eval mode; changes the tests saw are undone and named."""
+        guarded = {n: o for n, o in self.protect.items() if _protect.protectable(o)}
+        snaps = {n: _protect.snapshot(o) for n, o in guarded.items()}
+        for obj in guarded.values():
+            _protect.set_eval(obj)
+        evaluated = {n: _protect.snapshot(o) for n, o in guarded.items()}
+        try:
+            result = _run_public_tests(question_id, source, namespace)
+        finally:
+            changed = {n: _protect.changes(n, o, evaluated[n]) for n, o in guarded.items()}
+            for name, obj in guarded.items():
+                _protect.restore(obj, snaps[name])
+        for name, what in changed.items():
+            if what:
+                result.notes.append(
+                    f"note: your code changed {' and '.join(what)} while the tests ran; check() put {name} back "
+                    "as it was (the grader tests with its own copy, so change a copy instead)"
+                )
+        return result
+
     def __call__(self, question_id: str) -> None:
         """Print the public-test report of ``question_id`` (never raises for failing tests)."""
         print(self.run(question_id, sys._getframe(1).f_globals))
+
+
+def _text(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
 
 
 def check(question_id: str, notebook=None) -> None:

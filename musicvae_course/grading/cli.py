@@ -31,7 +31,21 @@ def main(argv=None) -> int:
     ag.add_argument("--out", required=True, help="output folder for grades.csv and feedback/")
     ag.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell and per question's tests")
     ag.add_argument("--timeout", type=float, default=1800, help="seconds per notebook, all cells together")
-    ag.add_argument("--workdir", default=None, help="kernel working directory (default: the source folder)")
+    ag.add_argument("--jobs", type=int, default=None, help="submissions graded in parallel (default: the cores)")
+    ag.add_argument("--student", default=None, help="regrade this student only; keep everyone else's grades")
+    ag.add_argument(
+        "--sandbox",
+        choices=("auto", "bwrap", "none"),
+        default="auto",
+        help="bwrap: require bubblewrap; auto: use it when it works; none: no sandbox (trusted code)",
+    )
+    ag.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="COURSE_PATH=HOST_PATH",
+        help="extra file or folder the notebooks read, copied to COURSE_PATH of each kernel's layout",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "student-versions":
@@ -71,10 +85,13 @@ def main(argv=None) -> int:
         args.out,
         cell_timeout=args.cell_timeout,
         timeout=args.timeout,
-        workdir=args.workdir,
+        jobs=args.jobs,
+        student=args.student,
+        sandbox=args.sandbox,
+        data=dict(item.split("=", 1) for item in args.data),
         log=lambda line: print(line, file=sys.stderr),
     )
-    print(f"graded {len(grades)} notebook(s): {Path(args.out) / 'grades.csv'}", file=sys.stderr)
+    print(f"{len(grades)} notebook grade(s) in {Path(args.out) / 'grades.csv'}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,373 @@
+"""Grader-side tests: the source's locked cells and each question's test cell run in the GRADER's process.
+
+Used by the autograder and :class:`~musicvae_course.grading.session.GradingSession`. Names in a test cell resolve
+to (1) what the test cell binds, (2) what the source's locked given cells bound when the grader ran them in its
+own namespace (:class:`GraderSpace`: once per source notebook and worker process, in a scratch folder laid out
+like the notebook's), (3) proxies into the student's kernel for the other names a solution cell binds: calling a
+proxied function sends the arguments as plain data (grader objects that cannot travel, e.g. ``model``, by name)
+and decodes the result strictly (:mod:`.codec`); a proxied variable is fetched as plain data. No comparison runs
+in the student's process, so a rigged ``__eq__``, a torch mode or patched builtins there cannot change a verdict.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import codec, protect
+from .cases import Case, case_points, shortcut_note, shortcut_uses
+from .source import Source
+
+
+class KernelLost(RuntimeError):
+    """The kernel died or stopped answering during a call (the caller restarts it)."""
+
+
+class CallTimeout(RuntimeError):
+    """A call into the kernel ran past the question's time limit and was interrupted."""
+
+
+class NotPlainData(RuntimeError):
+    """What came back from the kernel is not plain data (the message names the type)."""
+
+
+@dataclass
+class CaseResult:
+    """One case of a question: ``(case_id, requirement, passed, points, message)`` as a tuple via ``astuple``."""
+
+    case_id: str
+    requirement: str
+    passed: bool
+    points: float
+    message: str = ""
+
+    def __iter__(self):
+        return iter((self.case_id, self.requirement, self.passed, self.points, self.message))
+
+
+@dataclass
+class QuestionResult:
+    """Score of one question: ``points`` of ``max_points``; ``status`` passed/partial/failed/timeout/not run."""
+
+    question_id: str
+    points: float
+    max_points: float
+    status: str
+    detail: str = ""
+    cases: list = field(default_factory=list)  # [CaseResult]
+
+
+@contextmanager
+def working_directory(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _runnable(source: str) -> str:
+    """Cell source without IPython-only lines (``%magic``, ``!shell``): the grader runs plain Python."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+
+
+class GraderSpace:
+    """The grader's own namespace for one source notebook: its locked cells run in ``workdir``.
+
+    ``errors``: (grade_id, message) of locked cells that raised (tests that need them then fail, with a note).
+    ``refs``: ``{id(obj): name}`` of bound objects that are not plain data (``model``): sent to the kernel by name.
+    """
+
+    def __init__(self, source: Source, workdir: Path):
+        self.source, self.workdir = source, Path(workdir)
+        self.namespace: dict = {"__name__": "__grader__", "__builtins__": builtins}
+        self.errors: list[tuple[str, str]] = []
+        with working_directory(self.workdir):
+            for grade_id, cell_source in source.locked_sources():
+                try:
+                    exec(compile(_runnable(cell_source), f"<given cell {grade_id}>", "exec"), self.namespace)
+                except BaseException as exc:  # noqa: BLE001 - a broken given cell is reported, not fatal
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    self.errors.append((grade_id, f"{type(exc).__name__}: {exc}"))
+        self.refs, self.snapshots = {}, {}
+        for name, value in self.namespace.items():
+            if name.startswith("__") or type(value).__name__ == "module":
+                continue
+            try:
+                codec.encode(value)
+            except (TypeError, ValueError, RecursionError):
+                self.refs[id(value)] = name
+            if protect.protectable(value):
+                self.snapshots[name] = protect.snapshot(value)
+
+    def restore(self):
+        """Undo what tests did to protected objects (models) so the next question sees them pristine."""
+        for name, snap in self.snapshots.items():
+            protect.restore(self.namespace[name], snap)
+
+
+class KernelLink:
+    """Requests from grader-side tests to one student kernel, with the question's deadline."""
+
+    def __init__(self, kernel, deadline: float, budget: float):
+        self.kernel, self.deadline, self.budget = kernel, deadline, budget
+
+    def _ask(self, expression: str):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise CallTimeout(f"the time limit of {self.budget:g} s for this question was used up")
+        reply = self.kernel.execute("", left, user_expressions={"r": expression}, silent=True)
+        status = reply.get("status")
+        if status in ("dead", "hung"):
+            raise KernelLost("the kernel died" if status == "dead" else "the kernel stopped answering")
+        if status == "timeout":
+            raise CallTimeout(f"did not finish within the {self.budget:g} s time limit (an endless loop?)")
+        entry = reply.get("user_expressions", {}).get("r", {})
+        if entry.get("status") != "ok":
+            if entry.get("ename") == "KeyboardInterrupt":
+                raise CallTimeout(f"did not finish within the {self.budget:g} s time limit (an endless loop?)")
+            raise NotPlainData(
+                f"the grader's helper in your kernel failed ({entry.get('ename')}: {entry.get('evalue')})"
+            )
+        try:
+            text = ast.literal_eval(entry["data"]["text/plain"])
+        except (KeyError, TypeError, ValueError, SyntaxError, MemoryError):
+            raise NotPlainData("the answer from your kernel was not readable") from None
+        if type(text) is not str or len(text) > codec.MAX_TEXT:
+            raise NotPlainData("the answer from your kernel was not readable (or too big)")
+        return text
+
+    def describe(self, names) -> dict:
+        if not names:
+            return {}
+        answer = self._ask(f"_mvc_grader.describe({sorted(names)!r})")
+        if type(answer) is not str:
+            raise NotPlainData("the grader's helper in your kernel was replaced")
+        try:
+            kinds = json.loads(answer)
+        except ValueError:
+            kinds = {}
+        kinds = kinds if type(kinds) is dict else {}
+        return {n: kinds.get(n) if kinds.get(n) in ("callable", "value", "missing") else "missing" for n in names}
+
+    def _result(self, what: str, answer):
+        if type(answer) is not str:
+            raise NotPlainData("the grader's helper in your kernel was replaced")
+        try:
+            node = json.loads(answer)
+        except ValueError:
+            raise NotPlainData("the answer from your kernel was not readable") from None
+        if type(node) is not dict or len(node) != 1:
+            raise NotPlainData("the answer from your kernel was not readable")
+        if "raised" in node:
+            info = node["raised"]
+            if type(info) is not dict:
+                raise NotPlainData("the answer from your kernel was not readable")
+            raise student_exception(what, str(info.get("type", "Exception"))[:80], str(info.get("message", ""))[:2000])
+        if "ok" not in node:
+            raise NotPlainData("the answer from your kernel was not readable")
+        try:
+            value = codec.decode(json.dumps(node["ok"]))
+        except codec.DecodeError as exc:
+            raise NotPlainData(f"{what} gave a value the grader refused: {exc}") from None
+        if _has_foreign(value):
+            raise NotPlainData(f"{what} gave {codec.describe_type(_has_foreign(value))}; expected plain data")
+        return value
+
+    def fetch(self, name: str):
+        return self._result(name, self._ask(f"_mvc_grader.fetch({name!r})"))
+
+    def call(self, name: str, args, kwargs, refs):
+        try:
+            request = json.dumps(
+                {
+                    "name": name,
+                    "args": json.loads(codec.encode(list(args), refs)),
+                    "kwargs": json.loads(codec.encode(dict(kwargs), refs)),
+                }
+            )
+        except TypeError as exc:
+            raise TypeError(f"calling {name}: {exc}") from None
+        return self._result(name, self._ask(f"_mvc_grader.call({request!r})"))
+
+
+def _has_foreign(value):
+    if isinstance(value, codec.Foreign):
+        return value
+    if type(value) in (list, tuple):
+        return next((f for f in map(_has_foreign, value) if f is not None), None)
+    if type(value) is dict:
+        return next((f for f in map(_has_foreign, value.values()) if f is not None), None)
+    return None
+
+
+def student_exception(function: str, type_name: str, message: str) -> BaseException:
+    """The exception a student's function raised, re-made grader-side: the same builtin class when there is one
+    (so ``except ValueError`` in a test works), tagged with the function's name for the feedback."""
+    cls = getattr(builtins, type_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)) or cls in (KeyboardInterrupt, SystemExit):
+        cls = StudentError
+    try:
+        exc = cls(message)
+    except Exception:  # builtin exceptions with required arguments (UnicodeDecodeError)
+        exc = StudentError(message)
+    exc._mvc_origin = (function, type_name)
+    return exc
+
+
+class StudentError(Exception):
+    """An exception of a class the grader does not have, raised by student code."""
+
+
+class _Proxy:
+    def __init__(self, name, link, refs):
+        self._name, self._link, self._refs = name, link, refs
+
+    def __call__(self, *args, **kwargs):
+        return self._link.call(self._name, args, kwargs, self._refs)
+
+    def __repr__(self):
+        return f"<your function {self._name}>"
+
+
+def _names_used(source: str) -> set[str]:
+    try:
+        tree = ast.parse(_runnable(source))
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _failure_message(exc: BaseException, case: Case, unusable: dict, test_bound=frozenset()) -> str:
+    where = f"in case {case.case_id} ({case.requirement})"
+    origin = getattr(exc, "_mvc_origin", None)
+    if origin is not None:
+        if origin[1] == "NotImplementedError":
+            return f"{origin[0]} raised NotImplementedError {where}: its solution cell still holds the stub"
+        return f"{origin[0]} raised {origin[1]}{': ' + str(exc) if str(exc) else ''} {where}"
+    if isinstance(exc, AssertionError):
+        return (
+            f"case {case.case_id} ({case.requirement}): {exc}"
+            if str(exc)
+            else f"case {case.case_id} failed ({case.requirement})"
+        )
+    if isinstance(exc, NameError) and getattr(exc, "name", None) in unusable:
+        return f"{unusable[exc.name]} {where}"
+    if isinstance(exc, NameError) and getattr(exc, "name", None) in test_bound:
+        return f"not tested {where}: it needs a result of an earlier case, which failed"
+    if isinstance(exc, NameError):
+        return f"{exc} {where}: define it in your notebook (did its cell run without errors?)"
+    if isinstance(exc, (CallTimeout, NotPlainData)):
+        return f"{exc} {where}"
+    return f"the tests raised {type(exc).__name__}: {exc} {where}"
+
+
+def run_question(
+    space: GraderSpace,
+    question_id: str,
+    kernel,
+    budget: float,
+    solution_sources: list[str],
+    workdir: Path,
+) -> QuestionResult:
+    """Grade one question grader-side against the kernel's current state; never raises for student errors.
+
+    ``solution_sources``: the student's solution cells of this question (for the shortcut check); ``workdir``:
+    the kernel's working folder (tests that read files the student's code wrote find them relative to it).
+    Raises KernelLost when the kernel died or hung (the caller restarts it; the result is then lost).
+    """
+    source = space.source
+    question = source.questions[question_id]
+    cases = source.cases[question_id]
+    forbidden = source.forbidden.get(question_id) or []
+    if forbidden:
+        uses = shortcut_uses(solution_sources, forbidden)
+        if uses:
+            note = shortcut_note(question_id, uses, forbidden)
+            results = [CaseResult(c.case_id, c.requirement, False, 0.0, note) for c in cases]
+            return QuestionResult(question_id, 0.0, question.points, "failed", note, results)
+    deadline = time.monotonic() + budget
+    link = KernelLink(kernel, deadline, budget)
+    namespace = dict(space.namespace)
+    test_bound = set()
+    for case in cases:
+        for statement in case.statements:
+            test_bound |= _bound_targets(statement.code)
+    wanted = (_names_used(question.test_source) & source.solution_names) - test_bound - source.locked_names
+    unusable, passed, messages = {}, [], []
+    lost = None
+    try:
+        kinds = link.describe(wanted)
+        for name, kind in kinds.items():
+            if kind == "callable":
+                namespace[name] = _Proxy(name, link, space.refs)
+            elif kind == "value":
+                try:
+                    namespace[name] = link.fetch(name)
+                except (NotPlainData, CallTimeout) as exc:
+                    unusable[name] = str(exc)
+                    namespace.pop(name, None)
+                except Exception as exc:  # noqa: BLE001 - a variable that raised when read
+                    unusable[name] = f"reading {name} raised {type(exc).__name__}: {exc}"
+                    namespace.pop(name, None)
+            else:
+                namespace.pop(name, None)
+                unusable[name] = f"{name} is not defined in your notebook (did its cell run without errors?)"
+    except (NotPlainData, CallTimeout) as exc:
+        lost = exc
+    with working_directory(workdir):
+        for case in cases:
+            if lost is not None:
+                passed.append(False)
+                messages.append(_failure_message(lost, case, unusable))
+                continue
+            try:
+                for statement in case.statements:
+                    code = compile(statement.code, f"<tests of {question_id}>", "exec", dont_inherit=True)
+                    exec(code, namespace)
+            except KernelLost:
+                space.restore()
+                raise
+            except CallTimeout as exc:
+                lost = exc
+                passed.append(False)
+                messages.append(_failure_message(exc, case, unusable, test_bound))
+            except Exception as exc:  # noqa: BLE001 - any failure of a case is that case's failure
+                passed.append(False)
+                messages.append(_failure_message(exc, case, unusable, test_bound))
+            else:
+                passed.append(True)
+                messages.append("")
+    space.restore()
+    points = case_points(question.points, cases, passed)
+    results = [CaseResult(c.case_id, c.requirement, ok, p, m) for c, ok, p, m in zip(cases, passed, points, messages)]
+    total = round(sum(points), 6)
+    status = (
+        "passed"
+        if all(passed)
+        else ("timeout" if isinstance(lost, CallTimeout) else ("partial" if total else "failed"))
+    )
+    detail = "; ".join(m for m in messages if m)
+    return QuestionResult(question_id, total, question.points, status, detail, results)
+
+
+def _bound_targets(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names

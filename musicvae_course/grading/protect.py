@@ -1,0 +1,52 @@
+"""Protected objects (a model the tests use): snapshot, detect changes, restore. Duck-typed: no torch import.
+
+Used by ``Checker(notebook, protect={"model": model})`` (public tests in the student's kernel) and by the grader
+(its own copies of locked-cell objects stay pristine between questions). An object is protectable when it has
+``state_dict``, ``load_state_dict`` and ``modules`` (a ``torch.nn.Module``); others are ignored.
+"""
+
+from __future__ import annotations
+
+
+def protectable(obj) -> bool:
+    """True for objects with ``state_dict``/``load_state_dict``/``modules`` (torch modules)."""
+    return all(hasattr(obj, name) for name in ("state_dict", "load_state_dict", "modules"))
+
+
+def snapshot(obj):
+    """A copy of the object's parameters and buffers (cloned), train/eval flags and requires_grad flags."""
+    state = {key: value.detach().clone() for key, value in obj.state_dict().items()}
+    modes = [(module, module.training) for module in obj.modules()]
+    grads = [(name, p, p.requires_grad) for name, p in obj.named_parameters()]
+    return state, modes, grads
+
+
+def changes(name: str, obj, snap) -> list[str]:
+    """What changed since ``snap``, in words: parameters/buffers by name, train/eval mode, requires_grad."""
+    state, modes, grads = snap
+    now = obj.state_dict()
+    changed = [key for key, value in state.items() if key not in now or not now[key].equal(value)]
+    found = []
+    if changed or set(now) != set(state):
+        listed = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        found.append(f"{name}'s parameters or buffers ({listed or 'their set'})")
+    if any(module.training != training for module, training in modes):
+        found.append(f"{name}'s train/eval mode")
+    if any(p.requires_grad != grad for _, p, grad in grads):
+        found.append(f"requires_grad of {name}'s parameters")
+    return found
+
+
+def restore(obj, snap) -> None:
+    """Put back parameters, buffers, modes and requires_grad flags as ``snap`` holds them."""
+    state, modes, grads = snap
+    obj.load_state_dict(state)
+    for module, training in modes:
+        module.training = training
+    for _, p, grad in grads:
+        p.requires_grad_(grad)
+
+
+def set_eval(obj) -> None:
+    """Eval mode for the object and its submodules (``obj.eval()``)."""
+    obj.eval()
