@@ -108,15 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_and_init(args, last: Path):
     """The model to train and what to start it from, as ``fit`` takes them."""
-    from ..core.checkpoint import load_checkpoint, load_pretrained
+    from ..core.checkpoint import load_checkpoint, load_pretrained, model_from_checkpoint
     from ..core.model import MusicVAE
 
     # init is passed on resume too: the fine-tuning defaults (lr, warm-up) must resolve as they did at the start
     init = load_pretrained(None if args.init == "bundled" else args.init) if args.init else None
-    if args.resume and last.is_file():  # the run's own size, whatever --latent-dim says
-        return MusicVAE(latent_dim=load_checkpoint(last)["config"]["latent_dim"]), init
-    if init is not None:
-        return MusicVAE(latent_dim=init.latent_dim), init
+    if args.resume and last.is_file():  # the run's own architecture, whatever --latent-dim says
+        return model_from_checkpoint(load_checkpoint(last), str(last))[0], init
+    if init is not None:  # the same variant (latent size, decoder BatchNorm or not) as the weights to tune
+        return MusicVAE(latent_dim=init.latent_dim, decoder_batchnorm=init.decoder_batchnorm), init
     if args.latent_dim < 1:
         raise SettingError(f"--latent-dim must be >= 1; got {args.latent_dim}")
     return MusicVAE(latent_dim=args.latent_dim), None

@@ -9,6 +9,8 @@ batch holds NaN, infinity or values outside [0, 1]. Taught in ``notebooks/03_fin
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -84,7 +86,8 @@ def load_weights(model: nn.Module, init) -> None:
     """Load ``init`` (checkpoint path, loaded checkpoint dict, state dict or model) into ``model``.
 
     Names that differ from ours are matched by architecture order and shape
-    (``checkpoint.match_state_dict``), which names every tensor that does not fit.
+    (``checkpoint.match_state_dict``), which names every tensor that does not fit; a warning says when the
+    mu and log-var heads could only be told apart by their order.
     """
     if isinstance(init, nn.Module):
         state, source = init.state_dict(), type(init).__name__
@@ -92,5 +95,11 @@ def load_weights(model: nn.Module, init) -> None:
         state, source = init.get("model_state", init), "init"
     else:
         state, source = load_checkpoint(init)["model_state"], str(init)
-    mapped, _, _ = match_state_dict(model, state, source)
+    mapped, renamed, _, heads = match_state_dict(model, state, source)
+    if renamed and heads == "by order":
+        warnings.warn(
+            f"{source}: tensor names differ from the kit's and do not say which head is mu and which log-var; "
+            "they were matched by order (first mu, then log-var). Check the reconstructions.",
+            stacklevel=3,
+        )
     model.load_state_dict(mapped)
