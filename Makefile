@@ -40,7 +40,7 @@ define install_torch
 	    echo "setup: torch==$(TORCH_VERSION) from the default index ($$(uname -s)$$(command -v nvidia-smi >/dev/null 2>&1 && echo ', NVIDIA driver found: CUDA build'))"; \
 	    $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION); \
 	fi
-@$(BIN)/python -c "import torch; print('setup: torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| no CUDA device')"
+@$(BIN)/python -W ignore -c "import torch; print('setup: torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| no CUDA device')"
 endef
 
 # make test's browser test drives Chromium: use the one on PATH (or $MVC_CHROMIUM), else install Debian's through
