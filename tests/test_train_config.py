@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 
@@ -194,3 +195,26 @@ def test_command_line_reports_a_missing_file_or_a_bad_flag_in_one_line_and_debug
     assert main(["--data", str(tmp_path / "junk.npz"), "--out", str(tmp_path)]) == 2
     with pytest.raises(training.SettingError, match="not a readable data cache"):  # --debug: raised, traceback shown
         main(["--data", str(tmp_path / "junk.npz"), "--out", str(tmp_path), "--debug"])
+
+
+def test_the_command_stopped_by_sigterm_saves_and_exits_130_without_a_traceback(tmp_path):
+    import signal
+    import time
+
+    files = [f"piece_{i}.mid" for i in range(4)]
+    PianoRollDataset(tiny_segments(32), file_ids=np.repeat(np.arange(4), 8), files=files).save_npz(tmp_path / "d.npz")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "musicvae_course.train", "--data", str(tmp_path / "d.npz"), "--out", str(run)]
+    flags = ["--epochs", "100000", "--latent-dim", "8", "--batch-size", "16", "--threads", "1", "--no-progress"]
+    process = subprocess.Popen(command + flags + ["--checkpoint-every-s", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert not [name for name in os.listdir(run) if name.endswith(".tmp")]

@@ -191,12 +191,26 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``kill``, a job scheduler, torchrun stopping its workers) ends training as Ctrl+C does: ``fit``
+    then writes the last complete epoch before the process ends, instead of dying mid-way."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
     """Run the command; returns the exit status (0 when training finished, 2 for a user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from .loop import TrainingDiverged
 
+    _terminate_as_interrupt()
     try:
         return _train(args)
     except KeyboardInterrupt:
