@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from midi_corpus import crashing_reader, hidden_restrikes, make_bad_files, make_messy_midi, make_music21_corpus
+from midi_corpus import (
+    crashing_reader,
+    hidden_restrikes,
+    make_bad_files,
+    make_messy_midi,
+    make_music21_corpus,
+    smf,
+    vlq,
+)
 
 from musicvae_course.core import read_pool
 from musicvae_course.core.data import (
@@ -23,7 +31,7 @@ from musicvae_course.core.data import (
     split_by_file,
 )
 from musicvae_course.core.midi_fast import midi_to_pianoroll_fast, read_pianoroll
-from musicvae_course.core.pianoroll import midi_to_pianoroll, segments
+from musicvae_course.core.pianoroll import midi_to_pianoroll, pretty_midi_from_bytes, segments
 
 DATA_SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 CORPUS_VERSION = "v1"  # bump when midi_corpus.py changes what it writes
@@ -339,3 +347,46 @@ def test_built_segments_follow_the_reference_rule(corpus):
     assert np.array_equal(ds.file_ids, np.repeat(np.arange(len(expected)), [len(e) for e in expected]))
     with pytest.raises(FileNotFoundError, match="index.json"):
         load_dataset(corpus)
+
+
+# --- the reference's note pairing, case by case -----------------------------------------------------
+
+ON, OFF = b"\x90", b"\x80"
+
+
+def _events(*events) -> bytes:
+    """(delta ticks, status, pitch, velocity) -> a track body at 4 ticks per quarter (1 tick = 1 step)."""
+    return b"".join(vlq(delta) + status + bytes([pitch, velocity]) for delta, status, pitch, velocity in events) + (
+        b"\x00\xff\x2f\x00"
+    )
+
+
+PAIRING_CASES = {
+    # a re-struck key with one note-off: both notes end there (first-in-first-out would drop the second)
+    "restruck_one_off": _events((0, ON, 60, 90), (2, ON, 60, 90), (3, OFF, 60, 0)),
+    # struck and released on one tick, nothing else open: dropped
+    "on_off_same_tick": _events((4, ON, 60, 90), (0, OFF, 60, 0), (4, ON, 62, 90), (2, OFF, 62, 0)),
+    # a note-off on the tick a second note starts: the earlier note ends, the new one stays open
+    "off_closes_only_earlier": _events((0, ON, 60, 90), (4, ON, 60, 90), (0, OFF, 60, 0), (4, OFF, 60, 0)),
+    # velocity-0 note-ons as note-offs, running status throughout
+    "velocity_zero_off": b"\x00\x90\x3c\x50\x04\x3c\x00\x00\x3e\x50\x04\x3e\x00\x00\xff\x2f\x00",
+    # a stray note-off and a note never closed
+    "stray_and_unclosed": _events((0, OFF, 64, 0), (0, ON, 60, 90), (4, OFF, 60, 0), (0, ON, 67, 90)),
+    # one key on two channels: separate keys
+    "two_channels": _events((0, ON, 60, 90), (1, b"\x91", 60, 90), (1, OFF, 60, 0), (4, b"\x81", 60, 0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PAIRING_CASES))
+def test_fast_pairing_equals_the_reference_case_by_case(case):
+    data = smf(PAIRING_CASES[case], division=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference = midi_to_pianoroll(pretty_midi_from_bytes(data))
+    assert np.array_equal(read_pianoroll(data, None), reference)
+    assert reference.any()
+
+
+def test_a_restruck_key_ends_both_notes_at_the_one_note_off():
+    roll = read_pianoroll(smf(PAIRING_CASES["restruck_one_off"], division=4), None)
+    assert roll[60 - 21].tolist() == [True] * 5  # ticks 0-5 as one sounding run

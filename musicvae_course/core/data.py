@@ -265,7 +265,7 @@ def build_dataset(
         path_filter, max_files, fraction, seed: read only some files; see
             ``select_files``. Cached files left out stay in the cache.
         max_seconds: skip files longer than this (``None``: no limit).
-        reader: ``"fast"`` (symusic, ``midi_fast``), ``"reference"``
+        reader: ``"fast"`` (the kit's event parser, ``midi_fast``), ``"reference"``
             (pretty_midi), or a picklable function ``path -> (88, T) roll``
             that raises ``ValueError`` to skip a file.
         progress: show a progress bar and the summary line.

@@ -26,8 +26,9 @@ Notes of zero length in ticks (grace notes) are dropped: they have no duration
 on this grid. Notes outside MIDI 21-108 are dropped (an 88-key roll has no row
 for them). Drum tracks are skipped: their pitches name instruments, not notes.
 Overlapping notes of the same pitch merge (the roll is a union). In a file,
-a second note-on of a key that is already down is closed by the first
-note-off (pretty_midi and symusic both read files so).
+a note-off (or a note-on of velocity 0) closes every open note of its key
+(track, channel, pitch) that started on an earlier tick, so a re-struck key
+ends at the first note-off (pretty_midi's rule; ``midi_events`` reproduces it).
 """
 
 from __future__ import annotations
