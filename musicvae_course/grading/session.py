@@ -101,17 +101,21 @@ class _KernelRun:
         self.kernel = None
         self.restarts = 0
         try:
-            self.workdir = layout.make(self.run_dir / "course")
-            # the student version beside it, so check("q1") in the submission works as it did for the student
-            (self.workdir / source.name).write_text(source.student_text, encoding="utf-8")
             self.start()
         except BaseException:
             self.close()
             raise
 
     def start(self):
+        """(Re)start the kernel in a fresh copy of the layout; completed cells are replayed (a restart after a
+        disk-filling cell must not start in the full folder)."""
         if self.kernel is not None:
             self.kernel.close()
+        for part in ("course", "home", "ipc"):
+            shutil.rmtree(self.run_dir / part, ignore_errors=True)
+        self.workdir = self.layout.make(self.run_dir / "course")
+        # the student version beside it, so check("q1") in the submission works as it did for the student
+        (self.workdir / self.source.name).write_text(self.source.student_text, encoding="utf-8")
         self.kernel = Kernel(self.run_dir, self.workdir, self.sandbox)
         reply = self.kernel.execute(codec.KERNEL_HELPER, 30, silent=True)
         if reply.get("status") != "ok":

@@ -1,0 +1,126 @@
+"""Hostile submissions (issue 10's list): each gets the true score of the honest work in it, in the sandbox.
+
+One autograder run (bwrap required: CI installs bubblewrap) over every ``attack_*`` fixture submission, an honest
+one that calls play() and trains with Adam, and two plain students graded before and after the attackers
+(alphabetically) who must keep their grades. Afterwards the kit's files and the instructor source are unchanged,
+no process of a submission is left, and nothing big is left on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from musicvae_course.fileio import sha256_of
+from musicvae_course.grading import autograde
+from musicvae_course.grading.kernel import Limits, bwrap_path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+SOURCE = FIXTURES / "source" / "melody.ipynb"
+EXPECTED = json.loads((FIXTURES / "expected_scores.json").read_text())
+ATTACKS = sorted(name for name in EXPECTED if name.startswith("attack_")) + ["honest_play_adam"]
+PACKAGE = Path(autograde.__file__).resolve().parents[1]
+
+
+def _hashes():
+    files = [p for p in PACKAGE.rglob("*.py")] + [SOURCE]
+    return {str(p): sha256_of(p) for p in files}
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    root = tmp_path_factory.mktemp("attacks")
+    submissions = root / "submissions"
+    for name in ATTACKS:
+        shutil.copytree(FIXTURES / "submissions" / name, submissions / name)
+    for name in ("aaa_before", "zzz_after"):  # graded before and after the attackers
+        shutil.copytree(FIXTURES / "submissions" / "partial", submissions / name)
+    scratch = root / "tmp"
+    scratch.mkdir()
+    before = _hashes()
+    old_tmp = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(scratch)  # the workers' run folders go here: checked for leftovers below
+    try:
+        grades = autograde.autograde(
+            submissions,
+            SOURCE.parent,
+            root / "grades",
+            cell_timeout=20,
+            timeout=300,
+            jobs=2,
+            sandbox="bwrap",
+            limits=Limits(disk_bytes=300 * 1024**2, file_bytes=64 * 1024**2, tmp_bytes=64 * 1024**2),
+        )
+    finally:
+        if old_tmp is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_tmp
+    return {g.student: g for g in grades}, root, before
+
+
+@pytest.mark.parametrize("student", ATTACKS)
+def test_each_attack_gets_the_true_score_of_its_honest_work(attacked, student):
+    grades, _, _ = attacked
+    assert {q.question_id: q.points for q in grades[student].questions} == EXPECTED[student]["scores"]
+    assert grades[student].isolation == "bwrap"
+
+
+def test_students_graded_before_and_after_the_attackers_keep_their_grades(attacked):
+    grades, root, _ = attacked
+    partial = EXPECTED["partial"]["scores"]
+    for student in ("aaa_before", "zzz_after"):
+        assert {q.question_id: q.points for q in grades[student].questions} == partial
+    with open(root / "grades" / "grades.csv", newline="") as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == set(ATTACKS) | {"aaa_before", "zzz_after"}  # the daemon added no row
+    assert rows["attack_daemon"]["total"] == "8" and rows["zzz_after"]["total"] == "3.5"
+
+
+def test_kit_files_and_the_instructor_source_are_unchanged(attacked):
+    _, _, before = attacked
+    assert _hashes() == before
+    assert "### BEGIN SOLUTION" in SOURCE.read_text()
+
+
+def test_no_process_of_a_submission_outlives_the_run(attacked):
+    leftovers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"mvc-daemon-marker" in (entry / "cmdline").read_bytes():
+                leftovers.append(entry.name)
+        except OSError:
+            continue
+    assert leftovers == []
+
+
+def test_nothing_big_is_left_on_disk(attacked):
+    _, root, _ = attacked
+    assert _folder_bytes(root / "tmp") < 5 * 1024**2
+    assert "wrote more than" in (root / "grades" / "feedback" / "attack_fill_disk" / "melody.md").read_text()
+
+
+def test_honest_work_gets_no_note_and_no_problem(attacked):
+    _, root, _ = attacked
+    feedback = (root / "grades" / "feedback" / "honest_play_adam" / "melody.md").read_text()
+    assert (
+        feedback
+        == "# melody.ipynb: 8 / 8 points\n\n- **q1**: 2 / 2\n- **q2**: 3 / 3\n- **q3**: 1 / 1\n- **q4**: 2 / 2\n"
+    )
+
+
+def test_returned_subclasses_are_refused_with_a_note_naming_their_type(attacked):
+    _, root, _ = attacked
+    feedback = (root / "grades" / "feedback" / "attack_rigged_eq" / "melody.md").read_text()
+    assert "count_onsets gave a <class '__main__.Yes'>; expected plain data" in feedback
+    assert "transpose gave a <class '__main__.AlwaysEqual'>; expected plain data" in feedback
