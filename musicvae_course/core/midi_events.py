@@ -160,7 +160,9 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
                 key = ((kind & 0x0F) << 7) | first
                 opened = open_notes.get(key)
                 if opened is None:
-                    open_notes[key] = [tick]
+                    open_notes[key] = tick  # one open note: its tick (no list, the usual case)
+                elif opened.__class__ is int:
+                    open_notes[key] = [opened, tick]
                 else:
                     opened.append(tick)
             elif high == 0x80 or high == 0x90:
@@ -168,9 +170,9 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
                 opened = open_notes.pop(key, None)
                 if opened is None:
                     continue
-                if len(opened) == 1:  # the usual case: one note of this key is open
-                    if opened[0] != tick:
-                        add((opened[0] << 35) | (tick << 11) | key)
+                if opened.__class__ is int:  # the usual case: one note of this key is open
+                    if opened != tick:
+                        add((opened << 35) | (tick << 11) | key)
                     # else: struck and released on one tick, nothing closed: dropped, as in the reference
                 else:
                     closed = [begin for begin in opened if begin != tick]
