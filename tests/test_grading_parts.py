@@ -1,0 +1,219 @@
+"""The grader's parts: the strict codec, CASE partial credit, the shortcut check, check()'s model protection,
+the similarity report, GradingSession and the kit-hash stop (issue 10, issue 12 item 3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_notebook
+
+from musicvae_course.grading import Checker, autograde, codec
+from musicvae_course.grading.cases import case_points, shortcut_uses, split_cases
+from musicvae_course.grading.reports import normalized_tokens, similar_pairs
+from musicvae_course.grading.session import GradingSession
+
+FIXTURES = Path(__file__).parent / "fixtures" / "grading"
+SOURCE = FIXTURES / "source" / "melody.ipynb"
+
+
+# ------------------------------------------------------------------------------------------------------ codec
+
+
+def test_plain_data_round_trips_with_exact_types():
+    value = (
+        None,
+        True,
+        3,
+        2.5,
+        float("inf"),
+        "text",
+        b"MThd",
+        [1, (2, 3)],
+        {"a": np.arange(4, dtype=np.int16), "b": np.float32(1.5), "c": torch.ones(2, 3, dtype=torch.float64)},
+    )
+    back = codec.decode(codec.encode(value))
+    assert back[:8] == value[:8] and type(back[7][1]) is tuple
+    assert back[8]["a"].dtype == np.int16 and back[8]["a"].tolist() == [0, 1, 2, 3]
+    assert type(back[8]["b"]) is np.float32 and back[8]["b"] == 1.5
+    assert type(back[8]["c"]) is torch.Tensor and back[8]["c"].dtype == torch.float64 and back[8]["c"].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"$": "pickle", "v": "x"}', "unknown or malformed"),
+        ('{"$": "nd", "dtype": "|O", "shape": [1], "b64": "AAAAAAAAAAA="}', "not plain numbers"),
+        ('{"$": "nd", "dtype": "<f8", "shape": [3], "b64": "AAAAAAAAAAA="}', "do not make an array"),
+        ('{"$": "dict", "k": [1], "v": [2]}', "distinct str keys"),
+        ("NaN", "bare NaN"),
+        ("[" * 40 + "]" * 40, "nested deeper"),
+    ],
+)
+def test_the_decoder_refuses_what_is_not_plain_data(text, message):
+    with pytest.raises(codec.DecodeError, match=message):
+        codec.decode(text)
+
+
+def test_the_decoder_bounds_the_size_and_names_foreign_types():
+    with pytest.raises(codec.DecodeError, match="limit"):
+        codec.decode('"' + "x" * 100 + '"', max_text=50)
+
+    class Rigged(list):
+        def __eq__(self, other):
+            return True
+
+    foreign = codec.decode(json.dumps(codec._GRADER_SIDE["_mvc_encode"](Rigged([1]))))
+    assert isinstance(foreign, codec.Foreign) and "Rigged" in foreign.type_name
+    with pytest.raises(TypeError, match="cannot be sent"):
+        codec.encode(object())
+
+
+# ------------------------------------------------------------------------------------------------------ cases
+
+
+TESTS = """x = 1
+# CASE small: works for small inputs
+assert f(1) == 1, "f(1)"
+# CASE big: works for big inputs
+assert f(10) == 10, "f(10)"
+### BEGIN HIDDEN TESTS
+assert f(100) == 100, "f(100)"
+### END HIDDEN TESTS
+"""
+
+
+def test_case_lines_split_a_test_cell_and_weights_share_the_points():
+    cases = split_cases(TESTS, {"big": 3})
+    assert [(c.case_id, c.requirement, len(c.statements), c.weight) for c in cases] == [
+        ("main", "the tests before the first CASE line", 1, 1.0),
+        ("small", "works for small inputs", 1, 1.0),
+        ("big", "works for big inputs", 2, 3.0),
+    ]
+    assert cases[2].hidden and not cases[1].hidden
+    assert case_points(5, cases, [True, True, False]) == [1.0, 1.0, 0.0]
+    assert [c.case_id for c in split_cases("assert True")] == ["main"]
+    with pytest.raises(ValueError, match="'huge', which does not exist"):
+        split_cases(TESTS, {"huge": 1})
+
+
+def test_the_shortcut_check_finds_kit_imports_and_forbidden_names():
+    forbidden = ["latent_point", "interpolate"]
+    assert shortcut_uses(["def slerp(a, b, t):\n    return a * (1 - t) + b * t"], forbidden) == []
+    assert shortcut_uses(["from musicvae_course import latent_point as lp\nslerp = lp"], forbidden) == [
+        "musicvae_course",
+        "latent_point",
+    ]
+    assert shortcut_uses(["import musicvae_course.core.model as m\nm.interpolate(1, 2)"], forbidden) == [
+        "musicvae_course.core.model",
+        "interpolate",
+    ]
+    assert shortcut_uses(["getattr(kit, 'latent_point')"], forbidden) == ["latent_point"]
+
+
+# -------------------------------------------------------------------------------------------- check() guards
+
+
+def _graded(cell, grade_id, **flags):
+    cell.metadata["nbgrader"] = {
+        "grade": flags.get("grade", False),
+        "grade_id": grade_id,
+        "locked": flags.get("locked", False),
+        "points": flags.get("points", 0),
+        "schema_version": 3,
+        "solution": flags.get("solution", False),
+        "task": False,
+    }
+    return cell
+
+
+def test_check_runs_public_tests_with_the_model_protected_and_names_shortcuts(tmp_path):
+    test = _graded(
+        new_code_cell(
+            "model.train()\nwith torch.no_grad():\n    model.weight.fill_(0)\nassert scale(2) == 4, 'scale(2)'"
+        ),
+        "q1",
+        grade=True,
+        locked=True,
+        points=1,
+    )
+    test.metadata["grading"] = {"forbidden": ["double_it"]}
+    solution = _graded(
+        new_code_cell("from musicvae_course import double_it\ndef scale(x):\n    return 2 * x"),
+        "q1_solution",
+        solution=True,
+    )
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[solution, test]), path)
+    model = torch.nn.Linear(2, 2)
+    model.train()
+    weights = model.weight.detach().clone()
+    namespace = {"torch": torch, "model": model, "scale": lambda x: 2 * x}
+    result = Checker(path, protect={"model": model}).run("q1", namespace)
+    assert result.ok
+    text = str(result)
+    assert "your code changed model's parameters or buffers (weight) and model's train/eval mode" in text
+    assert "q1 asks you to write this yourself without the kit's double_it" in text
+    assert torch.equal(model.weight, weights) and model.training  # put back as it was before check()
+
+
+# ------------------------------------------------------------------------------------------------ similarity
+
+
+def test_similarity_ignores_names_comments_and_layout_but_not_different_code():
+    a = "def f(values):\n    total = sum(values)  # add\n    return [v / total for v in values]"
+    b = "def g(xs):\n    s = sum(xs)\n\n    return [x / s for x in xs]"
+    c = "def f(values):\n    return sorted(values, reverse=True)[:3] + [max(values) - min(values)]"
+    assert normalized_tokens(a) == normalized_tokens(b)
+    source = type("S", (), {})()
+    question = type("Q", (), {"solution_ids": ["q1_solution"]})()
+    source.questions, source.solutions = {"q1": question}, {"q1_solution": "### BEGIN SOLUTION\npass\n### END SOLUTION"}
+    records = [
+        {"student": s, "notebook": "n.ipynb", "solutions": {"q1_solution": text}} for s, text in zip("abc", (a, b, c))
+    ]
+    assert similar_pairs(records, {"n.ipynb": source}) == [["n.ipynb", "q1", "a", "b", "1.00"]]
+
+
+# ---------------------------------------------------------------------------------------- sessions and runs
+
+
+def test_grading_session_grades_given_and_reference_solutions_with_partial_credit():
+    with GradingSession(SOURCE, sandbox="auto", cell_timeout=30) as session:
+        wrong = session.grade_question(
+            "q4",
+            solutions={
+                "q4_solution": "def logits_and_probs(model, x):\n    return torch.zeros(2, 2), torch.zeros(2, 2)"
+            },
+        )
+        reference = session.grade_question("q4")
+        raising = session.grade_question(
+            "q1", solutions={"q1_solution": "def normalize(w):\n    raise ValueError('no weights')"}
+        )
+    assert (wrong.points, wrong.max_points) == (0.5, 2)
+    assert [tuple(c)[:3] for c in wrong.cases] == [
+        ("shapes", "both results have the batch's shape (2, 2)", True),
+        ("values", "the logits are the model's outputs and the probabilities their softmax", False),
+    ]
+    assert (reference.points, [c.passed for c in reference.cases]) == (2, [True, True])
+    assert raising.points == 0 and "normalize raised ValueError: no weights in case main" in raising.cases[0].message
+
+
+def test_the_grader_stops_when_the_kits_files_change_and_records_isolation_none(tmp_path):
+    data = tmp_path / "notes.txt"
+    data.write_text("given data\n")
+    nb = nbformat.read(FIXTURES / "submissions" / "correct" / "melody.ipynb", as_version=4)
+    nb.cells.insert(2, new_code_cell(f"open({str(data)!r}, 'a').write('changed by a submission')"))
+    for name in ("ada", "bob"):
+        (tmp_path / "subs" / name).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "subs" / name / "melody.ipynb")
+    with pytest.raises(autograde.KitChanged, match="notes.txt"):
+        autograde.autograde(
+            tmp_path / "subs", SOURCE.parent, tmp_path / "out", jobs=1, sandbox="none", data={"notes.txt": data}
+        )
+    records = sorted((tmp_path / "out" / "records").glob("*/*.json"))
+    assert len(records) == 1  # ada graded and kept; bob never started
+    assert json.loads(records[0].read_text())["isolation"] == "none"
