@@ -139,3 +139,17 @@ def test_split_fractions_are_checked(tmp_path):
     for fractions in [(0.5, float("nan")), (1.5, -0.5), (0.5, 0.1)]:
         with pytest.raises(ValueError, match="fractions"):
             split_by_file(ds, fractions)
+
+
+def test_a_dataset_npz_declaring_too_much_is_refused_before_loading(tmp_path, monkeypatch):
+    from musicvae_course.core import midi_limits
+    from musicvae_course.core.data import load_dataset
+
+    path = PianoRollDataset(tiny_segments(4), np.arange(4), [f"{i}.mid" for i in range(4)]).save_npz(tmp_path / "d.npz")
+    assert len(load_dataset(path)) == 4
+    monkeypatch.setattr(midi_limits, "MAX_DATASET_BYTES", 100)
+    with pytest.raises(ValueError, match=r"d\.npz: declares .*MAX_DATASET_BYTES"):
+        load_dataset(path)
+    (tmp_path / "x.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"x\.npz: not a dataset"):
+        load_dataset(tmp_path / "x.npz")

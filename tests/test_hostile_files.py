@@ -140,3 +140,24 @@ def test_a_symlink_to_a_good_file_is_read_under_its_own_name(tmp_path):
     ds = build_dataset(folder, workers=0, progress=False)
     assert [Path(f).name for f in ds.files] == ["link.mid"] and not ds.report.skipped
     assert np.array_equal(ds.segments, build_dataset(target, workers=0, progress=False).segments)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, monkeypatch):
+    import musicvae_course.core.file_lists as file_lists
+
+    folder = tmp_path / "corpus"
+    (folder / "locked").mkdir(parents=True)
+    _good(folder / "good.mid")
+    walk = os.walk
+
+    def walk_with_a_locked_folder(top, onerror=None, **kwargs):
+        for root, folders, names in walk(top, onerror=onerror, **kwargs):
+            if "locked" in folders:
+                folders.remove("locked")
+                onerror(PermissionError(13, "Permission denied", str(Path(root) / "locked")))
+            yield root, folders, names
+
+    monkeypatch.setattr(file_lists.os, "walk", walk_with_a_locked_folder)
+    ds = build_dataset(folder, cache_dir=tmp_path / "cache", workers=0, progress=False)
+    assert [(Path(p).name, r) for p, r in ds.report.skipped] == [("locked", "folder not readable: Permission denied")]
+    assert [Path(f).name for f in ds.files] == ["good.mid"]

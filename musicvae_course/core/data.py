@@ -290,7 +290,8 @@ def build_dataset(
 
     check_build_arguments(workers, max_files, max_seconds, timeout, reader)
     began = time.perf_counter()
-    listed = [str(p) for p in list_midi_files(sources)]
+    unreadable: list = []
+    listed = [str(p) for p in list_midi_files(sources, unreadable)]
     if not listed:
         raise FileNotFoundError(f"no .mid or .midi files in {sources}")
     chosen = select_files(listed, path_filter, max_files, fraction, seed)
@@ -315,7 +316,7 @@ def build_dataset(
             read=len(to_read),
             from_cache=len(chosen) - len(to_read),
             segments=len(ds),
-            skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]],
+            skipped=[(p, entries[p]["reason"]) for p in chosen if entries[p]["reason"]] + unreadable,
         )
         report.skipped_csv = cache.write_report(report.skipped)
     report.seconds = time.perf_counter() - began
@@ -325,11 +326,32 @@ def build_dataset(
     return ds
 
 
+def _check_npz(path: Path) -> None:
+    """A regular file whose arrays declare at most ``MAX_DATASET_BYTES`` (checked before numpy inflates them)."""
+    import zipfile
+
+    from .midi_limits import MAX_DATASET_BYTES
+    from .safe_files import FileSkip, check_regular_file, display_name
+
+    try:
+        check_regular_file(path)
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, FileSkip) as err:
+        raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
+    if declared > MAX_DATASET_BYTES:
+        raise ValueError(
+            f"{display_name(path)}: declares {declared / 1e9:.1f} GB of arrays, more than the limit of "
+            f"{MAX_DATASET_BYTES / 1e9:.1f} GB (MAX_DATASET_BYTES)"
+        )
+
+
 def load_dataset(path) -> PianoRollDataset:
     """Open a cache folder written by ``build_dataset`` (memory-mapped) or a ``.npz`` from ``save_npz``."""
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path) as archive:
+        _check_npz(path)
+        with np.load(path, allow_pickle=False) as archive:
             return PianoRollDataset.from_packed(archive["packed"], archive["file_ids"], archive["files"].tolist())
     if not (path / "index.json").is_file():
         raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file")

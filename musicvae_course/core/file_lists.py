@@ -18,20 +18,26 @@ from .seeding import DEFAULT_SEED
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
-def list_midi_files(sources) -> list[Path]:
+def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
     """Every ``.mid``/``.midi`` under ``sources``: folders (recursive), globs, files, or a list of them.
 
     Entries are listed by their own name (a symlink is not replaced by its target, so a dangling link or a link
     loop can be reported under the name the user sees); folders are made absolute. Whatever has a MIDI name is
-    listed, FIFOs and folders included: the reader skips them with a reason.
+    listed, FIFOs and folders included: the reader skips them with a reason. Folders that cannot be listed are
+    appended to ``unreadable`` as ``(path, reason)`` when a list is given (``build_dataset`` reports them).
     """
+
+    def note(err: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((str(err.filename), f"folder not readable: {err.strerror}"))
+
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found = set()
     for source in sources:
         path = Path(source)
         if path.is_dir() and not path.name.lower().endswith(MIDI_SUFFIXES):
-            for root, folders, names in os.walk(path):
+            for root, folders, names in os.walk(path, onerror=note):
                 base = Path(root).resolve()
                 found.update(base / n for n in names + folders if n.lower().endswith(MIDI_SUFFIXES))
         elif os.path.lexists(path):

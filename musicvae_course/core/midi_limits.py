@@ -16,6 +16,7 @@ MAX_SEGMENTS_PER_FILE = 1 + MAX_STEPS // 16  #: 2-bar windows one file may give 
 READ_TIMEOUT_S = 60.0  #: seconds one file may take to read and roll (a FIFO or a pathological file)
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024  #: declared (uncompressed) size of all tensors in a checkpoint
 MAX_COMPRESSION_RATIO = 50.0  #: a compressed checkpoint entry may inflate at most this much
+MAX_DATASET_BYTES = 4 * 1024**3  #: declared size of a dataset .npz (300k segments are about 100 MB unpacked)
 MAX_LATENT_DIM = 8192  #: largest latent size a checkpoint may ask for (about 170 MB of weights)
 
 
