@@ -10,7 +10,8 @@ built from scratch with ``visualize_pianoroll`` and ``savefig`` (what a naive
 alternating, so machine load hits both alike. Also timed: the kit's full
 change including the audio clip (``RollPanel.show``, which re-renders the clip
 only when the thresholded notes change), the same with the clip rendered on
-every change (worst case), and each audio backend alone. Target: kit median <= 100 ms on one CPU thread.
+every change (worst case), each audio backend alone, and the drawable roll's
+'reconstruct' (ui/rolldraw.py) against the same done with new figures. Target: kit median <= 100 ms on one CPU thread.
 
 The model is the bundled checkpoint when it exists; otherwise a seeded,
 randomly initialised MusicVAE whose output bias is shifted so that about 2.5%
@@ -150,6 +151,60 @@ def main() -> None:
         print(f"  {backend:<14} median {median:6.1f} ms, p90 {p90:6.1f} ms")
     missing = sorted(set(audio.BACKENDS) - set(audio.available_backends()))
     print(f"  not installed here: {', '.join(missing) or 'none'}")
+    _bench_drawable(model, args.changes)
+
+
+def _bench_drawable(model, changes: int) -> None:
+    """The drawable roll: one 'reconstruct' (a drawn cell or a spread change) against a naive redraw."""
+    from musicvae_course.ui import rolldraw
+
+    box = rolldraw.drawable_roll_widget(model)
+    melody = np.zeros((88, 32), dtype=bool)
+    for i, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72]):
+        melody[pitch - 21, 4 * i : 4 * i + 3] = True
+    cells = rolldraw.roll_to_cells(melody, *rolldraw.DEFAULT_RANGE)
+
+    def kit(i):  # what one drawn cell costs: toggle it, then reconstruct (decode 1 + 4 codes, two PNGs, one clip)
+        box.canvas.cells = sorted(set(cells) ^ {i % 200})
+        box.reconstruct()
+
+    def reference(i):  # the same through new matplotlib figures, as a naive interactive_output cell would
+        box.canvas.cells = sorted(set(cells) ^ {i % 200})
+        reconstruction, variations = rolldraw.reconstruct_and_vary(
+            model, rolldraw.cells_to_roll(box.canvas.cells, 55, 84)
+        )
+        for picture in (reconstruction, np.concatenate(list(variations), axis=1)):
+            fig = plots.visualize_pianoroll(picture, figsize=(6.0, 3.2))
+            fig.savefig(io.BytesIO(), format="png", dpi=80)
+            plt.close(fig)
+        audio.synthesize(reconstruction, bpm=120.0)
+
+    timings = {"kit": [], "reference": [], "phrase clip": [], "MIDI link": []}
+    for i in range(3):
+        kit(i), reference(i)
+    for i in range(changes):
+        for name, call in (
+            ("kit", kit),
+            ("reference", reference),
+            ("phrase clip", lambda _i: box.hear_phrase()),
+            ("MIDI link", lambda _i: box.make_midi()),
+        ):
+            start = time.perf_counter()
+            call(i)
+            timings[name].append(time.perf_counter() - start)
+    print(f"\ndrawable roll: one drawn cell -> reconstruction + 4 variations ({changes} changes)")
+    for name, label in (
+        ("kit", "kit: reconstruct (blitted views, 2-bar clip)"),
+        ("reference", "reference: new figures + savefig"),
+        ("phrase clip", "  on request: the 8-bar variations clip"),
+        ("MIDI link", "  on request: the MIDI download link"),
+    ):
+        median, p90 = _stats(timings[name])
+        print(f"{label:<44}{median:>11.1f}{p90:>9.1f}")
+    kit_median, ref_median = _stats(timings["kit"])[0], _stats(timings["reference"])[0]
+    print(f"ratio reference / kit (median): {ref_median / kit_median:.1f}x")
+    verdict = "meets" if kit_median <= TARGET_MS else "MISSES"
+    print(f"target: drawable kit median <= {TARGET_MS:.0f} ms -> {verdict} ({kit_median:.1f} ms)")
 
 
 if __name__ == "__main__":

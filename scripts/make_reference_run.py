@@ -2,7 +2,7 @@
 """Make notebook 03's reference fine-tuning log: run the notebook with ``TRAIN_LIVE = True``.
 
 ``notebooks/03_fine_tuning_on_a_subset.ipynb`` shows, by default, a short fine-tune plus the reference run stored
-in ``notebooks/reference/fine_tune_reference.json`` (settings, per-epoch history, scores before and after). This
+in ``reference/fine_tune_reference.json`` (settings, per-epoch history, scores before and after). This
 script produces that file the same way a student would with ``TRAIN_LIVE = True``: it executes the notebook in a
 fresh kernel in ``notebooks/`` with that one cell changed (the notebook file itself is not modified), then copies
 the ``runs/fine_tune/fine_tune_reference.json`` the run wrote. Re-run it when the bundled checkpoint or the sample
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "03_fine_tuning_on_a_subset.ipynb"
 SWITCH = "TRAIN_LIVE = False"
 WRITTEN = REPO / "notebooks" / "runs" / "fine_tune" / "fine_tune_reference.json"
-TARGET = REPO / "notebooks" / "reference" / "fine_tune_reference.json"
+TARGET = REPO / "reference" / "fine_tune_reference.json"  # ../reference from notebooks/ and student/ alike
 
 
 def main() -> int:

@@ -221,3 +221,14 @@ def test_view_on_given_axes_matches_a_full_redraw():
     view.update(roll)
     np.testing.assert_array_equal(ax.images[0].get_array(), roll.astype(np.float32))
     assert view.to_png().startswith(b"\x89PNG")
+
+
+def test_a_target_is_overlaid_on_a_continuation():
+    roll = np.full((88, 32), 0.2, np.float32)
+    target = _roll({60: (0, 4)}, n_steps=16)
+    ax = plots.visualize_pianoroll(roll, overlay=target, overlay_label="bar 1 to match").axes[0]
+    rgba = ax.images[-1].get_array()
+    assert rgba.shape == (88, 32, 4) and rgba[60 - 21, :4, 3].min() > 0 and rgba[..., 3].sum() == 4 * 0.55
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bar 1 to match"]
+    with pytest.raises(ValueError, match="overlay has 40 steps"):
+        plots.visualize_pianoroll(roll, overlay=np.zeros((88, 40), bool))

@@ -129,19 +129,27 @@ def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0
 
 
 def _pitch_labels(low: int, high: int, sounding) -> list[int]:
-    """Pitches to name on the axis: the sounding ones when few, else each C plus the lowest and highest note."""
+    """Pitches to name on the axis: the sounding ones when few, else each C plus the lowest and highest note;
+    in a tall range, neighbours closer than a few semitones are thinned so that labels never overlap."""
     sounding = sorted(int(p) for p in sounding if low <= p <= high)
+    min_gap = 1 + (high - low) // 24  # semitones between labels: 1 up to two octaves shown, 2 up to four, ...
     if 0 < len(sounding) <= _MAX_NAMED_PITCHES:
-        return sounding
-    labelled = {p for p in range(low, high + 1) if p % 12 == 0}
-    if sounding:
-        labelled |= {sounding[0], sounding[-1]}
-        # a label too close to an outer note would overlap it
-        outer = (sounding[0], sounding[-1])
-        labelled = {p for p in labelled if p in outer or min(abs(p - q) for q in outer) > 2}
-    if len(labelled) < 3:  # a narrow, empty view: C, E and G
-        labelled = {p for p in range(low, high + 1) if p % 12 in (0, 4, 7)}
-    return sorted(labelled)
+        candidates = sounding
+    else:
+        candidates = sorted({p for p in range(low, high + 1) if p % 12 == 0} | set(sounding[:1] + sounding[-1:]))
+        if len(candidates) < 3 and not sounding:  # a narrow, empty view: C, E and G
+            candidates = [p for p in range(low, high + 1) if p % 12 in (0, 4, 7)]
+        min_gap = max(min_gap, 3)  # a C next to an outer note would overlap it
+    if not candidates:
+        return []
+    # keep the outer notes; drop an inner label that would touch its kept neighbours
+    kept = [candidates[0]]
+    for pitch in candidates[1:-1]:
+        if pitch - kept[-1] >= min_gap and candidates[-1] - pitch >= min_gap:
+            kept.append(pitch)
+    if candidates[-1] != kept[0]:
+        kept.append(candidates[-1])
+    return kept
 
 
 def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ())) -> None:
@@ -226,6 +234,8 @@ def visualize_pianoroll(
     time_signature=None,
     bar_lines=None,
     start: int = 0,
+    overlay=None,
+    overlay_label: str = "target",
 ):
     """Draw a piano roll (or a grid of them, for a batch).
 
@@ -245,6 +255,9 @@ def visualize_pianoroll(
         figsize: inches, for a new figure.
         time_signature, bar_lines, start: the meter of the bar and beat lines
             (see :func:`grid_lines`); default 4/4 from the first column.
+        overlay: a bool roll ``(88, T')`` with ``T' <= T`` (e.g. the bar a
+            continuation must match) drawn over the roll in translucent
+            orange from step 0, named ``overlay_label`` in a legend.
 
     Returns:
         The ``matplotlib.figure.Figure``; probabilities get a colour bar.
@@ -272,9 +285,35 @@ def visualize_pianoroll(
         ax = axes[0, 0]
     grid = grid_lines(rolls.shape[2], time_signature, bar_lines, start)
     image = _draw_roll(ax, rolls[0], threshold, pitch_range, cmap, bars, title, grid)
+    if overlay is not None:
+        _draw_overlay(ax, overlay, rolls.shape[2], overlay_label)
     if _is_probability(rolls, threshold):
         add_colorbar(image, ax)
     return ax.figure
+
+
+def _draw_overlay(ax, overlay, n_steps: int, label: str) -> None:
+    from matplotlib.patches import Patch
+
+    cells = binarize(single_roll(overlay, "overlay"))
+    if cells.shape[1] > n_steps:
+        raise ValueError(f"overlay has {cells.shape[1]} steps; the roll has {n_steps}")
+    rgba = np.zeros((N_PITCHES, n_steps, 4), np.float32)
+    rgba[:, : cells.shape[1]][cells] = (0.835, 0.369, 0.0, 0.55)  # Okabe-Ito vermillion, translucent
+    ax.imshow(
+        rgba,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        extent=(-0.5, n_steps - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
+    )
+    ax.legend(
+        handles=[Patch(color=(0.835, 0.369, 0.0, 0.55), label=label)],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        fontsize="small",
+        frameon=False,
+    )  # below the axes: it never hides a note
 
 
 def plot_pianoroll_grid(

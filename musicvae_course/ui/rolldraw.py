@@ -48,7 +48,7 @@ from .rolldraw_front import CSS, ESM
 from .widgets import RollPanel
 
 DEFAULT_RANGE = (55, 84)  #: G3-C6: two and a half octaves, room for a melody and its harmony
-DEFAULT_SPREAD = 2.0  #: posterior standard deviations: every variation differs, the tune stays (notebook 04)
+DEFAULT_SPREAD = 1.5  #: posterior standard deviations: every variation differs, the tune stays (notebook 04)
 MAX_UPLOAD_BYTES = 2_000_000  #: a MIDI file of a song is tens of kB; refuse what cannot be one
 
 
@@ -262,6 +262,7 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
 
     def clear(_button=None):
         canvas.cells, canvas.overlay = [], []
+        info.value = "cleared: draw notes (press, drag), then reconstruct"  # sent after the cells: a sign they are
 
     def on_upload(change):
         if not change["new"]:
@@ -297,6 +298,7 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
             widgets.HBox([buttons["midi"], download]),
         ]
     )
+    reconstruct()  # the images show from the start (the starting roll's reconstruction, or silence)
     box.add_class("mvc-drawable-roll-widget")
     box.canvas, box.reconstruct, box.hear_phrase, box.make_midi = canvas, reconstruct, hear_phrase, make_midi
     return box
