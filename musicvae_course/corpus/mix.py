@@ -1,0 +1,205 @@
+"""The training mix: music21 works (from cached notes) and MMA styles, grouped, transposed, balanced.
+
+Sources become *style groups* (``STYLE_GROUPS``: folk tunes, early music, baroque to romantic,
+and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each group is brought to the
+same number of segments (``balance``): large groups are subsampled, small ones are enlarged
+with transposed copies (``transpose_segments``, within the 88 keys) and, only then, repeats.
+So no one style dominates; :func:`mix_report` says what went in.
+
+A segment's source is kept in the dataset's ``files``: ``music21/<collection>/<work key>`` or
+``mma/<style>/<groove file>``, so every figure can be broken down by collection or style.
+
+Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports this mix.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..core.data import PianoRollDataset, build_dataset
+from ..core.pianoroll import N_PITCHES, SEGMENT_STEPS
+from .rolls import work_segments
+
+#: music21 collection -> style group (collections not listed: "baroque-romantic").
+FOLK = ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk", "nottingham-dataset")
+EARLY = ("palestrina", "trecento", "josquin", "monteverdi", "ciconia", "luca", "weber", "johnsonProject")
+MMA_STYLES = ("pop-rock", "jazz-blues", "latin", "waltz", "country-folk-march")
+STYLE_GROUPS = ("folk", "early", "baroque-romantic", *MMA_STYLES)
+DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tried for small groups
+
+
+def style_group(source: str) -> str:
+    """Style group of a segment's source name (``music21/<collection>/...`` or ``mma/<style>/...``)."""
+    parts = source.split("/")
+    if parts[0] == "mma":
+        return parts[1]
+    collection = parts[1] if len(parts) > 1 else ""
+    if collection in FOLK:
+        return "folk"
+    if collection in EARLY:
+        return "early"
+    return "baroque-romantic"
+
+
+def collection_of(source: str) -> str:
+    """``music21/<collection>`` or ``mma/<style>`` of a source name."""
+    return "/".join(source.split("/")[:2])
+
+
+def transpose_segments(segments, semitones: int) -> np.ndarray:
+    """Shift ``(N, 88, 32)`` bool segments by ``semitones``; keep only those whose notes all stay
+    inside MIDI 21-108 (no note is cut off). Returns ``(M, 88, 32)`` bool, ``M <= N``."""
+    segments = np.asarray(segments, dtype=bool)
+    if semitones == 0:
+        return segments.copy()
+    rows = segments.any(axis=2)  # (N, 88): pitches used
+    if semitones > 0:
+        fits = ~rows[:, N_PITCHES - semitones :].any(axis=1)
+    else:
+        fits = ~rows[:, :-semitones].any(axis=1)
+    kept = segments[fits]
+    out = np.zeros_like(kept)
+    if semitones > 0:
+        out[:, semitones:] = kept[:, : N_PITCHES - semitones]
+    else:
+        out[:, :semitones] = kept[:, -semitones:]
+    return out
+
+
+def music21_dataset(rolls_dir, split: str) -> PianoRollDataset:
+    """Segments of the cached works of one split (``'train'`` or ``'heldout'``) of a rolls build
+    (``rolls.roll_manifest``'s ``manifest.csv``); ``files`` are ``music21/<collection>/<key>``."""
+    rolls_dir = Path(rolls_dir)
+    with open(rolls_dir / "manifest.csv", newline="", encoding="utf8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    blocks, ids, files = [], [], []
+    for row in rows:
+        segs = work_segments(rolls_dir / row["cache_file"])
+        if len(segs):
+            blocks.append(segs)
+            ids.append(np.full(len(segs), len(files)))
+            files.append(f"music21/{row['collection']}/{row['key']}")
+    if not blocks:
+        return PianoRollDataset(np.zeros((0, N_PITCHES, SEGMENT_STEPS), bool), np.zeros(0, np.int64), [])
+    return PianoRollDataset(np.concatenate(blocks), np.concatenate(ids), files)
+
+
+def mma_dataset(mma_dir, split: str, cache_dir=None, workers: int = 1) -> PianoRollDataset:
+    """Segments of the MMA renders of one split, read by the kit's own loader
+    (``core.data.build_dataset``: drums dropped); ``files`` are ``mma/<style>/<file stem>``."""
+    mma_dir = Path(mma_dir)
+    with open(mma_dir / "manifest.csv", newline="", encoding="utf8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    paths = [str(mma_dir / r["file"]) for r in rows]
+    ds = build_dataset(paths, cache_dir=cache_dir, workers=workers, progress=False)
+    names = {str(mma_dir / r["file"]): f"mma/{r['style']}/{Path(r['file']).stem}" for r in rows}
+    files = [names.get(str(Path(f)), names.get(f, f)) for f in ds.files]
+    return PianoRollDataset.from_packed(ds.packed, ds.file_ids, files)
+
+
+def _group_indices(ds: PianoRollDataset) -> dict[str, np.ndarray]:
+    groups = np.array([style_group(f) for f in ds.files])[ds.file_ids] if len(ds) else np.array([])
+    return {g: np.flatnonzero(groups == g) for g in STYLE_GROUPS if (groups == g).any()}
+
+
+def balance(
+    ds: PianoRollDataset,
+    per_group: int,
+    seed: int = 0,
+    transpositions=DEFAULT_TRANSPOSITIONS,
+) -> PianoRollDataset:
+    """A dataset with ``per_group`` segments from every style group present in ``ds``.
+
+    A group with more segments is subsampled (without replacement); one with fewer is enlarged
+    with transposed copies (``transpositions``, random per segment, within the 88 keys), then
+    with repeats only if still short. Deterministic for a ``seed``. ``files`` keep the source,
+    with ``@+k`` appended for copies transposed by ``k`` semitones.
+    """
+    rng = np.random.default_rng(seed)
+    segments = ds.segments
+    blocks, ids, files = [], [], []
+    for group, index in _group_indices(ds).items():
+        if len(index) >= per_group:
+            chosen = rng.choice(index, per_group, replace=False)
+            blocks.append(segments[chosen])
+            names = [ds.files[i] for i in ds.file_ids[chosen]]
+        else:
+            parts, names = [segments[index]], [ds.files[i] for i in ds.file_ids[index]]
+            shifts = rng.choice(np.asarray(transpositions), len(index) * len(transpositions))
+            order = np.tile(index, len(transpositions))
+            for shift in np.unique(shifts):
+                picked = order[shifts == shift]
+                moved_rows = segments[picked]
+                fits = _fits(moved_rows, int(shift))
+                parts.append(transpose_segments(moved_rows, int(shift)))
+                names += [f"{ds.files[i]}@{int(shift):+d}" for i in ds.file_ids[picked[fits]]]
+            pool = np.concatenate(parts)
+            take = rng.choice(len(pool), per_group, replace=len(pool) < per_group)
+            blocks.append(pool[take])
+            names = [names[i] for i in take]
+        unique = sorted(set(names))
+        position = {name: len(files) + k for k, name in enumerate(unique)}
+        files += unique
+        ids.append(np.array([position[n] for n in names], np.int64))
+    return PianoRollDataset(np.concatenate(blocks), np.concatenate(ids), files)
+
+
+def _fits(segments: np.ndarray, semitones: int) -> np.ndarray:
+    rows = segments.any(axis=2)
+    if semitones > 0:
+        return ~rows[:, N_PITCHES - semitones :].any(axis=1)
+    if semitones < 0:
+        return ~rows[:, :-semitones].any(axis=1)
+    return np.ones(len(segments), bool)
+
+
+def concat(datasets) -> PianoRollDataset:
+    """One dataset from several (``files`` renumbered)."""
+    blocks, ids, files = [], [], []
+    for ds in datasets:
+        if len(ds) == 0:
+            continue
+        blocks.append(np.asarray(ds.packed))
+        ids.append(ds.file_ids + len(files))
+        files += list(ds.files)
+    return PianoRollDataset.from_packed(np.concatenate(blocks), np.concatenate(ids), files)
+
+
+def mix_report(ds: PianoRollDataset) -> list[dict]:
+    """Rows ``{group, collection, segments, share, sources, transposed}`` for a dataset's
+    sources, by style group then collection, largest first; ``share`` of all segments."""
+    names = [ds.files[i] for i in ds.file_ids]
+    counts = Counter(names)
+    by_collection: dict[tuple, dict] = {}
+    for name, n in counts.items():
+        base = name.split("@")[0]
+        key = (style_group(base), collection_of(base))
+        row = by_collection.setdefault(key, {"segments": 0, "sources": set(), "transposed": 0})
+        row["segments"] += n
+        row["sources"].add(base)
+        row["transposed"] += n if "@" in name else 0
+    total = max(1, len(ds))
+    rows = [
+        {
+            "group": g,
+            "collection": c,
+            "segments": v["segments"],
+            "share": v["segments"] / total,
+            "sources": len(v["sources"]),
+            "transposed": v["transposed"],
+        }
+        for (g, c), v in by_collection.items()
+    ]
+    return sorted(rows, key=lambda r: (STYLE_GROUPS.index(r["group"]), -r["segments"]))
+
+
+def group_shares(ds: PianoRollDataset) -> dict[str, float]:
+    """Share of segments per style group (sums to 1)."""
+    shares: Counter = Counter()
+    for row in mix_report(ds):
+        shares[row["group"]] += row["share"]
+    return dict(shares)

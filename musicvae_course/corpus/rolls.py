@@ -1,0 +1,376 @@
+"""music21 works -> piano-roll notes straight from the parsed score: the whole corpus in minutes.
+
+The MIDI route (:func:`.build.export_work`, then ``core.pianoroll.midi_to_pianoroll``) writes
+and re-reads a MIDI file per work: 2.5-3.9 s per work here. This module reads the notes from
+the parsed score itself (the same preparation as the export: voices merged, chord symbols and
+grace notes dropped, sounding pitch, repeats expanded the way music21's MIDI writer expands
+them) and applies the roll's one rounding rule (``core.pianoroll`` module docstring) to the
+ticks music21 would have written at 480 per quarter. So the rolls equal the MIDI route's
+(``tests/test_corpus_rolls.py`` checks a sample); drums (``Unpitched``) are dropped as the
+reader drops channel 10.
+
+Each work's notes are cached as one small ``.npz`` (``pitch, onset, offset`` in steps) or one
+``.fail`` text file, written atomically, so a stopped build continues where it stopped and one
+failing or slow work (per-work time limit) never stops the others.
+
+Usage (from the repository root)::
+
+    python -m musicvae_course.corpus.rolls --out corpus-rolls/ [--workers 2] [--timeout 60]
+    # then: python scripts/make_bundled_model.py prepare-rolls --rolls corpus-rolls/
+
+Taught indirectly: notebook 03 trains on segments made from such rolls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..core.pianoroll import notes_to_pianoroll, segments, ticks_to_steps
+from ..fileio import atomic_write
+from .build import (
+    HELDOUT_FILE,
+    MIDI_TICKS_PER_QUARTER,
+    WorkTimeout,
+    _on_alarm,
+    _remove_chord_symbols,
+    _remove_grace_notes,
+    _run_jobs,
+    _unshare_elements,
+    corpus_root,
+    list_works,
+    output_name,
+    read_heldout,
+)
+from .terms import encoding_terms
+
+DEFAULT_TIMEOUT_S = 60  #: per work; the slowest works (Beethoven quartets) parse in 10-40 s
+ROLL_MANIFEST_COLUMNS = (
+    "key",
+    "cache_file",
+    "collection",
+    "title",
+    "composer",
+    "licence",
+    "redistributable",
+    "encoding_holder",
+    "split",
+    "notes",
+    "steps",
+    "seconds",
+)
+
+
+def _prepared_score(work):
+    """Parse ``work`` and prepare it exactly as :func:`.build.export_work` does before writing."""
+    import music21
+    from music21 import converter
+
+    source = corpus_root() / work.corpus_path
+    score = converter.parse(source, number=work.number, forceSource=True, storePickle=False)
+    if isinstance(score, music21.stream.Opus):
+        score = score.scores[0] if len(score.scores) == 1 else score.mergeScores()
+    _unshare_elements(score)
+    _remove_chord_symbols(score)
+    _remove_grace_notes(score)
+    if not score.recurse().notes:
+        raise ValueError("no notes after parsing")
+    return score
+
+
+def _has_repeats(score) -> bool:
+    """Whether expanding repeats could change ``score`` (repeat barlines, D.C./segno, voltas)."""
+    from music21 import bar, repeat, spanner, stream
+
+    if score[repeat.RepeatExpression] or score[spanner.RepeatBracket]:
+        return True
+    return any(
+        isinstance(m.leftBarline, bar.Repeat) or isinstance(m.rightBarline, bar.Repeat) for m in score[stream.Measure]
+    )
+
+
+def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pitched notes of a music21 score as ``(pitch, start_tick, end_tick)`` int64 arrays.
+
+    Ticks are at 480 per quarter (``MIDI_TICKS_PER_QUARTER``), as music21's MIDI writer would
+    write them, with the writer's preparation: sounding pitch, repeats expanded
+    (``Stream.expandRepeats``; where music21 cannot expand them the music is read once straight
+    through, as the export does). Only a score with repeats is copied: the writer's own
+    ``prepareStreamForMidi`` deep-copies every score, which took most of the time. Tied notes stay
+    separate notes (on the roll their union is the tied note); ``Unpitched`` notes (percussion)
+    are dropped; a chord gives one note per pitch.
+    """
+    from music21 import chord, note, repeat
+
+    from .build import _strip_repeats
+
+    if score.atSoundingPitch is False:
+        score = score.toSoundingPitch()
+    if _has_repeats(score):
+        try:
+            score = score.expandRepeats()
+        except repeat.ExpanderException:
+            _strip_repeats(score)
+    pitches, starts, ends = [], [], []
+    tpq = MIDI_TICKS_PER_QUARTER
+    for part in score.parts or [score]:
+        for element in part.flatten().notes:
+            if isinstance(element, note.Note):
+                midi = [element.pitch.midi]
+            elif isinstance(element, chord.Chord):
+                midi = [p.midi for p in element.pitches]
+            else:  # Unpitched, PercussionChord: no pitch on an 88-key roll
+                continue
+            start = int(round(float(element.offset) * tpq))
+            end = start + int(round(float(element.duration.quarterLength) * tpq))
+            for m in midi:
+                pitches.append(m)
+                starts.append(start)
+                ends.append(end)
+    return np.asarray(pitches, np.int64), np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+
+
+def work_notes(work) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One work's sounding notes in steps: ``(pitch, onset, offset)`` int64 arrays.
+
+    Same rules as ``core.pianoroll.midi_to_pianoroll`` (zero-length notes dropped, one rounding
+    rule); pitches outside 21-108 are kept here and dropped when painted
+    (``core.pianoroll.notes_to_pianoroll``). Raises on a work music21 cannot read.
+    """
+    pitch, start, end = score_notes(_prepared_score(work))
+    sounding = end > start
+    onset, offset = ticks_to_steps(start[sounding], end[sounding], MIDI_TICKS_PER_QUARTER)
+    return pitch[sounding], onset, offset
+
+
+def notes_roll(pitch, onset, offset) -> np.ndarray:
+    """``(88, T)`` bool roll of notes in steps (``T`` = last offset); see ``core.pianoroll``."""
+    return notes_to_pianoroll(pitch, onset, offset)
+
+
+def cache_name(work) -> str:
+    """Cache file stem of a work (the MIDI route's name, without ``.mid``)."""
+    return output_name(work)[: -len(".mid")]
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    """``stem`` + ``suffix`` (not ``Path.with_suffix``: names hold dots, e.g. ``tune.abc__n3``)."""
+    return stem.parent / (stem.name + suffix)
+
+
+def _save_notes(path: Path, pitch, onset, offset, cpu_seconds: float = 0.0) -> None:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        pitch=pitch.astype(np.int16),
+        onset=onset.astype(np.int32),
+        offset=offset.astype(np.int32),
+        cpu_seconds=np.float64(cpu_seconds),
+    )
+    atomic_write(path, buffer.getvalue())
+
+
+def load_notes(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a cached work: ``(pitch, onset, offset)`` int64 arrays in steps."""
+    with np.load(path) as f:
+        return (f["pitch"].astype(np.int64), f["onset"].astype(np.int64), f["offset"].astype(np.int64))
+
+
+def _roll_job(work, out_stem: str, timeout_s: int, _unused=None) -> dict:
+    """Worker: cache one work's notes (``.npz``) or its failure (``.fail``); never raises."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(max(1, int(timeout_s)))
+    try:
+        pitch, onset, offset = work_notes(work)
+        signal.alarm(0)
+        # CPU seconds, not wall: on a shared machine wall time says more about the neighbours
+        _save_notes(Path(out_stem + ".npz"), pitch, onset, offset, time.process_time() - cpu_start)
+        steps = int(offset.max()) if offset.size else 0
+        return {"ok": True, "seconds": time.perf_counter() - start, "notes": int(pitch.size), "steps": steps}
+    except WorkTimeout:
+        reason = f"timeout after {timeout_s} s"
+    except Exception as err:  # noqa: BLE001 - any music21 failure skips this work only
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    atomic_write(Path(out_stem + ".fail"), reason + "\n")
+    return {"ok": False, "seconds": time.perf_counter() - start, "reason": reason}
+
+
+def build_rolls(
+    works,
+    out_dir,
+    workers: int = 2,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    retry_failed: bool = False,
+    progress: bool = True,
+    job=None,
+) -> dict:
+    """Cache every work's notes under ``out_dir/notes/`` (resumable); return counts.
+
+    Works already cached (``.npz``, or ``.fail`` unless ``retry_failed``) are not parsed
+    again, so a killed build continues where it stopped. ``job`` replaces the worker
+    function (tests). ``workers=0`` runs the works in this process, one by one.
+    Returns ``{'works', 'cached_before', 'done', 'failed', 'seconds'}``.
+    """
+    start = time.perf_counter()
+    notes_dir = Path(out_dir) / "notes"
+    todo, cached = [], 0
+    for work in works:
+        stem = notes_dir / cache_name(work)
+        if _with(stem, ".npz").exists() or (not retry_failed and _with(stem, ".fail").exists()):
+            cached += 1
+            continue
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        _with(stem, ".fail").unlink(missing_ok=True)
+        todo.append((work, str(stem), None))
+    done = failed = 0
+    if workers == 0:  # in this process, one by one (debugging, tests): no pool to start
+        results = ((w, p, (job or _roll_job)(w, p, timeout_s)) for w, p, _ in todo)
+    else:
+        results = _pooled(todo, workers, timeout_s, progress, job or _roll_job)
+    for _, _, result in results:
+        done += result["ok"]
+        failed += not result["ok"]
+    return {
+        "works": len(works),
+        "cached_before": cached,
+        "done": done,
+        "failed": failed,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+POOL_CHUNK = 1000  #: works per pool: music21's caches grow with every parse, a fresh pool drops them
+
+
+def _pooled(todo, workers, timeout_s, progress, job):
+    """Run jobs in pools of ``POOL_CHUNK`` works each; yield ``(work, stem, result)``.
+
+    Not ``build._run_jobs`` directly: its pools recycle workers (``max_tasks_per_child``), and
+    Python 3.11's ``ProcessPoolExecutor`` then hangs once every worker has reached the limit
+    (seen here: a build stopped for good at 2 x 200 works). A fresh pool per chunk bounds the
+    caches without recycling. A chunk whose pool breaks (a worker killed) is finished by
+    ``_run_jobs``, which isolates the culprit.
+    """
+    import concurrent.futures as cf
+
+    from tqdm import tqdm
+
+    from .build import _die_with_parent
+
+    bar = tqdm(total=len(todo), unit="work", disable=not progress, smoothing=0.05)
+    for first in range(0, len(todo), POOL_CHUNK):
+        chunk, finished = todo[first : first + POOL_CHUNK], set()
+        try:
+            with cf.ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
+                futures = {pool.submit(job, w, s, timeout_s): i for i, (w, s, _) in enumerate(chunk)}
+                for future in cf.as_completed(futures):
+                    index = futures[future]
+                    result = future.result()
+                    finished.add(index)
+                    bar.update(1)
+                    yield chunk[index][0], chunk[index][1], result
+        except cf.process.BrokenProcessPool:
+            rest = [j for i, j in enumerate(chunk) if i not in finished]
+            for item in _run_jobs(rest, workers, timeout_s, False, job=job):
+                bar.update(1)
+                yield item
+    bar.close()
+
+
+def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
+    """One row per work with a cached result: provenance, terms, split, notes or failure.
+
+    Written to ``out_dir/manifest.csv`` (works with notes) and ``out_dir/failures.csv``.
+    """
+    out_dir = Path(out_dir)
+    heldout = read_heldout(HELDOUT_FILE) if heldout is None else heldout
+    rows, failures = [], []
+    for work in works:
+        stem = out_dir / "notes" / cache_name(work)
+        if _with(stem, ".npz").exists():
+            pitch, _, offset = load_notes(_with(stem, ".npz"))
+            terms = encoding_terms(work.corpus_path)
+            rows.append(
+                {
+                    "key": work.key,
+                    "cache_file": _with(stem, ".npz").relative_to(out_dir).as_posix(),
+                    "collection": work.collection,
+                    "title": work.title,
+                    "composer": work.composer,
+                    "licence": terms.licence,
+                    "redistributable": terms.redistributable,
+                    "encoding_holder": terms.holder,
+                    "split": "heldout" if work.key in heldout else "train",
+                    "notes": int(pitch.size),
+                    "steps": int(offset.max()) if offset.size else 0,
+                    "seconds": "",
+                }
+            )
+        elif _with(stem, ".fail").exists():
+            failures.append((work.key, _with(stem, ".fail").read_text(encoding="utf8").strip()))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=ROLL_MANIFEST_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out_dir / "manifest.csv", text.getvalue())
+    text = io.StringIO()
+    csv.writer(text).writerows([("key", "reason"), *failures])
+    atomic_write(out_dir / "failures.csv", text.getvalue())
+    return rows
+
+
+def work_segments(path) -> np.ndarray:
+    """``(N, 88, 32)`` bool training segments of one cached work (``core.pianoroll.segments``)."""
+    return segments(notes_roll(*load_notes(path)))
+
+
+def fair_order(works, heldout=None) -> list:
+    """Build order for a time-boxed build: held-out works first (every collection's evaluation
+    set), then round-robin over collections (each in a salted hash order), so a build stopped
+    at any point holds a fair share of every collection rather than all of the slow ones."""
+    from .build import _stable_hash
+
+    heldout = read_heldout(HELDOUT_FILE) if heldout is None else heldout
+    ordered = []
+    for first in (True, False):
+        queues: dict[str, list] = {}
+        for work in sorted(works, key=lambda w: (_stable_hash("order:" + w.key), w.key)):
+            if (work.key in heldout) == first:
+                queues.setdefault(work.collection, []).append(work)
+        rounds = [q for _, q in sorted(queues.items())]
+        depth = max((len(q) for q in rounds), default=0)
+        ordered += [q[i] for i in range(depth) for q in rounds if i < len(q)]
+    return ordered
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Cache the notes of music21's corpus works from parsed scores.")
+    parser.add_argument("--out", type=Path, required=True, help="cache folder (created; reused to resume)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="per-work time limit, seconds")
+    parser.add_argument("--collections", nargs="+", help="corpus directories to include")
+    parser.add_argument("--retry-failed", action="store_true", help="parse works that failed before again")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    works = fair_order(list_works(args.collections))
+    summary = build_rolls(works, args.out, args.workers, args.timeout, args.retry_failed, not args.no_progress)
+    rows = roll_manifest(works, args.out)
+    print(
+        f"rolls: {summary['works']} works, {summary['cached_before']} cached before, {summary['done']} done, "
+        f"{summary['failed']} failed, {summary['seconds']:.0f} s; manifest {len(rows)} works -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Continue training the bundled checkpoint on the whole music21 corpus plus MMA styles, on CPU.
+
+Steps (from the repository root; each resumable)::
+
+    nice -n 5 python -m musicvae_course.corpus.rolls --out corpus/rolls --workers 2   # notes, minutes
+    nice -n 5 python -m musicvae_course.corpus.mma --out corpus/mma                   # MMA renders
+    python scripts/train_bundled_on_cpu.py prepare          # -> corpus/mix/*.npz, mix.json
+    nice -n 5 python scripts/train_bundled_on_cpu.py train --until 18:55   # fit, resumable
+    python scripts/evaluate_bundled_model.py ...             # tables for the model card
+
+``prepare`` groups the sources by style (``corpus.mix.STYLE_GROUPS``), balances them to
+``--per-group`` segments each (small groups enlarged by transposition within the 88 keys),
+and cuts a validation set by source (2% of sources, for the scheduler and ``best.pt``).
+Held-out music21 works (``corpus/heldout_works.txt``) and the held-out MMA grooves and
+progressions never enter training.
+
+``train`` starts from the bundled checkpoint (``init``) with the kit's own
+``musicvae_course.train.fit``: fine-tune settings (lr 3e-4, halved after an epoch without a
+better validation -ELBO, beta 1 from the start, free bits 0.5, batch 256, clip 1.0), one
+thread, and ``out_dir`` + ``resume`` so a stopped run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from musicvae_course.core import checkpoint, data  # noqa: E402
+from musicvae_course.corpus import build, mix, rolls  # noqa: E402
+
+MIX_DIR = REPO / "corpus" / "mix"
+FINE_TUNE = {
+    "lr": 3e-4,
+    "lr_patience": 1,
+    "lr_factor": 0.5,
+    "min_lr": 1e-5,
+    "beta_warmup_epochs": 0,
+    "beta_max": 1.0,
+    "free_bits": 0.5,
+    "batch_size": 256,
+    "grad_clip": 1.0,
+}
+
+
+def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    works = build.list_works()
+    manifest = rolls.roll_manifest(works, rolls_dir)
+    m21_train = mix.music21_dataset(rolls_dir, "train")
+    m21_heldout = mix.music21_dataset(rolls_dir, "heldout")
+    mma_train = mix.mma_dataset(mma_dir, "train", cache_dir=out / "cache-mma-train")
+    mma_heldout = mix.mma_dataset(mma_dir, "heldout", cache_dir=out / "cache-mma-heldout")
+    pool = mix.concat([m21_train, mma_train])
+    # validation by source (no source in both), before balancing: the scheduler sees unseen works
+    rng = np.random.default_rng(2026)
+    is_val = rng.random(len(pool.files)) < val_fraction
+    val = pool.subset(is_val[pool.file_ids])
+    train_pool = pool.subset(~is_val[pool.file_ids])
+    train = mix.balance(train_pool, per_group, seed=2026)
+    val = mix.balance(val, max(1, per_group // 20), seed=2027)
+    train.save_npz(out / "train.npz")
+    val.save_npz(out / "val.npz")
+    m21_heldout.save_npz(out / "heldout_music21.npz")
+    mma_heldout.save_npz(out / "heldout_mma.npz")
+    summary = {
+        "works_cached": len(manifest),
+        "works_total": len(works),
+        "pool_segments": {
+            "music21_train": len(m21_train),
+            "music21_heldout": len(m21_heldout),
+            "mma_train": len(mma_train),
+            "mma_heldout": len(mma_heldout),
+        },
+        "pool_mix": mix.mix_report(train_pool),
+        "train_segments": len(train),
+        "val_segments": len(val),
+        "train_mix": mix.mix_report(train),
+        "group_shares": mix.group_shares(train),
+        "per_group": per_group,
+        "seconds": time.perf_counter() - start,
+    }
+    (out / "mix.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if not k.endswith("_mix")}, indent=2))
+    return summary
+
+
+def train(out_dir: Path, mix_dir: Path, until: str | None, epochs: int, threads: int, init: Path, lr: float) -> None:
+    from musicvae_course.core.model import MusicVAE
+    from musicvae_course.train import fit
+
+    train_ds = data.load_dataset(mix_dir / "train.npz")
+    val_ds = data.load_dataset(mix_dir / "val.npz")
+    budget = None
+    if until:
+        hour, minute = (int(x) for x in until.split(":"))
+        now = dt.datetime.now()
+        end = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        budget = max(60.0, (end - now).total_seconds())
+    model = MusicVAE(latent_dim=256)
+    print(f"train {len(train_ds):,} val {len(val_ds):,} segments; time budget {budget} s", flush=True)
+    history = fit(
+        model,
+        train_ds,
+        val_ds,
+        epochs=epochs,
+        out_dir=out_dir,
+        resume=True,
+        init=init,
+        threads=threads,
+        device="cpu",
+        precision="fp32",
+        time_budget_s=budget,
+        progress=False,
+        **{**FINE_TUNE, "lr": lr},
+    )
+    for row in history[-3:]:
+        print({k: row.get(k) for k in ("epoch", "lr", "neg_elbo", "val_loss", "val_frame_f1", "samples_per_s")})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--rolls", type=Path, default=REPO / "corpus" / "rolls")
+    p.add_argument("--mma", type=Path, default=REPO / "corpus" / "mma")
+    p.add_argument("--out", type=Path, default=MIX_DIR)
+    p.add_argument("--per-group", type=int, default=10_000, help="segments per style group")
+    p.add_argument("--val-fraction", type=float, default=0.02)
+    t = sub.add_parser("train")
+    t.add_argument("--out", type=Path, default=REPO / "runs" / "bundled-cpu")
+    t.add_argument("--until", help="HH:MM local time to stop (the run stays resumable)")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--mix", type=Path, default=MIX_DIR, help="folder made by prepare")
+    t.add_argument("--init", type=Path, default=checkpoint.BUNDLED_CHECKPOINT, help="weights to start from")
+    t.add_argument("--lr", type=float, default=FINE_TUNE["lr"])
+    args = parser.parse_args(argv)
+    if args.step == "prepare":
+        prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
+    else:
+        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

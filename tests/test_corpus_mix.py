@@ -1,0 +1,68 @@
+"""The training mix: style groups, transposition within the 88 keys, balance, the mix report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from musicvae_course.core.data import PianoRollDataset
+from musicvae_course.corpus import mix
+
+
+def _segments(pitches, n):
+    segs = np.zeros((n, 88, 32), bool)
+    for i in range(n):
+        segs[i, pitches[i % len(pitches)] - 21, :8] = True
+    return segs
+
+
+def test_transposition_moves_notes_and_drops_segments_that_would_leave_the_keyboard():
+    segs = _segments([21, 60, 108], 3)  # lowest key, middle C, highest key
+    up = mix.transpose_segments(segs, 2)
+    assert len(up) == 2  # C8 + 2 would leave the 88 keys
+    assert up[0, 23 - 21].any() and up[1, 62 - 21].any() and up.sum() == segs[:2].sum()
+    down = mix.transpose_segments(segs, -1)
+    assert len(down) == 2 and down[0, 59 - 21].any() and down[1, 107 - 21].any()
+
+
+def test_style_groups_of_sources():
+    assert mix.style_group("music21/essenFolksong/x.abc#3") == "folk"
+    assert mix.style_group("music21/palestrina/Agnus.krn") == "early"
+    assert mix.style_group("music21/bach/bwv1.mxl") == "baroque-romantic"
+    assert mix.style_group("mma/latin/BossaNova") == "latin"
+
+
+def _pool():
+    sizes = {"music21/essenFolksong/a": 500, "music21/palestrina/b": 300, "mma/latin/c": 20}
+    blocks, ids, files = [], [], []
+    for k, (name, n) in enumerate(sizes.items()):
+        blocks.append(_segments([40 + k, 50 + k], n))
+        ids.append(np.full(n, k))
+        files.append(name)
+    return PianoRollDataset(np.concatenate(blocks), np.concatenate(ids), files)
+
+
+def test_balance_gives_every_group_the_same_share_using_transposed_copies_for_small_ones():
+    balanced = mix.balance(_pool(), per_group=100, seed=1)
+    assert len(balanced) == 300
+    shares = mix.group_shares(balanced)
+    assert shares == {"folk": 1 / 3, "early": 1 / 3, "latin": 1 / 3}
+    report = {r["collection"]: r for r in mix.mix_report(balanced)}
+    assert report["mma/latin"]["transposed"] > 50  # 20 originals, the rest transposed copies
+    assert report["music21/essenFolksong"]["transposed"] == 0
+    # transposed copies are shifts of the originals' pitches (latin's MIDI 42 and 52)
+    latin = balanced.subset(np.isin(balanced.file_ids, [i for i, f in enumerate(balanced.files) if "latin" in f]))
+    pitches = set((np.flatnonzero(latin.segments.any(axis=(0, 2))) + 21).tolist())
+    shifted = {p + s for p in (42, 52) for s in (0, *mix.DEFAULT_TRANSPOSITIONS)}
+    assert pitches - {42, 52} and pitches <= shifted
+
+
+def test_balance_is_deterministic_for_a_seed():
+    a, b = mix.balance(_pool(), 50, seed=3), mix.balance(_pool(), 50, seed=3)
+    assert np.array_equal(a.packed, b.packed) and a.files == b.files
+
+
+def test_mix_report_counts_sources_and_shares():
+    report = mix.mix_report(_pool())
+    assert [r["collection"] for r in report] == ["music21/essenFolksong", "music21/palestrina", "mma/latin"]
+    assert abs(sum(r["share"] for r in report) - 1) < 1e-9
+    assert report[0]["segments"] == 500 and report[0]["sources"] == 1
