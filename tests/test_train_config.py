@@ -14,7 +14,7 @@ from tiny_rolls import tiny_segments
 from musicvae_course import train as training
 from musicvae_course.core.data import PianoRollDataset
 from musicvae_course.core.model import MusicVAE
-from musicvae_course.train import TrainConfig
+from musicvae_course.train import TrainConfig, loop
 from musicvae_course.train.cli import build_parser, main
 from musicvae_course.train.config import config_from_call
 from musicvae_course.train.inputs import TrainingDataError, training_data
@@ -137,15 +137,21 @@ def test_probabilities_are_binarised_at_one_half_and_a_dataset_of_ones_own_is_sc
         training_data(Mine(), "val")
 
 
-def test_nan_in_validation_batches_stops_training_with_a_clear_error(tmp_path):
-    class NanBatches(PianoRollDataset):
+def test_nan_in_validation_batches_or_a_non_finite_validation_loss_stop_training_with_a_clear_error(
+    tmp_path, monkeypatch
+):
+    class NanBatches(PianoRollDataset):  # a subclass of the kit's dataset is not scanned before training
         def batches(self, *args, **kwargs):
             for x in super().batches(*args, **kwargs):
                 yield torch.full_like(x, math.nan)
 
     train = PianoRollDataset(tiny_segments(16))
-    with pytest.raises(training.TrainingDiverged, match="validation -ELBO is nan after epoch 1"):
+    with pytest.raises(TrainingDataError, match="val: .*NaN"):
         training.fit(MusicVAE(latent_dim=8), train, NanBatches(tiny_segments(8)), epochs=1, out_dir=tmp_path, **QUICK)
+    real = loop.summarize_sums
+    monkeypatch.setattr(loop, "summarize_sums", lambda *a: {**real(*a), "neg_elbo": math.inf})  # overflow in eval
+    with pytest.raises(training.TrainingDiverged, match="validation -ELBO is inf after epoch 1"):
+        training.fit(MusicVAE(latent_dim=8), train, train, epochs=1, out_dir=tmp_path, overwrite=True, **QUICK)
     assert not (tmp_path / "best.pt").exists()
 
 
@@ -215,6 +221,5 @@ def test_the_command_stopped_by_sigterm_saves_and_exits_130_without_a_traceback(
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
-    assert not [name for name in os.listdir(run) if name.endswith(".tmp")]
+    assert process.returncode == 130 and "interrupted" in err and "--resume" in err and "Traceback" not in err, err
+    assert not [name for name in os.listdir(run) if name.endswith(".tmp")], os.listdir(run)

@@ -49,7 +49,7 @@ from ..core.model import vae_loss
 from ..core.seeding import derived_seed
 from . import distributed
 from .config import SettingError, TrainConfig, config_from_call
-from .inputs import load_weights, training_data
+from .inputs import TrainingDataError, load_weights, training_data
 from .run_folder import RunFolder
 
 __all__ = ["fit", "beta_schedule", "TrainingDiverged", "ENCODER_PARTS"]
@@ -326,12 +326,15 @@ class _Run:
         if self.context.enabled:  # each rank evaluates every world_size-th segment
             rank, world = self.context.rank, self.context.world_size
             shard = self.val.subset(np.arange(rank, len(self.val), world))
-        totals = evaluation_sums(
-            self.model,
-            shard.batches(self.local_batch * 4, shuffle=False, device=self.device),
-            seed=self.config.seed,
-            amp_dtype=self.amp_dtype,
-        )
+        try:
+            totals = evaluation_sums(
+                self.model,
+                shard.batches(self.local_batch * 4, shuffle=False, device=self.device),
+                seed=self.config.seed,
+                amp_dtype=self.amp_dtype,
+            )
+        except ValueError as err:  # the model refuses a batch (NaN, values outside [0, 1]): say it is val's
+            raise TrainingDataError(f"val: {err}") from None
         table = summarize_sums(distributed.all_reduce_sum(totals, self.context), self.model.latent_dim)
         if not math.isfinite(table["neg_elbo"]):  # else no best.pt and a scheduler fed NaN, silently
             raise TrainingDiverged(
