@@ -162,11 +162,16 @@ class _MvcGrader:
         ns = self._ns()
         for name in names:
             obj = ns.get(name)
-            if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict") and hasattr(obj, "modules"):
+            if isinstance(obj, type) or not all(
+                    callable(getattr(obj, a, None)) for a in ("state_dict", "load_state_dict", "modules")):
+                continue  # not a model (a class such as MusicVAE has these attributes unbound)
+            try:
                 state = {k: v.detach().clone() for k, v in obj.state_dict().items()}
                 flags = [(m, m.training, [(p, p.requires_grad) for p in m.parameters(recurse=False)])
                          for m in obj.modules()]
-                self.snapshots[name] = (obj, state, flags)
+            except Exception:
+                continue
+            self.snapshots[name] = (obj, state, flags)
 
     def restore(self):
         ns = self._ns()

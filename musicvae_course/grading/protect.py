@@ -10,7 +10,9 @@ from __future__ import annotations
 
 def protectable(obj) -> bool:
     """True for objects with ``state_dict``/``load_state_dict``/``modules`` (torch modules)."""
-    return all(hasattr(obj, name) for name in ("state_dict", "load_state_dict", "modules"))
+    if isinstance(obj, type):  # the class MusicVAE has these attributes too, unbound
+        return False
+    return all(callable(getattr(obj, name, None)) for name in ("state_dict", "load_state_dict", "modules"))
 
 
 def snapshot(obj):

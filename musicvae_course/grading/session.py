@@ -33,19 +33,20 @@ GIVEN_MIN_TIMEOUT = 60.0  # the instructor's given cells (imports, data) are not
 @dataclass
 class Layout:
     """Where a notebook's files lie: ``workdir_name`` (the folder the notebook runs in, e.g. ``notebooks``) and
-    ``{path relative to the course root: host path}`` of the data it reads (``data_samples``,
-    ``notebooks/reference``). :meth:`make` copies them into a fresh course root."""
+    ``{path relative to the course root: host path}`` of the data it reads (``data_samples``, ``reference``).
+    :meth:`make` copies them into a fresh course root."""
 
     workdir_name: str
     files: dict = field(default_factory=dict)
 
     @classmethod
     def for_source_dir(cls, source_dir, extra=None) -> Layout:
-        """The kit's layout: ``../data_samples`` and ``reference/`` beside the sources, when they exist."""
+        """The kit's layout: ``../data_samples``, ``../reference`` and ``reference/`` of the sources, if they exist."""
         source_dir = Path(source_dir).resolve()
         files = {}
         for relative, host in (
             ("data_samples", source_dir.parent / "data_samples"),
+            ("reference", source_dir.parent / "reference"),
             (f"{source_dir.name}/reference", source_dir / "reference"),
         ):
             if host.exists():
