@@ -232,3 +232,48 @@ def test_a_target_is_overlaid_on_a_continuation():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bar 1 to match"]
     with pytest.raises(ValueError, match="overlay has 40 steps"):
         plots.visualize_pianoroll(roll, overlay=np.zeros((88, 40), bool))
+
+
+# --------------------------------------------------------------------------
+# Training curves (ui/curves.py)
+# --------------------------------------------------------------------------
+def _history(epochs, beta=1.0, lr=1e-4, start=100.0):
+    return [
+        dict(epoch=e, beta=beta, lr=lr, loss=start + 5 - e, neg_elbo=start - e, val_loss=start + 1 - e,
+             reconstruction=10.0 - e / 2, kl=start - 10 - e / 2)
+        for e in range(1, epochs + 1)
+    ]  # fmt: skip
+
+
+def test_a_constant_beta_is_drawn_flat_on_a_fixed_axis_with_the_reference_behind():
+    from musicvae_course.ui.curves import plot_history
+
+    fig = plot_history(_history(3), reference=_history(10, start=120.0))
+    loss_ax, parts_ax, beta_ax = fig.axes[:3]
+    assert beta_ax.get_ylim() == (0.0, 1.05)  # never autoscaled to 0.96-1.04
+    labels = [line.get_label() for line in loss_ax.get_lines()]
+    assert "reference: train -ELBO" in labels and "train -ELBO" in labels
+    assert loss_ax.get_xlim() == (0.5, 10.5)  # the axis spans the reference run
+    assert parts_ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="empty"):
+        plot_history([])
+
+
+def test_live_curves_redraw_one_figure_and_fit_live_trains_epoch_by_epoch(tmp_path):
+    from tiny_rolls import tiny_segments
+
+    from musicvae_course.core.data import PianoRollDataset
+    from musicvae_course.core.model import MusicVAE
+    from musicvae_course.ui.curves import LiveCurves, fit_live
+
+    curves = LiveCurves(reference=_history(5), epochs=5)
+    curves.update(_history(2))
+    lines = [line for line in curves.axes[0].get_lines() if not line.get_label().startswith("reference")]
+    assert [len(line.get_xdata()) for line in lines] == [2, 2, 2]
+    torch.manual_seed(0)
+    model = MusicVAE(latent_dim=8)
+    train, val = PianoRollDataset(tiny_segments(32, seed=0)), PianoRollDataset(tiny_segments(16, seed=1))
+    history, figure = fit_live(model, train, val, epochs=2, out_dir=tmp_path, batch_size=16, threads=1)
+    assert [row["epoch"] for row in history] == [1, 2] and (tmp_path / "last.pt").is_file()
+    own = [line for line in figure.axes[0].get_lines() if line.get_label() == "train -ELBO"]
+    assert len(own) == 1 and list(own[0].get_xdata()) == [1, 2]
