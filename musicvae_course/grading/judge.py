@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def working_directory(path):
         os.chdir(old)
 
 
+@contextmanager
+def quiet():
+    """Output of given cells and tests run grader-side goes nowhere (it is not feedback, and a worker's stdout
+    is the grader's log)."""
+    sink = io.StringIO()
+    with redirect_stdout(sink), redirect_stderr(sink):
+        yield
+
+
 def _runnable(source: str) -> str:
     """Cell source without IPython-only lines (``%magic``, ``!shell``): the grader runs plain Python."""
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
@@ -89,7 +99,7 @@ class GraderSpace:
         self.source, self.workdir = source, Path(workdir)
         self.namespace: dict = {"__name__": "__grader__", "__builtins__": builtins}
         self.errors: list[tuple[str, str]] = []
-        with working_directory(self.workdir):
+        with working_directory(self.workdir), quiet():
             for grade_id, cell_source in source.locked_sources():
                 try:
                     exec(compile(_runnable(cell_source), f"<given cell {grade_id}>", "exec"), self.namespace)
@@ -323,7 +333,7 @@ def run_question(
                 unusable[name] = f"{name} is not defined in your notebook (did its cell run without errors?)"
     except (NotPlainData, CallTimeout) as exc:
         lost = exc
-    with working_directory(workdir):
+    with working_directory(workdir), quiet():
         for case in cases:
             if lost is not None:
                 passed.append(False)
