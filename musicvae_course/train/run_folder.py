@@ -104,7 +104,7 @@ class RunFolder:
             )
         checkpoint = load_checkpoint(last)
         if not checkpoint.get("training_state"):
-            raise ValueError(f"{last}: has no training state to resume from")
+            raise CheckpointError(f"{last}: has no training state to resume from (a model file, not a run's last.pt?)")
         return checkpoint
 
     def check_best(self, model: torch.nn.Module, checkpoint: dict) -> float:
