@@ -4,9 +4,13 @@ A product of its own inside the kit: it imports nothing of the ML code (``core``
 code never imports it (import-linter checks both). Modules:
 
 * :mod:`.markers`: nbgrader's cell markers, questions and test cells, student versions.
-* :mod:`.check`: ``check("q1")``, the public tests a student runs in their own kernel.
-* :mod:`.autograde`: grading a folder of submissions, each in its own kernel.
-* :mod:`.cli`: ``python -m musicvae_course.grading ...``.
+* :mod:`.check`: ``check("q1")``, the public tests a student runs in their own kernel (``protect=`` models).
+* :mod:`.cases`: ``# CASE`` lines, weights and the ``forbidden`` shortcut check.
+* :mod:`.source`: a source notebook as the grader sees it, and a submission's plan.
+* :mod:`.kernel`: one student kernel in a bubblewrap sandbox; :mod:`.codec`: plain data across, strictly decoded.
+* :mod:`.judge`: tests run in the grader's process with proxies into the kernel; :mod:`.protect`: model guards.
+* :mod:`.session`: ``GradingSession`` and grading one notebook; :mod:`.autograde`: a class, in parallel, resumable.
+* :mod:`.reports`: feedback and the class CSVs rebuilt from the records; :mod:`.cli`: the command line.
 """
 
 from .check import Checker, CheckResult, check
