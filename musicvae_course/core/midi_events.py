@@ -111,79 +111,92 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES) -> NoteTable:
 def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
     """Walk one track's events, appending closed notes to ``notes``; returns the track's last tick.
 
-    One loop, no objects per event: this is the module's hot path. A note is one int,
+    One loop, no objects per event: this is the module's hot path, ordered for the usual event (a one-byte
+    delta, then a note-on or note-off, often in running status). A note is one int,
     ``start << 35 | end << 11 | key`` with ``key = channel * 128 + pitch`` (ticks < 2**24, see ``MAX_TICK``
-    and the check in ``parse_notes``). The open-note lists are per track, as in the reference.
+    and the check in ``parse_notes``). The open notes are per track, as in the reference: one open note of a
+    key is kept as its tick, several as a list.
     """
     tick = 0
     status = 0  # running status; 0 = none yet
     open_notes: dict = {}
+    get, pop = open_notes.get, open_notes.pop
     add = notes.append
     limit = max_notes - len(notes)
     while pos < stop:
         byte = data[pos]
-        pos += 1
-        if byte & 0x80:
+        if byte < 0x80:
+            tick += byte
+            pos += 1
+        else:
             delta = byte & 0x7F
+            pos += 1
             while byte & 0x80:
                 byte = data[pos]
                 pos += 1
                 delta = (delta << 7) | (byte & 0x7F)
             tick += delta
-        else:
-            tick += byte
         byte = data[pos]
-        if byte & 0x80:
+        if byte < 0x80:  # running status: this byte is the first data byte
+            kind = status
+            if kind < 0xA0:
+                if not kind:
+                    raise MidiFormatError(f"corrupt MIDI: track {track}: running status without a status byte")
+                first = byte
+                second = data[pos + 1]
+                pos += 2
+            elif kind >= 0xF0:  # mido consumes the data byte before reading a running sysex/system message
+                pos += 1
+        else:
             pos += 1
+            kind = byte
             if byte != 0xFF:
                 status = byte
-            kind = byte
-        elif status:
-            kind = status
-            if kind >= 0xF0:  # mido consumes the data byte before reading a running sysex/system message
-                pos += 1
-        else:
-            raise MidiFormatError(f"corrupt MIDI: track {track}: running status without a status byte")
-        if kind < 0xF0:
-            high = kind & 0xF0
-            first = data[pos]
-            if high == 0xC0 or high == 0xD0:
-                pos += 1
-                if first & 0x80:
-                    raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
-                continue
-            second = data[pos + 1]
-            pos += 2
+            if kind < 0xA0:
+                first = data[pos]
+                second = data[pos + 1]
+                pos += 2
+        if kind < 0xA0:  # note-off (0x8n) or note-on (0x9n)
             if (first | second) & 0x80:
                 raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
-            if high == 0x90 and second:
-                key = ((kind & 0x0F) << 7) | first
-                opened = open_notes.get(key)
+            key = ((kind & 0x0F) << 7) | first
+            if kind >= 0x90 and second:
+                opened = get(key)
                 if opened is None:
                     open_notes[key] = tick  # one open note: its tick (no list, the usual case)
                 elif opened.__class__ is int:
                     open_notes[key] = [opened, tick]
                 else:
                     opened.append(tick)
-            elif high == 0x80 or high == 0x90:
-                key = ((kind & 0x0F) << 7) | first
-                opened = open_notes.pop(key, None)
-                if opened is None:
-                    continue
-                if opened.__class__ is int:  # the usual case: one note of this key is open
-                    if opened != tick:
-                        add((opened << 35) | (tick << 11) | key)
-                    # else: struck and released on one tick, nothing closed: dropped, as in the reference
-                else:
-                    closed = [begin for begin in opened if begin != tick]
-                    for begin in closed:
-                        add((begin << 35) | (tick << 11) | key)
-                    if closed and len(closed) < len(opened):
-                        open_notes[key] = [begin for begin in opened if begin == tick]  # struck on this tick: kept
-                    limit -= len(closed) - 1
-                limit -= 1
-                if limit < 0:
-                    raise MidiFormatError(f"more than {max_notes:,} notes (limit MAX_NOTES)")
+                continue
+            opened = pop(key, None)
+            if opened is None:
+                continue
+            if opened.__class__ is int:  # the usual case: one note of this key is open
+                if opened != tick:
+                    add((opened << 35) | (tick << 11) | key)
+                # else: struck and released on one tick, nothing closed: dropped, as in the reference
+            else:
+                closed = [begin for begin in opened if begin != tick]
+                for begin in closed:
+                    add((begin << 35) | (tick << 11) | key)
+                if closed and len(closed) < len(opened):
+                    open_notes[key] = [begin for begin in opened if begin == tick]  # struck on this tick: kept
+                limit -= len(closed) - 1
+            limit -= 1
+            if limit < 0:
+                raise MidiFormatError(f"more than {max_notes:,} notes (limit MAX_NOTES)")
+        elif kind < 0xF0:
+            first = data[pos]
+            pos += 1
+            if kind >= 0xC0 and kind < 0xE0:  # program change, channel pressure: one data byte
+                if first & 0x80:
+                    raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
+                continue
+            second = data[pos]
+            pos += 1
+            if (first | second) & 0x80:
+                raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
         elif kind == 0xFF:
             meta = data[pos]
             pos += 1
