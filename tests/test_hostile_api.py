@@ -153,3 +153,19 @@ def test_a_dataset_npz_declaring_too_much_is_refused_before_loading(tmp_path, mo
     (tmp_path / "x.npz").write_text("not a zip")
     with pytest.raises(ValueError, match=r"x\.npz: not a dataset"):
         load_dataset(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("kwargs", [{"n": 0}, {"n": -2}, {"n": 10**9}, {"n": 2.5}, {"temperature": float("nan")}])
+def test_sampling_arguments_are_checked_before_allocating(model, kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        model.sample(**kwargs)
+
+
+def test_dataset_batch_sizes_and_file_choices_are_checked():
+    ds = PianoRollDataset(tiny_segments(4), np.arange(4), [f"{i}.mid" for i in range(4)])
+    with pytest.raises(ValueError, match="batch_size"):
+        next(ds.batches(0))
+    for kwargs in ({"max_files": -1}, {"max_files": 0}, {"fraction": float("nan")}, {"path_filter": 3}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            ds.select_files(**kwargs)
+    assert len(ds.select_files(max_files=2)) == 2

@@ -145,6 +145,8 @@ class PianoRollDataset:
                 travel and are unpacked there, 8x less to copy.
             drop_last: skip a final batch smaller than ``batch_size``.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         order = order.to(self.device)

@@ -58,12 +58,18 @@ def select_files(paths, path_filter=None, max_files=None, fraction=None, seed: i
     """Choose files, in this order: ``path_filter`` (a case-insensitive substring of the
     path, or a function ``path -> bool``), then a seeded random ``fraction`` in (0, 1],
     then the first ``max_files``. Returns paths as ``str``, sorted."""
+    if max_files is not None and not (_whole(max_files) and max_files >= 1):
+        raise ValueError(f"max_files must be None or an int >= 1, got {max_files!r}")
+    if fraction is not None and not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    if path_filter is not None and not (callable(path_filter) or isinstance(path_filter, str)):
+        raise ValueError(f"path_filter must be a string or a function path -> bool, got {path_filter!r}")
     paths = sorted(str(p) for p in paths)
     if path_filter is not None:
         keep = path_filter if callable(path_filter) else (lambda p: str(path_filter).lower() in p.lower())
         paths = [p for p in paths if keep(p)]
     if fraction is not None:
-        if not 0 < fraction <= 1:
+        if not 0 < fraction <= 1:  # NaN fails too
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         n = max(1, round(fraction * len(paths))) if paths else 0
         paths = sorted(np.random.default_rng(seed).choice(paths, n, replace=False).tolist()) if n else []
@@ -73,15 +79,16 @@ def select_files(paths, path_filter=None, max_files=None, fraction=None, seed: i
 def check_build_arguments(workers, max_files, max_seconds, timeout, reader) -> None:
     """``build_dataset``'s arguments, refused by name when they make no sense."""
 
-    def whole(value):
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-    if workers is not None and not (whole(workers) and workers >= 0):
+    if workers is not None and not (_whole(workers) and workers >= 0):
         raise ValueError(f"workers must be None or an int >= 0, got {workers!r}")
-    if max_files is not None and not (whole(max_files) and max_files >= 1):
+    if max_files is not None and not (_whole(max_files) and max_files >= 1):
         raise ValueError(f"max_files must be None or an int >= 1, got {max_files!r}")
     for name, value in (("max_seconds", max_seconds), ("timeout", timeout)):
         if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be None or a number > 0, got {value!r}")
     if not (reader in ("fast", "reference") or callable(reader)):
         raise ValueError(f"reader must be 'fast', 'reference' or a function, got {reader!r}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

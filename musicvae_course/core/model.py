@@ -19,6 +19,7 @@ ENCODED_SHAPE = (256, 5, 2)  #: encoder output per example: channels, pitch, tim
 # log_var is clamped to this range before exp(): on early or random batches at
 # lr 1e-3 it can spike, exp() overflows and clipped gradients become NaN.
 LOG_VAR_RANGE = (-12.0, 8.0)
+MAX_SAMPLES = 1 << 16  #: most prior samples one ``sample`` call decodes (11 MB of output each 4,096)
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -171,6 +172,15 @@ class MusicVAE(nn.Module):
         Taught in ``notebooks/02_latent_space_with_widgets.ipynb`` (lower
         temperature is not "safer" here: it gives more empty bars).
         """
+        if isinstance(n, bool) or not hasattr(n, "__index__") or not 1 <= int(n) <= MAX_SAMPLES:
+            raise ValueError(f"n must be an int in 1..{MAX_SAMPLES} (MAX_SAMPLES), got {n!r}")
+        n = int(n)
+        try:
+            valid = math.isfinite(float(temperature)) and float(temperature) >= 0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         device = torch.device(device) if device is not None else self.device
         z = torch.randn(
             n, self.latent_dim, generator=generator, device=generator.device if generator is not None else device
