@@ -134,9 +134,12 @@ def test_the_pitch_axis_names_the_notes_that_sound():
     roll = _roll({62: (0, 4), 65: (4, 8), 69: (8, 12)})
     ax = plots.visualize_pianoroll(roll, pitch_range="used").axes[0]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["D4", "F4", "A4"]
-    many = _roll({p: (0, 2) for p in range(40, 80, 2)})  # 20 pitches: Cs and the outer notes
+    many = _roll({p: (0, 2) for p in range(40, 100, 2)})  # 30 pitches: Cs and the outer notes
     labels = [t.get_text() for t in plots.visualize_pianoroll(many, pitch_range="used").axes[0].get_yticklabels()]
-    assert labels == ["E2", "C3", "C4", "C5", "F#5"]
+    assert labels == ["E2", "C3", "C4", "C5", "C6", "D7"]
+    some = _roll({p: (0, 2) for p in range(48, 72)})  # 24 neighbouring keys in two octaves: every other one
+    labels = [t.get_text() for t in plots.visualize_pianoroll(some, pitch_range="used").axes[0].get_yticklabels()]
+    assert labels[0] == "C3" and labels[-1] == "B4" and 12 <= len(labels) <= 13
 
 
 def test_probabilities_get_a_colour_bar_and_on_off_rolls_do_not():

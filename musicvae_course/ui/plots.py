@@ -95,7 +95,7 @@ def _resolve_pitch_range(pitch_range, rolls: np.ndarray, threshold) -> tuple[int
     return low, high
 
 
-_MAX_NAMED_PITCHES = 14  # more sounding pitches than this: name the Cs and the outer notes only
+_MAX_NAMED_PITCHES = 24  # more sounding pitches than this: name the Cs and the outer notes only
 
 
 def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0) -> tuple[list[int], list[int]]:

@@ -216,7 +216,13 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
     for name, (_, css) in labels.items():
         buttons[name].add_class(css)
     spread = widgets.FloatSlider(
-        value=DEFAULT_SPREAD, min=0.0, max=4.0, step=0.25, description="spread (sigma)", continuous_update=False
+        value=DEFAULT_SPREAD,
+        min=0.0,
+        max=4.0,
+        step=0.25,
+        description="spread (sigma)",
+        continuous_update=False,
+        style={"description_width": "initial"},
     )
     spread.add_class("mvc-spread-slider")
     upload = widgets.FileUpload(accept=".mid,.midi", multiple=False, description="your MIDI")

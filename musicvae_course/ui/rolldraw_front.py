@@ -3,7 +3,8 @@
 Kept apart from :mod:`musicvae_course.ui.rolldraw` because it is JavaScript, not Python. The canvas shows rows
 ``high`` (top) ... ``low`` (bottom), ``steps`` columns, bar lines every 16 steps and beat lines every 4 (the
 model's window: 2 bars of 4/4). A press toggles the cell under the pointer; dragging paints (or erases, if the
-press erased) every cell it crosses; the change is sent to Python once, when the button is released. Cells of
+press erased) every cell it crosses, the line between two pointer events included; the change is sent to Python
+once, when the button is released. Cells of
 ``overlay`` (the model's reconstruction) are outlined in orange, so the drawing and the model's answer can be
 compared on one grid.
 """
@@ -76,9 +77,21 @@ function render({ model, el }) {
     return row * g.steps + step;
   }
 
+  let last = null;  // the cell the pointer was over at the previous event, while painting
+
   function apply(index) {
     if (index === null) return;
-    if (painting) cells.add(index); else cells.delete(index);
+    const steps = geometry().steps;
+    // A fast drag skips cells between two pointer events: paint the straight line between them.
+    const from = last === null ? index : last;
+    const r0 = Math.floor(from / steps), s0 = from % steps, r1 = Math.floor(index / steps), s1 = index % steps;
+    const n = Math.max(Math.abs(r1 - r0), Math.abs(s1 - s0));
+    for (let i = 0; i <= n; i++) {
+      const t = n === 0 ? 0 : i / n;
+      const cell = Math.round(r0 + t * (r1 - r0)) * steps + Math.round(s0 + t * (s1 - s0));
+      if (painting) cells.add(cell); else cells.delete(cell);
+    }
+    last = index;
     draw();
   }
 
@@ -86,6 +99,7 @@ function render({ model, el }) {
     const index = cellAt(event);
     if (index === null) return;
     painting = !cells.has(index);
+    last = null;
     canvas.setPointerCapture(event.pointerId);
     apply(index);
   });
@@ -93,6 +107,7 @@ function render({ model, el }) {
   const finish = () => {
     if (painting === null) return;
     painting = null;
+    last = null;
     model.set("cells", Array.from(cells).sort((a, b) => a - b));
     model.save_changes();
   };
