@@ -371,8 +371,8 @@ def _device(name, local_rank: int) -> torch.device:
     """``devices.choose_device``, with a ``SettingError`` for a name torch does not know or a device not here."""
     try:
         device = choose_device(name, local_rank)
-    except RuntimeError as err:
-        raise SettingError(f"device {name!r} is not a device name such as 'cpu', 'cuda:0' or 'mps' ({err})") from None
+    except RuntimeError:  # torch's message lists twenty device types: ours names the usual ones
+        raise SettingError(f"device {name!r} is not a device name such as 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
     mps = getattr(torch.backends, "mps", None)
     present = {"cuda": torch.cuda.is_available, "mps": lambda: bool(mps and mps.is_available())}
     if device.type in present and not present[device.type]():

@@ -71,13 +71,16 @@ class RunFolder:
         """Lock the folder, sweep stale temp files; return ``last.pt`` to resume from, or None to start afresh.
 
         Raises:
-            SettingError: ``resume`` without a folder; FileExistsError: the folder holds a run
-            and neither ``resume`` nor ``overwrite`` is set; RunFolderBusy: another run holds the lock.
+            SettingError: ``resume`` without a folder. NotADirectoryError: ``path`` is a file. FileExistsError:
+            the folder holds a run and neither ``resume`` nor ``overwrite`` is set. RunFolderBusy: another run
+            holds the lock.
         """
         if self.path is None:
             if resume:
                 raise SettingError("resume=True needs out_dir (the run folder holding last.pt)")
             return None
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"out_dir {self.path}: is a file, not a folder")
         if self.writes:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(self.path / ".fit.lock")
