@@ -95,6 +95,46 @@ def test_leftovers_of_a_killed_build_are_swept_at_the_next_start(corpus, tmp_pat
     assert len(list(cache.glob("segments-*.npy"))) == 1
 
 
+def test_a_build_killed_while_writing_the_cache_loses_nothing(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    before = _build(corpus, cache)
+    _write_notes(corpus / "new.mid", [(72, 0, 960)])
+    marker = tmp_path / "writing"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        import musicvae_course.core.segment_cache as segment_cache
+        from musicvae_course.core.data import build_dataset
+        real = segment_cache.atomic_write
+
+        def slow(path, content, **kwargs):
+            def half_then_wait(handle):
+                handle.write(b"\\x93NUMPY" + b"\\0" * 5000)  # part of the rows, then killed
+                handle.flush()
+                Path({str(marker)!r}).write_text("now")
+                time.sleep(300)
+            return real(path, half_then_wait if callable(content) else content, **kwargs)
+
+        segment_cache.atomic_write = slow
+        build_dataset({str(corpus)!r}, cache_dir={str(cache)!r}, workers=0, progress=False)
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    build = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.1)
+    assert marker.exists(), "the build never reached its cache write"
+    build.send_signal(signal.SIGKILL)
+    build.wait(timeout=10)
+    assert list(cache.glob(".*.tmp"))  # the kill left a temporary file...
+    assert _same(load_dataset(cache), before)  # ...and the committed cache intact
+    again = _build(corpus, cache)
+    assert again.report.read == 1 and _same(again, _fresh(corpus))
+    assert not list(cache.glob(".*.tmp")) and len(list(cache.glob("segments-*.npy"))) == 1  # swept
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
 def test_pool_workers_die_with_their_killed_parent(corpus, tmp_path):
     script = textwrap.dedent(
