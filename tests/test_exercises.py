@@ -9,7 +9,11 @@ scripts/make_mistakes_table.py, says what the checks really say.
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib.util
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -94,3 +98,62 @@ def test_the_mistakes_table_is_in_sync_with_the_fixtures():
     expected = table.render(FIXTURES, ROOT / "notebooks")
     actual = (ROOT / "docs" / "exercise_mistakes.md").read_text(encoding="utf-8")
     assert actual == expected, "docs/exercise_mistakes.md is stale: run python scripts/make_mistakes_table.py"
+
+
+def _bound_names(source: str) -> set[str]:
+    """Every name a cell binds anywhere (assignments, loop and with targets, imports, defs, arguments)."""
+    bound = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return bound
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem[:2])
+def test_test_cells_use_only_their_own_locked_cell_and_solution_names(notebook):
+    """The contract's name rule: no test may read a name that only a plain demo cell binds."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    allowed = set(dir(builtins))
+    for cell in cells:
+        if runner.cell_kind(cell) in ("locked", "solution"):
+            allowed |= _bound_names(runner._source(cell))
+    for cell in cells:
+        if runner.cell_kind(cell) != "test":
+            continue
+        source = runner._source(cell)
+        own = _bound_names(source)
+        used = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        foreign = sorted(used - own - allowed)
+        question = cell["metadata"]["nbgrader"]["grade_id"]
+        assert foreign == [], (
+            f"{notebook.name} {question}: tests read {foreign}, bound only outside locked/solution cells"
+        )
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem[:2])
+def test_setup_cells_do_not_import_what_the_exercises_forbid(notebook):
+    """A forbidden kit function is not handed to students by a setup import unless a demo cell needs it."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    forbidden = set()
+    for cell in cells:
+        forbidden |= set(cell.get("metadata", {}).get("grading", {}).get("forbidden", []))
+    demo_sources = "\n".join(
+        runner._source(c) for c in cells if runner.cell_kind(c) == "plain" and c["cell_type"] == "code"
+    )
+    for cell in cells:
+        if runner.cell_kind(cell) != "locked":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(runner._source(cell))):
+            if isinstance(node, ast.ImportFrom):
+                imported.update(a.asname or a.name for a in node.names)
+        unused_by_demos = sorted(n for n in imported & forbidden if not re.search(rf"\b{n}\b", demo_sources))
+        assert unused_by_demos == [], f"{notebook.name}: the setup imports {unused_by_demos}, which exercises forbid"
