@@ -3,7 +3,7 @@
 
 Three steps (the middle one is the long one; run it on a GPU if you have one)::
 
-    python scripts/build_corpus.py --out corpus/                      # MIDI + manifest
+    python -m musicvae_course.corpus --out corpus/                    # MIDI + manifest
     python scripts/make_bundled_model.py prepare --corpus corpus/      # -> corpus/train.npz, heldout.npz
     python -m musicvae_course.train --data corpus/train.npz --split 0.95 0.05 0 \\
         --epochs 40 --beta-warmup-epochs 20 --out runs/bundled          # the card's recipe, shortened
@@ -17,6 +17,11 @@ only), records its SHA-256, and evaluates it on the held-out works: frame and
 onset F1, ELBO, active units, and sample statistics against the data's. The
 figures go to ``musicvae_course/pretrained/heldout_metrics.json`` for
 ``MODEL_CARD.md``.
+
+The retrained model (issue 15: whole corpus from parsed scores + MMA styles, fine-tuned on CPU
+by ``scripts/train_bundled_on_cpu.py``) is staged with ``candidate`` instead::
+
+    python scripts/make_bundled_model.py candidate --run runs/stage2 --mix corpus/mix-stage1
 """
 
 from __future__ import annotations
@@ -117,6 +122,28 @@ def finish(run: Path, corpus: Path) -> None:
     print(json.dumps(summary, indent=2))
 
 
+CANDIDATE_DIR = REPO / "musicvae_course" / "pretrained_candidate"
+
+
+def candidate(run: Path, mix_dir: Path, source: str = "best.pt") -> None:
+    """Stage a retrained checkpoint beside the bundled one, for review before it replaces it.
+
+    Writes ``pretrained_candidate/``: the weights in the card's format, their SHA-256, the
+    training history and the training mix (``mix.json`` of ``train_bundled_on_cpu.py prepare``).
+    The evaluation (``scripts/evaluate_bundled_model.py``) and ``MODEL_CARD.md`` go beside them.
+    Swapping it in = copying these files over ``musicvae_course/pretrained/`` (the names match).
+    """
+    CANDIDATE_DIR.mkdir(exist_ok=True)
+    target = CANDIDATE_DIR / checkpoint.BUNDLED_CHECKPOINT.name
+    export(run / source, target)
+    checkpoint.load_pretrained(target)  # loads with weights_only=True, architecture checked
+    digest = checkpoint.sha256_of(target)
+    (CANDIDATE_DIR / (target.name + ".sha256")).write_text(f"{digest}  {target.name}\n")
+    shutil.copy(run / "history.json", CANDIDATE_DIR / "training_history.json")
+    shutil.copy(mix_dir / "mix.json", CANDIDATE_DIR / "training_mix.json")
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), sha256 {digest}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -129,8 +156,14 @@ def main(argv=None) -> int:
     f = sub.add_parser("finish", help="bundle best.pt and measure it on the held-out works")
     f.add_argument("--run", type=Path, required=True)
     f.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    c = sub.add_parser("candidate", help="stage a retrained checkpoint in pretrained_candidate/")
+    c.add_argument("--run", type=Path, required=True)
+    c.add_argument("--mix", type=Path, default=REPO / "corpus" / "mix")
+    c.add_argument("--source", default="best.pt", help="checkpoint file in the run folder")
     args = parser.parse_args(argv)
-    if args.step == "prepare":
+    if args.step == "candidate":
+        candidate(args.run, args.mix, args.source)
+    elif args.step == "prepare":
         prepare(args.corpus, args.workers)
     elif args.step == "export":
         export(args.source, args.target)

@@ -52,6 +52,21 @@ FINE_TUNE = {
 }
 
 
+def validation_sources(files, fraction: float, seed: int) -> np.ndarray:
+    """Bool mask over ``files``: ``fraction`` of each style group's sources, at least one per group
+    (MMA styles have only 8-9 sources each; a plain random 2% would leave them out of validation)."""
+    rng = np.random.default_rng(seed)
+    groups = np.array([mix.style_group(f) for f in files])
+    is_val = np.zeros(len(files), bool)
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        if len(members) < 2:
+            continue
+        n = max(1, round(fraction * len(members)))
+        is_val[rng.choice(members, n, replace=False)] = True
+    return is_val
+
+
 def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +78,7 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
     mma_heldout = mix.mma_dataset(mma_dir, "heldout", cache_dir=out / "cache-mma-heldout")
     pool = mix.concat([m21_train, mma_train])
     # validation by source (no source in both), before balancing: the scheduler sees unseen works
-    rng = np.random.default_rng(2026)
-    is_val = rng.random(len(pool.files)) < val_fraction
+    is_val = validation_sources(pool.files, val_fraction, seed=2026)
     val = pool.subset(is_val[pool.file_ids])
     train_pool = pool.subset(~is_val[pool.file_ids])
     train = mix.balance(train_pool, per_group, seed=2026)
@@ -95,7 +109,9 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
     return summary
 
 
-def train(out_dir: Path, mix_dir: Path, until: str | None, epochs: int, threads: int, init: Path, lr: float) -> None:
+def train(
+    out_dir: Path, mix_dir: Path, until: str | None, epochs: int, threads: int, init: Path, lr: float, seed: int
+) -> None:
     from musicvae_course.core.model import MusicVAE
     from musicvae_course.train import fit
 
@@ -122,6 +138,7 @@ def train(out_dir: Path, mix_dir: Path, until: str | None, epochs: int, threads:
         precision="fp32",
         time_budget_s=budget,
         progress=False,
+        seed=seed,
         **{**FINE_TUNE, "lr": lr},
     )
     for row in history[-3:]:
@@ -145,11 +162,12 @@ def main(argv=None) -> int:
     t.add_argument("--mix", type=Path, default=MIX_DIR, help="folder made by prepare")
     t.add_argument("--init", type=Path, default=checkpoint.BUNDLED_CHECKPOINT, help="weights to start from")
     t.add_argument("--lr", type=float, default=FINE_TUNE["lr"])
+    t.add_argument("--seed", type=int, default=2026, help="batch order; a second stage takes another")
     args = parser.parse_args(argv)
     if args.step == "prepare":
         prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
     else:
-        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr)
+        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr, args.seed)
     return 0
 
 

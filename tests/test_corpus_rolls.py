@@ -100,3 +100,14 @@ def test_fair_order_puts_heldout_works_first_then_alternates_collections():
     assert sorted(w.key for w in order) == sorted(w.key for w in works)
     collections = [w.collection for w in order[1:]]
     assert collections[:6] == ["aa", "bb"] * 3
+
+
+def test_build_statistics_extrapolate_each_collection_from_its_timed_works(tmp_path):
+    works = [bc.Work("aa/t.abc", k) for k in range(4)] + [bc.Work("bb/u.abc", 0)]
+    for work, cpu in ((works[0], 1.0), (works[1], 3.0), (works[4], 0.5)):
+        stem = tmp_path / "notes" / rolls.cache_name(work)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        rolls._save_notes(rolls._with(stem, ".npz"), np.array([60]), np.array([0]), np.array([1]), cpu)
+    stats = rolls.build_statistics(works, tmp_path)
+    assert stats["aa"] == {**stats["aa"], "works": 4, "cached": 2, "timed": 2, "cpu_seconds": 4.0, "mean_cpu_s": 2.0}
+    assert stats["all"]["estimated_cpu_seconds"] == 4.0 + 2 * 2.0 + 0.5

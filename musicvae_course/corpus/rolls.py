@@ -329,6 +329,39 @@ def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
     return rows
 
 
+def build_statistics(works, out_dir) -> dict:
+    """What a (possibly partial) build cost, by collection, and the whole corpus extrapolated.
+
+    Uses the CPU seconds each cached work recorded (parse + notes, in its worker). Returns
+    ``{collection: {works, cached, failed, timed, cpu_seconds, mean_cpu_s}, 'all': {...,
+    'estimated_cpu_seconds'}}``: the estimate adds each collection's mean over its timed works
+    times its works not yet timed.
+    """
+    out_dir = Path(out_dir)
+    stats: dict = {}
+    for work in works:
+        row = stats.setdefault(work.collection, dict(works=0, cached=0, failed=0, timed=0, cpu_seconds=0.0))
+        row["works"] += 1
+        stem = out_dir / "notes" / cache_name(work)
+        if _with(stem, ".npz").exists():
+            row["cached"] += 1
+            with np.load(_with(stem, ".npz")) as f:
+                if "cpu_seconds" in f:
+                    row["timed"] += 1
+                    row["cpu_seconds"] += float(f["cpu_seconds"])
+        elif _with(stem, ".fail").exists():
+            row["failed"] += 1
+    total = dict(works=0, cached=0, failed=0, timed=0, cpu_seconds=0.0, estimated_cpu_seconds=0.0)
+    overall_mean = sum(r["cpu_seconds"] for r in stats.values()) / max(1, sum(r["timed"] for r in stats.values()))
+    for row in stats.values():
+        row["mean_cpu_s"] = row["cpu_seconds"] / row["timed"] if row["timed"] else overall_mean
+        for key in ("works", "cached", "failed", "timed", "cpu_seconds"):
+            total[key] += row[key]
+        total["estimated_cpu_seconds"] += row["cpu_seconds"] + row["mean_cpu_s"] * (row["works"] - row["timed"])
+    stats["all"] = total
+    return stats
+
+
 def work_segments(path) -> np.ndarray:
     """``(N, 88, 32)`` bool training segments of one cached work (``core.pianoroll.segments``)."""
     return segments(notes_roll(*load_notes(path)))
@@ -361,8 +394,14 @@ def main(argv=None) -> int:
     parser.add_argument("--collections", nargs="+", help="corpus directories to include")
     parser.add_argument("--retry-failed", action="store_true", help="parse works that failed before again")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--stats", action="store_true", help="only report what the cached build cost (CPU s)")
     args = parser.parse_args(argv)
     works = fair_order(list_works(args.collections))
+    if args.stats:
+        stats = build_statistics(works, args.out)
+        for name, row in sorted(stats.items(), key=lambda kv: -kv[1]["works"]):
+            print(name, {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
+        return 0
     summary = build_rolls(works, args.out, args.workers, args.timeout, args.retry_failed, not args.no_progress)
     rows = roll_manifest(works, args.out)
     print(
