@@ -1,4 +1,4 @@
-"""MIDI -> segments: the symusic fast path against the pretty_midi reference, same files, one run.
+"""MIDI -> segments: the fast event-parser path against the pretty_midi reference, same files, one run.
 
 Each path does the whole per-file job of ``build_dataset`` (read bytes, hash,
 parse, roll, cut 2-bar segments, pack bits) in this process with threads pinned
