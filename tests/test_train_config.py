@@ -171,7 +171,7 @@ def test_every_setting_is_a_flag_of_the_command_with_its_meaning_as_help():
 @pytest.mark.parametrize(
     "extra, said",
     [
-        (["--epochs", "0"], "epochs must be >= 1; got 0"),
+        (["--epochs", "0"], "--epochs: epochs must be >= 1; got 0"),
         (["--lr", "0"], "lr must be > 0"),
         (["--grad-clip", "0"], "grad_clip must be > 0 (or None to turn it off)"),
         (["--max-samples", "0"], "max_samples must be >= 1"),

@@ -149,7 +149,15 @@ def _train(args) -> int:
     from .distributed import context_from_env
     from .loop import fit
 
-    config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
+    try:
+        config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
+    except SettingError as err:  # "lr must be > 0; got 0.0" -> "--lr: lr must be > 0; got 0.0"
+        flags = {
+            spec.name: (spec.metadata.get("flags") or ("--" + spec.name.replace("_", "-"),))[0]
+            for spec in dataclasses.fields(TrainConfig)
+        }
+        name = str(err).split()[0]
+        raise SettingError(f"{flags[name]}: {err}" if name in flags else str(err)) from None
     out = Path(config.out_dir)
     seed_everything(config.seed)  # the same initial weights on every rank
     train, val, test = _data(args)
