@@ -62,13 +62,18 @@ def _number(kind: type, optional: bool):
     return parse
 
 
+def _flags(spec) -> tuple[str, ...]:
+    """A setting's command-line spellings: the field's ``flags``, else ``--name-with-dashes``."""
+    return spec.metadata.get("flags") or ("--" + spec.name.replace("_", "-"),)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per ``TrainConfig`` field: ``--name-with-dashes`` (or the field's ``flags``), help from its metadata."""
     for spec in dataclasses.fields(TrainConfig):
         meta = spec.metadata
         if meta.get("cli") is False:
             continue
-        flags = meta.get("flags") or ("--" + spec.name.replace("_", "-"),)
+        flags = _flags(spec)
         default = f"{meta['scratch']:g} ({meta['fine_tune']:g} with --init)" if "scratch" in meta else spec.default
         unit = f" [{meta['unit']}]" if meta["unit"] else ""
         options = dict(dest=spec.name, default=spec.default, help=f"{meta['meaning']}{unit} (default {default})")
@@ -152,10 +157,7 @@ def _train(args) -> int:
     try:
         config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
     except SettingError as err:  # "lr must be > 0; got 0.0" -> "--lr: lr must be > 0; got 0.0"
-        flags = {
-            spec.name: (spec.metadata.get("flags") or ("--" + spec.name.replace("_", "-"),))[0]
-            for spec in dataclasses.fields(TrainConfig)
-        }
+        flags = {spec.name: _flags(spec)[0] for spec in dataclasses.fields(TrainConfig)}
         name = str(err).split()[0]
         raise SettingError(f"{flags[name]}: {err}" if name in flags else str(err)) from None
     out = Path(config.out_dir)
