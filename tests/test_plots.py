@@ -137,9 +137,15 @@ def test_the_pitch_axis_names_the_notes_that_sound():
     many = _roll({p: (0, 2) for p in range(40, 100, 2)})  # 30 pitches: Cs and the outer notes
     labels = [t.get_text() for t in plots.visualize_pianoroll(many, pitch_range="used").axes[0].get_yticklabels()]
     assert labels == ["E2", "C3", "C4", "C5", "C6", "D7"]
-    some = _roll({p: (0, 2) for p in range(48, 72)})  # 24 neighbouring keys in two octaves: every other one
-    labels = [t.get_text() for t in plots.visualize_pianoroll(some, pitch_range="used").axes[0].get_yticklabels()]
-    assert labels[0] == "C3" and labels[-1] == "B4" and 12 <= len(labels) <= 13
+    some = _roll({p: (0, 2) for p in range(48, 72)})  # 24 neighbouring keys: thinned to what the height holds
+
+    def names(figsize):
+        ax = plots.visualize_pianoroll(some, pitch_range="used", figsize=figsize).axes[0]
+        return [t.get_text() for t in ax.get_yticklabels()]
+
+    short, tall = names((8, 4)), names((8, 12))
+    assert short[0] == tall[0] == "C3" and short[-1] == tall[-1] == "B4"
+    assert 5 <= len(short) < len(tall) <= 24
 
 
 def test_probabilities_get_a_colour_bar_and_on_off_rolls_do_not():

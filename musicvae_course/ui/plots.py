@@ -128,11 +128,12 @@ def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0
     return bars, beats
 
 
-def _pitch_labels(low: int, high: int, sounding) -> list[int]:
+def _pitch_labels(low: int, high: int, sounding, max_labels: int = 30) -> list[int]:
     """Pitches to name on the axis: the sounding ones when few, else each C plus the lowest and highest note;
     in a tall range, neighbours closer than a few semitones are thinned so that labels never overlap."""
     sounding = sorted(int(p) for p in sounding if low <= p <= high)
-    min_gap = 1 + (high - low) // 24  # semitones between labels: 1 up to two octaves shown, 2 up to four, ...
+    # semitones between labels: 1 up to two octaves shown, 2 up to four, ..., and as many as the axes' height needs
+    min_gap = max(1 + (high - low) // 24, -(-(high - low + 1) // max(max_labels, 2)))
     if 0 < len(sounding) <= _MAX_NAMED_PITCHES:
         candidates = sounding
     else:
@@ -156,7 +157,10 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), 
     """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines')."""
     ax.set_ylim(low - 0.5, high + 0.5)
     ax.set_xlim(-0.5, n_steps - 0.5)
-    labelled = _pitch_labels(low, high, sounding)
+    figure_height = ax.figure.get_figheight() if ax.figure is not None else 4.0
+    height_in = figure_height * ax.get_position().height
+    # the axes shrink under constrained layout once titles and labels are placed: count 16 pt per label
+    labelled = _pitch_labels(low, high, sounding, max_labels=int(height_in * 72 / 16))
     ax.set_yticks(labelled)
     ax.set_yticklabels([pitch_name(p) for p in labelled], fontsize="small" if len(labelled) > 8 else None)
     ax.set_ylabel("pitch")
