@@ -279,8 +279,11 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
             info.value = f"could not use the upload: {error}"
             return
         canvas.cells = roll_to_cells(window, low, high)
-        info.value = f"{name}: its first 2 bars with notes are drawn (notes outside {low}-{high} not shown)"
         reconstruct()
+        info.value = (
+            f"{name}: its first 2 bars with notes are drawn ({len(canvas.cells)} cells; notes outside "
+            f"{low}-{high} not shown) and reconstructed"
+        )
 
     buttons["play"].on_click(play_drawing)
     buttons["reconstruct"].on_click(reconstruct)

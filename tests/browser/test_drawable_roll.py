@@ -3,7 +3,8 @@
 What a student does with the drawable roll (``musicvae_course/ui/rolldraw.py``) in
 ``notebooks/02_latent_space_with_widgets.ipynb``, done by playwright in JupyterLab and headless
 Chromium: run the notebook, clear the grid, click and drag on the canvas, play the drawing,
-reconstruct it, erase by dragging, ask for the variations as one phrase and for a MIDI file.
+reconstruct it, erase by dragging, ask for the variations as one phrase and for a MIDI file, and
+upload a MIDI file of one's own.
 The kernel's own report ("N cells drawn", computed in Python from the synced cells) proves that
 what was drawn in the page reached the model. Screenshots go to the test's artifact folder.
 """
@@ -120,3 +121,9 @@ def test_drawable_roll_draws_plays_and_reconstructs_in_browser(repo_lab, browser
     assert href.startswith("data:audio/midi;base64,") and link.get_attribute("download").endswith(".mid")
     assert base64.b64decode(href.split(",", 1)[1])[:4] == b"MThd", "the download is not a MIDI file"
     widget.screenshot(path=str(test_artifacts / "4-erased-phrase-and-download.png"))
+
+    own = REPO / "data_samples" / "foster_jeanie_with_the_light_brown_hair.mid"  # "your own MIDI file"
+    widget.locator(".mvc-upload input[type=file], input[type=file].mvc-upload").first.set_input_files(str(own))
+    text = wait_for_info(widget, rf"^{re.escape(own.name)}: its first 2 bars with notes are drawn", timeout_ms=60_000)
+    assert int(re.search(r"\((\d+) cells", text).group(1)) >= 8, text  # the tune's 2 bars reached the grid
+    widget.screenshot(path=str(test_artifacts / "5-uploaded-midi.png"))
