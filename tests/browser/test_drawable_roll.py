@@ -123,7 +123,9 @@ def test_drawable_roll_draws_plays_and_reconstructs_in_browser(repo_lab, browser
     widget.screenshot(path=str(test_artifacts / "4-erased-phrase-and-download.png"))
 
     own = REPO / "data_samples" / "foster_jeanie_with_the_light_brown_hair.mid"  # "your own MIDI file"
-    widget.locator(".mvc-upload input[type=file], input[type=file].mvc-upload").first.set_input_files(str(own))
+    with page.expect_file_chooser() as chooser:  # as a person does: click the button, pick the file
+        widget.locator(".mvc-upload").first.click()
+    chooser.value.set_files(str(own))
     text = wait_for_info(widget, rf"^{re.escape(own.name)}: its first 2 bars with notes are drawn", timeout_ms=60_000)
     assert int(re.search(r"\((\d+) cells", text).group(1)) >= 8, text  # the tune's 2 bars reached the grid
     widget.screenshot(path=str(test_artifacts / "5-uploaded-midi.png"))
