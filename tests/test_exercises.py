@@ -2,7 +2,8 @@
 
 The wrong attempts live in ``tests/fixtures/exercises/<notebook>/<question>/<name>.py``: the whole solution cell as
 a student might write it, headed by ``# mistake: <what is wrong>`` and ``# loses: <case ids>`` (or ``forbidden``).
-Each is graded through the grading contract's ``grade_question`` (one session per notebook, many questions) and
+Each is graded through the grader's ``GradingSession.grade_question`` (one sandboxed kernel per notebook, many
+questions; ``EXERCISES_GRADER=standin`` uses the in-process stand-in of tests/fixtures/exercises/) and
 must fail exactly the cases it names, so docs/exercise_mistakes.md, generated from these headers by
 scripts/make_mistakes_table.py, says what the checks really say.
 """
