@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_nbgrader_course  # noqa: E402
+make_nbgrader_course = load_script("make_nbgrader_course")
 
 NOTEBOOK = "01_loading_the_pretrained_vae.ipynb"
 ASSIGNMENT = Path(NOTEBOOK).stem

@@ -19,10 +19,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_release  # noqa: E402
+make_release = load_script("make_release")
 
 SOURCES, STUDENT = ROOT / "notebooks", ROOT / "student"
 REGION = re.compile(r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*$(.*?)^[ \t]*### END \1[ \t]*$", re.M | re.S)
