@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from musicvae_course.core.model import MusicVAE  # noqa: E402
 from musicvae_course.core.seeding import seed_everything  # noqa: E402
-from musicvae_course.ui import audio, plots, widgets  # noqa: E402
+from musicvae_course.ui import audio, plots, rollview, widgets  # noqa: E402
 
 TARGET_MS = 100.0
 DATA_DENSITY = 0.025  #: share of cells on in real 2-bar segments
@@ -83,7 +83,7 @@ def main() -> None:
     z1, z2 = torch.randn(2, model.latent_dim, generator=seed_everything())
     positions = np.linspace(0.0, 1.0, args.changes)
 
-    view = plots.PianoRollView()
+    view = rollview.PianoRollView()
     panel = widgets.RollPanel()
 
     def kit(t):

@@ -35,9 +35,9 @@ __version__ = "0.1.0"
 # The notebook layer, imported on first use: public name -> module under musicvae_course.ui
 _UI_EXPORTS = {
     "visualize_pianoroll": "plots",
-    "compare_pianorolls": "plots",
+    "compare_pianorolls": "compare",
     "plot_pianoroll_grid": "plots",
-    "PianoRollView": "plots",
+    "PianoRollView": "rollview",
     "plot_history": "curves",
     "play": "audio",
     "synthesize": "audio",

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from musicvae_course.core.pianoroll import pitch_name  # noqa: E402
-from musicvae_course.ui import plots  # noqa: E402
+from musicvae_course.ui import compare, plots, rollview  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -176,21 +176,21 @@ def test_difference_classes_hits_misses_false_positives():
     reconstruction[0, 0, 62 - 21, 0] = 0.7  # one hit, one miss (step 1 stays at 0)
     reconstruction[0, 0, 70 - 21, 5] = 0.5  # at the threshold: a false positive
     reconstruction[0, 0, 71 - 21, 5] = 0.49  # below: silent
-    classes = plots.difference_classes(original, reconstruction)
+    classes = compare.difference_classes(original, reconstruction)
     assert classes.shape == (88, 32) and classes.dtype == np.int8
-    assert (classes == plots.HIT).sum() == 5
-    assert classes[62 - 21, 1] == plots.MISS and (classes == plots.MISS).sum() == 1
-    assert classes[70 - 21, 5] == plots.FALSE_POSITIVE and (classes == plots.FALSE_POSITIVE).sum() == 1
-    assert classes[71 - 21, 5] == plots.SILENT
+    assert (classes == compare.HIT).sum() == 5
+    assert classes[62 - 21, 1] == compare.MISS and (classes == compare.MISS).sum() == 1
+    assert classes[70 - 21, 5] == compare.FALSE_POSITIVE and (classes == compare.FALSE_POSITIVE).sum() == 1
+    assert classes[71 - 21, 5] == compare.SILENT
     with pytest.raises(ValueError, match="differ in shape"):
-        plots.difference_classes(original, np.zeros((88, 16)))
+        compare.difference_classes(original, np.zeros((88, 16)))
 
 
 def test_compare_draws_three_panels_with_counts_in_the_legend():
     original = _roll({60: (0, 4)})
     reconstruction = original * 0.8
     reconstruction[60 - 21, 3] = 0.1
-    fig = plots.compare_pianorolls(original, reconstruction)
+    fig = compare.compare_pianorolls(original, reconstruction)
     assert isinstance(fig, Figure) and len([ax for ax in fig.axes if ax.images]) == 3
     assert [ax.get_ylabel() for ax in fig.axes if not ax.images] == ["probability"]  # the reconstruction's bar
     legend = [text.get_text() for text in fig.axes[2].get_legend().get_texts()]
@@ -200,12 +200,12 @@ def test_compare_draws_three_panels_with_counts_in_the_legend():
     assert "F1 0.86" in fig.axes[2].get_title()
     _, axes = plt.subplots(1, 2)
     with pytest.raises(ValueError, match="three axes"):
-        plots.compare_pianorolls(original, reconstruction, ax=axes)
+        compare.compare_pianorolls(original, reconstruction, ax=axes)
 
 
 def test_view_updates_in_place_without_pyplot_and_without_leftovers():
     figures_before = plt.get_fignums()
-    view = plots.PianoRollView()
+    view = rollview.PianoRollView()
     assert plt.get_fignums() == figures_before  # stand-alone Agg figure
     empty, chord = np.zeros((88, 32), np.float32), _roll({60: (0, 8), 64: (0, 8)})
     view.update(empty)
@@ -220,12 +220,12 @@ def test_view_updates_in_place_without_pyplot_and_without_leftovers():
     with pytest.raises(ValueError, match="steps"):
         view.update(np.zeros((88, 16)))
     with pytest.raises(ValueError, match="fixed pitch_range"):
-        plots.PianoRollView(pitch_range="used")
+        rollview.PianoRollView(pitch_range="used")
 
 
 def test_view_on_given_axes_matches_a_full_redraw():
     fig, ax = plt.subplots()
-    view = plots.PianoRollView(ax=ax)
+    view = rollview.PianoRollView(ax=ax)
     roll = _roll({60: (0, 8)})
     view.update(roll)
     np.testing.assert_array_equal(ax.images[0].get_array(), roll.astype(np.float32))

@@ -33,7 +33,7 @@ import nbformat
 
 from ..fileio import atomic_write, sha256_of
 from . import reports
-from .judge import CaseResult, QuestionResult
+from .judge import QuestionResult
 from .kernel import Limits, Sandbox, make_sandbox
 from .markers import GradingSourceError, nbgrader_metadata
 from .runs import failing_cells, ungraded_failures  # noqa: F401 - their home before; callers import them here
@@ -98,23 +98,6 @@ def record_of(grade: NotebookGrade, submission_sha: str, source_sha: str, soluti
     }
 
 
-def grade_from_record(record: dict) -> NotebookGrade:
-    grade = NotebookGrade(
-        record["student"],
-        record["notebook"],
-        status=record["status"],
-        isolation=record.get("isolation", "none"),
-        seconds=record.get("seconds", 0.0),
-    )
-    for q in record["questions"]:
-        cases = [CaseResult(**c) for c in q.get("cases", [])]
-        grade.questions.append(
-            QuestionResult(q["question_id"], q["points"], q["max_points"], q["status"], q.get("detail", ""), cases)
-        )
-    grade.problems, grade.grader_notes = list(record["problems"]), list(record["grader_notes"])
-    return grade
-
-
 def _record_path(out_dir: Path, student: str, notebook: str) -> Path:
     return out_dir / "records" / student / (Path(notebook).stem + ".json")
 
@@ -126,7 +109,7 @@ def write_record(out_dir: Path, record: dict) -> None:
     atomic_write(path, json.dumps(record, indent=1))
     feedback = out_dir / "feedback" / record["student"] / (Path(record["notebook"]).stem + ".md")
     feedback.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(feedback, reports.feedback_text(grade_from_record(record)))
+    atomic_write(feedback, reports.feedback_text(reports.grade_from_record(record)))
 
 
 def _solutions_of(nb, source) -> dict:

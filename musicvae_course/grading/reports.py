@@ -26,6 +26,8 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from ..fileio import atomic_write
+from .judge import CaseResult, QuestionResult
+from .session import NotebookGrade
 
 SIMILARITY_THRESHOLD = 0.9
 MIN_TOKENS = 12  # shorter solutions are alike by necessity
@@ -53,10 +55,26 @@ def load_records(out_dir) -> list[dict]:
     return sorted(records, key=lambda r: (r["student"], r["notebook"]))
 
 
+def grade_from_record(record: dict) -> NotebookGrade:
+    """A record (the JSON written per graded notebook) back as a :class:`NotebookGrade`."""
+    grade = NotebookGrade(
+        record["student"],
+        record["notebook"],
+        status=record["status"],
+        isolation=record.get("isolation", "none"),
+        seconds=record.get("seconds", 0.0),
+    )
+    for q in record["questions"]:
+        cases = [CaseResult(**c) for c in q.get("cases", [])]
+        grade.questions.append(
+            QuestionResult(q["question_id"], q["points"], q["max_points"], q["status"], q.get("detail", ""), cases)
+        )
+    grade.problems, grade.grader_notes = list(record["problems"]), list(record["grader_notes"])
+    return grade
+
+
 def load_grades(out_dir) -> list:
     """The records as :class:`~musicvae_course.grading.session.NotebookGrade` objects."""
-    from .autograde import grade_from_record
-
     return [grade_from_record(r) for r in load_records(out_dir)]
 
 

@@ -389,17 +389,3 @@ def plot_pianoroll_grid(
     if suptitle is not None:
         fig.suptitle(suptitle)
     return fig
-
-
-# Re-exported: the difference view and the fast view live in their own modules (imported last: they use the above).
-from .compare import (  # noqa: E402, F401
-    DIFFERENCE_COLOURS,
-    DIFFERENCE_LABELS,
-    FALSE_POSITIVE,
-    HIT,
-    MISS,
-    SILENT,
-    compare_pianorolls,
-    difference_classes,
-)
-from .rollview import PianoRollView  # noqa: E402, F401

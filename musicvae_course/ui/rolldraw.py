@@ -43,7 +43,7 @@ from ..core.latent import _evaluating
 from ..core.model import model_input
 from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS, midi_to_pianoroll, pianoroll_to_midi, segments
 from ..core.seeding import DEFAULT_SEED
-from . import audio, plots
+from . import audio, plots, rollview
 from .rolldraw_front import CSS, ESM
 from .widgets import RollPanel
 
@@ -199,7 +199,7 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
         canvas.cells = roll_to_cells(start, low, high)
     view_range = (max(low - 2, LOWEST_PITCH), min(high + 2, LOWEST_PITCH + N_PITCHES - 1))
     panel = RollPanel(view_range, with_audio=True, bpm=bpm)
-    grid_view = plots.PianoRollView(n_steps=SEGMENT_STEPS * n_variations, pitch_range=view_range, figsize=(9, 2.6))
+    grid_view = rollview.PianoRollView(n_steps=SEGMENT_STEPS * n_variations, pitch_range=view_range, figsize=(9, 2.6))
     variations_image = widgets.Image(format="png", layout=widgets.Layout(width="640px"))
     variations_image.add_class("mvc-variations-image")
     drawing_audio, variations_audio = (widgets.Audio(format="wav", autoplay=False, loop=False) for _ in range(2))

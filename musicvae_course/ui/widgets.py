@@ -5,7 +5,7 @@ Taught in ``notebooks/02_latent_space_with_widgets.ipynb``.
 The logic is plain functions (testable without a browser): each returns one
 ``(88, 32)`` probability roll for a slider position. The builders at the
 bottom wire them to ipywidgets. The picture is an ``ipywidgets.Image`` fed with
-PNG bytes from one reused, blitted Agg figure (``plots.PianoRollView``): this
+PNG bytes from one reused, blitted Agg figure (``rollview.PianoRollView``): this
 works in plain JupyterLab with no interactive matplotlib backend, and one
 slider change (decode + redraw) takes well under 100 ms on one CPU thread
 (``benchmarks/bench_widgets.py``).
@@ -37,7 +37,7 @@ from ..core.latent import _evaluating, encode_roll, latent_point
 from ..core.model import INTERPOLATION_METHODS, model_input
 from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS
 from ..core.seeding import DEFAULT_SEED
-from . import audio, plots
+from . import audio, plots, rollview
 
 
 # --------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class RollPanel:
     def __init__(self, pitch_range=None, with_audio: bool = True, bpm: float = 120.0):
         import ipywidgets as widgets
 
-        self.view = plots.PianoRollView(n_steps=SEGMENT_STEPS, pitch_range=pitch_range)
+        self.view = rollview.PianoRollView(n_steps=SEGMENT_STEPS, pitch_range=pitch_range)
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="480px"))
         self.image.add_class("mvc-roll-image")
         self.info = widgets.Label()
