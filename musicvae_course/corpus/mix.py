@@ -114,10 +114,11 @@ def balance(
 ) -> PianoRollDataset:
     """A dataset with ``per_group`` segments from every style group present in ``ds``.
 
-    A group with more segments is subsampled (without replacement); one with fewer is enlarged
-    with transposed copies (``transpositions``, random per segment, within the 88 keys), then
-    with repeats only if still short. Deterministic for a ``seed``. ``files`` keep the source,
-    with ``@+k`` appended for copies transposed by ``k`` semitones.
+    A group with more segments is subsampled (without replacement); one with fewer keeps every
+    segment once and is filled up with transposed copies (``transpositions``, random per
+    segment, within the 88 keys), then with repeats only if still short. Deterministic for a
+    ``seed``. ``files`` keep the source, with ``@+k`` appended for copies transposed by ``k``
+    semitones.
     """
     rng = np.random.default_rng(seed)
     segments = ds.segments
@@ -138,7 +139,14 @@ def balance(
                 parts.append(transpose_segments(moved_rows, int(shift)))
                 names += [f"{ds.files[i]}@{int(shift):+d}" for i in ds.file_ids[picked[fits]]]
             pool = np.concatenate(parts)
-            take = rng.choice(len(pool), per_group, replace=len(pool) < per_group)
+            # every original once, then transposed copies (then repeats) for the rest
+            n_original, n_copies = len(index), len(pool) - len(index)
+            extra = per_group - n_original
+            take = np.concatenate(
+                [np.arange(n_original), n_original + rng.choice(n_copies, extra, replace=n_copies < extra)]
+                if n_copies
+                else [np.arange(n_original), rng.choice(n_original, extra, replace=True)]
+            )
             blocks.append(pool[take])
             names = [names[i] for i in take]
         unique = sorted(set(names))
