@@ -185,6 +185,9 @@ class Kernel:
         (self.run_dir / "home").mkdir(exist_ok=True)
         if sandbox.mode == "bwrap":
             cmd = [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+            # A private /tmp first: the kit, its venv or the run folder may lie under /tmp (a CI clone does),
+            # and the binds below must land on top of it, not under it.
+            cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp"]
             for path in sandbox.hidden:
                 if path.exists() and not self.run_dir.is_relative_to(path):
                     cmd += ["--tmpfs", str(path)]
@@ -193,7 +196,6 @@ class Kernel:
             for path in dict.fromkeys(sandbox.readable):
                 if any(path.is_relative_to(h) for h in sandbox.hidden):
                     cmd += ["--ro-bind", str(path), str(path)]
-            cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp"]
             cmd += ["--bind", str(self.run_dir), str(self.run_dir), "--chdir", str(workdir)]
             cmd += ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
             cmd += ["--die-with-parent", "--new-session", "--", *python]
