@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicvae_course.core import checkpoint, data, metrics
+from musicvae_course.core.seeding import DEFAULT_SEED
+from musicvae_course.corpus import mix
 
-from musicvae_course.core import checkpoint, data, metrics  # noqa: E402
-from musicvae_course.core.seeding import DEFAULT_SEED  # noqa: E402
-from musicvae_course.corpus import mix  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 N_SAMPLES = 4096
 MIN_SEGMENTS = 100  #: collections smaller than this are reported but not held to the target

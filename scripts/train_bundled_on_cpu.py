@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from musicvae_course.core import checkpoint, data
+from musicvae_course.corpus import mix, rolls
+from musicvae_course.corpus import works as corpus_works
 
-from musicvae_course.core import checkpoint, data  # noqa: E402
-from musicvae_course.corpus import build, mix, rolls  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MIX_DIR = REPO / "corpus" / "mix"
 FINE_TUNE = {
@@ -70,7 +70,7 @@ def validation_sources(files, fraction: float, seed: int) -> np.ndarray:
 def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    works = build.list_works()
+    works = corpus_works.list_works()
     manifest = rolls.roll_manifest(works, rolls_dir)
     m21_train = mix.music21_dataset(rolls_dir, "train")
     m21_heldout = mix.music21_dataset(rolls_dir, "heldout")

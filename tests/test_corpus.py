@@ -12,7 +12,8 @@ import pytest
 
 from musicvae_course.core.pianoroll import SEGMENT_STEPS, midi_to_pianoroll
 from musicvae_course.corpus import build as bc
-from musicvae_course.corpus import samples, terms
+from musicvae_course.corpus import export, samples, terms
+from musicvae_course.corpus import works as corpus_works
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data_samples"
@@ -105,37 +106,37 @@ def test_build_samples_refuses_a_restricted_work_before_writing(tmp_path):
 
 
 def test_output_names_keep_the_full_path_and_tune_number():
-    a = bc.output_name(bc.Work("beethoven/opus18no1/movement1.mxl"))
-    b = bc.output_name(bc.Work("beethoven/opus18no2/movement1.mxl"))
-    c = bc.output_name(bc.Work("trecento/PMFC_04-Cara mi donna.xml"))
+    a = corpus_works.output_name(corpus_works.Work("beethoven/opus18no1/movement1.mxl"))
+    b = corpus_works.output_name(corpus_works.Work("beethoven/opus18no2/movement1.mxl"))
+    c = corpus_works.output_name(corpus_works.Work("trecento/PMFC_04-Cara mi donna.xml"))
     assert a != b and a.startswith("beethoven/") and a.endswith(".mid")
     assert " " not in c
-    assert bc.output_name(bc.Work("oneills1850/0001-0050.abc", 3)) != bc.output_name(
-        bc.Work("oneills1850/0001-0050.abc", 30)
+    assert corpus_works.output_name(corpus_works.Work("oneills1850/0001-0050.abc", 3)) != corpus_works.output_name(
+        corpus_works.Work("oneills1850/0001-0050.abc", 30)
     )
 
 
 def _fake_works(sizes):
-    return [bc.Work(f"{name}/piece{i}.abc", None) for name, n in sizes.items() for i in range(n)]
+    return [corpus_works.Work(f"{name}/piece{i}.abc", None) for name, n in sizes.items() for i in range(n)]
 
 
 def test_heldout_split_is_stratified_and_order_independent():
     works = _fake_works({"big": 400, "mid": 12, "small": 5})
-    keys = bc.heldout_keys(works)
-    assert keys == bc.heldout_keys(list(reversed(works)))
+    keys = corpus_works.heldout_keys(works)
+    assert keys == corpus_works.heldout_keys(list(reversed(works)))
     by_collection = {c: sum(k.startswith(c + "/") for k in keys) for c in ("big", "mid", "small")}
     assert by_collection == {"big": 20, "mid": 1, "small": 0}
 
 
 @pytest.fixture(scope="module")
 def all_works():
-    return bc.list_works()  # reads music21's metadata bundle once (~5 s)
+    return corpus_works.list_works()  # reads music21's metadata bundle once (~5 s)
 
 
 def test_committed_heldout_list_matches_the_script(all_works):
-    committed = bc.read_heldout()
+    committed = corpus_works.read_heldout()
     works = all_works
-    assert sorted(committed) == bc.heldout_keys(works)
+    assert sorted(committed) == corpus_works.heldout_keys(works)
     assert committed <= {w.key for w in works}
     collections = {k.split("/")[0] for k in committed}
     assert {"bach", "palestrina", "essenFolksong", "beethoven", "trecento"} <= collections
@@ -150,10 +151,10 @@ def test_list_works_skips_analyses_and_merges_josquin_voices(all_works):
 
 def test_build_writes_good_works_and_reports_a_broken_one(tmp_path):
     works = [
-        bc.Work("essenFolksong/altdeu10.abc", 5),  # ABC reuses one TimeSignature object
-        bc.Work("nottingham-dataset/reelsa-c.abc", 80),  # chord symbols in the ABC
-        bc.Work("josquin/oVenusBant.abc"),  # voices merged into one score
-        bc.Work("bach/no_such_chorale.mxl"),  # broken: no such file
+        corpus_works.Work("essenFolksong/altdeu10.abc", 5),  # ABC reuses one TimeSignature object
+        corpus_works.Work("nottingham-dataset/reelsa-c.abc", 80),  # chord symbols in the ABC
+        corpus_works.Work("josquin/oVenusBant.abc"),  # voices merged into one score
+        corpus_works.Work("bach/no_such_chorale.mxl"),  # broken: no such file
     ]
     heldout = {works[0].key}
     summary = bc.build_corpus(works, tmp_path, workers=1, timeout_s=300, heldout=heldout, progress=False)
@@ -176,7 +177,7 @@ def test_build_writes_good_works_and_reports_a_broken_one(tmp_path):
     assert rolls["nottingham-dataset/reelsa-c.abc"].sum(axis=0).max() == 1
     # the Josquin file holds its three voices
     assert rolls["josquin/oVenusBant.abc"].sum(axis=0).max() == 3
-    assert not (tmp_path / "midi" / bc.output_name(works[3])).exists()
+    assert not (tmp_path / "midi" / corpus_works.output_name(works[3])).exists()
 
     # retry: a work listed as failed (e.g. a timeout on a busy machine) is built and
     # moved to the manifest; the broken one stays in failures.csv
@@ -209,14 +210,14 @@ def _parent_death_signal(work, out_path, timeout_s, max_measures):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
 def test_pool_workers_die_with_their_parent():
-    jobs = [(bc.Work("fine/a.abc"), Path("unused.mid"), None)]
+    jobs = [(corpus_works.Work("fine/a.abc"), Path("unused.mid"), None)]
     ((_, _, result),) = bc._run_jobs(jobs, 1, 10, False, job=_parent_death_signal)
     assert result["signal"] == bc.signal.SIGTERM
 
 
 def test_a_dying_worker_fails_only_its_own_work(tmp_path):
-    works = [bc.Work(f"fine/w{i}.abc") for i in range(5)]
-    works.insert(2, bc.Work("crash/x.abc"))
+    works = [corpus_works.Work(f"fine/w{i}.abc") for i in range(5)]
+    works.insert(2, corpus_works.Work("crash/x.abc"))
     jobs = [(w, tmp_path / f"{i}.mid", None) for i, w in enumerate(works)]
     results = {w.corpus_path: r for w, _, r in bc._run_jobs(jobs, 2, 10, False, job=_exit_on_crash_work)}
     assert set(results) == {w.corpus_path for w in works}
@@ -230,9 +231,9 @@ def test_a_work_over_the_time_limit_is_skipped_with_a_reason(monkeypatch, tmp_pa
         out_path.write_bytes(b"partial")
         time.sleep(30)
 
-    monkeypatch.setattr(bc, "export_work", slow_export)
+    monkeypatch.setattr(export, "export_work", slow_export)
     out = tmp_path / "slow.mid"
-    result = bc._export_job(bc.Work("bach/bwv66.6.mxl"), str(out), 1, None)
+    result = export._export_job(corpus_works.Work("bach/bwv66.6.mxl"), str(out), 1, None)
     assert not result["ok"] and result["reason"] == "timeout after 1 s"
     assert result["seconds"] < 10
     assert not out.exists()  # no half-written file left behind
@@ -240,15 +241,15 @@ def test_a_work_over_the_time_limit_is_skipped_with_a_reason(monkeypatch, tmp_pa
 
 def test_limit_and_folk_fraction_are_deterministic_subsets():
     works = _fake_works({"essenFolksong": 300, "bach": 50})
-    subset = bc.limit_works(works, folk_fraction=0.25)
-    assert set(subset) == set(bc.limit_works(list(reversed(works)), folk_fraction=0.25))
+    subset = corpus_works.limit_works(works, folk_fraction=0.25)
+    assert set(subset) == set(corpus_works.limit_works(list(reversed(works)), folk_fraction=0.25))
     folk = [w for w in subset if w.collection == "essenFolksong"]
     assert all(w in subset for w in works if w.collection == "bach")
     assert 40 <= len(folk) <= 110
-    assert len(bc.limit_works(works, limit=7)) == 7
+    assert len(corpus_works.limit_works(works, limit=7)) == 7
     with pytest.raises(ValueError, match="folk_fraction"):
-        bc.limit_works(works, folk_fraction=1.5)
-    order = bc.build_order(subset)
+        corpus_works.limit_works(works, folk_fraction=1.5)
+    order = corpus_works.build_order(subset)
     first_folk = next(i for i, w in enumerate(order) if w.collection == "essenFolksong")
     assert all(w.collection == "bach" for w in order[:first_folk])
     assert all(w.collection == "essenFolksong" for w in order[first_folk:])
@@ -256,7 +257,7 @@ def test_limit_and_folk_fraction_are_deterministic_subsets():
 
 def test_partial_builds_and_trials_are_not_made_of_heldout_works():
     works = _fake_works({"palestrina": 400})
-    heldout = set(bc.heldout_keys(works))  # the 20 lowest (unsalted) hashes
+    heldout = set(corpus_works.heldout_keys(works))  # the 20 lowest (unsalted) hashes
     assert len(heldout) == 20
-    assert len(heldout & {w.key for w in bc.build_order(works)[:20]}) <= 5
-    assert len(heldout & {w.key for w in bc.limit_works(works, limit=20)}) <= 5
+    assert len(heldout & {w.key for w in corpus_works.build_order(works)[:20]}) <= 5
+    assert len(heldout & {w.key for w in corpus_works.limit_works(works, limit=20)}) <= 5

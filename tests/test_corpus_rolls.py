@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 
 from musicvae_course.core.pianoroll import midi_to_pianoroll
-from musicvae_course.corpus import build as bc
-from musicvae_course.corpus import rolls
+from musicvae_course.corpus import export, rolls
+from musicvae_course.corpus import works as corpus_works
 
 pytest.importorskip("music21")
 
 #: Small works of three kinds: a folk tune with repeats (ABC), a four-part chorale with ties
 #: (MusicXML), a one-line tune from a multi-tune file (ABC, by number).
 SAMPLE_WORKS = [
-    bc.Work("airdsAirs/book2.abc", 276),
-    bc.Work("bach/bwv165.6.mxl"),
-    bc.Work("essenFolksong/zuccal0.abc", 181),
+    corpus_works.Work("airdsAirs/book2.abc", 276),
+    corpus_works.Work("bach/bwv165.6.mxl"),
+    corpus_works.Work("essenFolksong/zuccal0.abc", 181),
 ]
 
 
 @pytest.mark.parametrize("work", SAMPLE_WORKS, ids=lambda w: w.key)
 def test_rolls_from_parsed_scores_equal_the_midi_route(work, tmp_path):
-    bc.export_work(work, tmp_path / "w.mid")
+    export.export_work(work, tmp_path / "w.mid")
     via_midi = midi_to_pianoroll(tmp_path / "w.mid")
     direct = rolls.notes_roll(*rolls.work_notes(work))
     assert direct.shape == via_midi.shape
@@ -53,7 +53,7 @@ def _fake_notes_job(work, out_stem, timeout_s, _unused=None):
 
 
 def _works(n):
-    return [bc.Work("essenFolksong/x.abc", k) for k in range(n)] + [bc.Work("bach/bad.mxl")]
+    return [corpus_works.Work("essenFolksong/x.abc", k) for k in range(n)] + [corpus_works.Work("bach/bad.mxl")]
 
 
 def test_a_stopped_build_continues_without_parsing_cached_works_again(tmp_path):
@@ -83,7 +83,7 @@ def test_manifest_lists_cached_works_with_terms_and_split_and_failures_apart(tmp
 
 
 def test_one_unreadable_work_fails_alone_with_its_reason(tmp_path):
-    works = [bc.Work("bach/no_such_file.mxl"), SAMPLE_WORKS[2]]
+    works = [corpus_works.Work("bach/no_such_file.mxl"), SAMPLE_WORKS[2]]
     summary = rolls.build_rolls(works, tmp_path, workers=0, progress=False)
     assert (summary["done"], summary["failed"]) == (1, 1)
     reason = (tmp_path / "notes" / (rolls.cache_name(works[0]) + ".fail")).read_text()
@@ -93,7 +93,7 @@ def test_one_unreadable_work_fails_alone_with_its_reason(tmp_path):
 
 
 def test_fair_order_puts_heldout_works_first_then_alternates_collections():
-    works = [bc.Work(f"{c}/w{k}.abc") for c in ("aa", "bb") for k in range(4)]
+    works = [corpus_works.Work(f"{c}/w{k}.abc") for c in ("aa", "bb") for k in range(4)]
     heldout = {"bb/w3.abc"}
     order = rolls.fair_order(works, heldout)
     assert order[0].key == "bb/w3.abc"
@@ -103,7 +103,7 @@ def test_fair_order_puts_heldout_works_first_then_alternates_collections():
 
 
 def test_build_statistics_extrapolate_each_collection_from_its_timed_works(tmp_path):
-    works = [bc.Work("aa/t.abc", k) for k in range(4)] + [bc.Work("bb/u.abc", 0)]
+    works = [corpus_works.Work("aa/t.abc", k) for k in range(4)] + [corpus_works.Work("bb/u.abc", 0)]
     for work, cpu in ((works[0], 1.0), (works[1], 3.0), (works[4], 0.5)):
         stem = tmp_path / "notes" / rolls.cache_name(work)
         stem.parent.mkdir(parents=True, exist_ok=True)

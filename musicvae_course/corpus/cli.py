@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .build import (
-    DEFAULT_TIMEOUT_S,
-    build_corpus,
-    build_order,
-    heldout_keys,
-    limit_works,
-    list_works,
-    retry_failures,
-    write_heldout,
-)
+from .build import DEFAULT_TIMEOUT_S, build_corpus, retry_failures
 from .samples import build_samples
+from .works import build_order, heldout_keys, limit_works, list_works, write_heldout
 
 
 def main(argv=None) -> int:

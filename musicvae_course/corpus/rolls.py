@@ -34,21 +34,17 @@ import numpy as np
 
 from ..core.pianoroll import notes_to_pianoroll, segments, ticks_to_steps
 from ..fileio import atomic_write
-from .build import (
-    HELDOUT_FILE,
+from .build import _run_jobs
+from .export import (
     MIDI_TICKS_PER_QUARTER,
     WorkTimeout,
     _on_alarm,
     _remove_chord_symbols,
     _remove_grace_notes,
-    _run_jobs,
     _unshare_elements,
-    corpus_root,
-    list_works,
-    output_name,
-    read_heldout,
 )
 from .terms import encoding_terms
+from .works import HELDOUT_FILE, corpus_root, list_works, output_name, read_heldout
 
 DEFAULT_TIMEOUT_S = 60  #: per work; the slowest works (Beethoven quartets) parse in 10-40 s
 ROLL_MANIFEST_COLUMNS = (
@@ -108,7 +104,7 @@ def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     from music21 import chord, note, repeat
 
-    from .build import _strip_repeats
+    from .export import _strip_repeats
 
     if score.atSoundingPitch is False:
         score = score.toSoundingPitch()
@@ -371,7 +367,7 @@ def fair_order(works, heldout=None) -> list:
     """Build order for a time-boxed build: held-out works first (every collection's evaluation
     set), then round-robin over collections (each in a salted hash order), so a build stopped
     at any point holds a fair share of every collection rather than all of the slow ones."""
-    from .build import _stable_hash
+    from .works import _stable_hash
 
     heldout = read_heldout(HELDOUT_FILE) if heldout is None else heldout
     ordered = []

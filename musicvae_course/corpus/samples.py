@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import DEFAULT_TIMEOUT_S, BuildSummary, Work, _run_jobs, _write_manifest, corpus_root
+from .build import DEFAULT_TIMEOUT_S, BuildSummary, _run_jobs, _write_manifest
 from .terms import LICENCE_NAMES, check_redistributable, encoding_terms, rights_statement
+from .works import Work, corpus_root
 
 SAMPLE_MAX_MEASURES = 64  # keeps every sample short (<= 64 written bars) and the folder small
 SAMPLE_STYLES = ("chorale", "folk", "renaissance", "keyboard", "strings", "other")
@@ -263,7 +264,7 @@ def samples_readme(rows, max_measures: int = SAMPLE_MAX_MEASURES) -> str:
         "none stated, Essen is non-commercial only; Palestrina: (c) John Miller with a",
         "licence agreement; Beethoven, Mozart and Haydn quartets: none stated). Only",
         "encodings whose own file or directory grants an open licence are used here; see",
-        "`COLLECTION_TERMS` in `scripts/corpus_terms.py` for every collection. So some",
+        "`COLLECTION_TERMS` in `musicvae_course/corpus/terms.py` for every collection. So some",
         "styles have stand-ins, named in the `note` column:",
         "",
         "* **chorale**: J. Rosamond Johnson's four-part hymn and Liliuokalani's SATB song",
