@@ -202,7 +202,7 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
 
     from .core.metrics import frame_scores, onset_scores
     from .core.pianoroll import midi_to_pianoroll, segments
-    from .ui.plots import compare_pianorolls
+    from .ui.compare import compare_pianorolls
 
     roll = midi_to_pianoroll(args.midi)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
