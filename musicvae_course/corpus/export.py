@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 from .works import Work, corpus_root
 
@@ -21,6 +23,26 @@ class WorkTimeout(Exception):
 
 def _on_alarm(signum, frame):
     raise WorkTimeout()
+
+
+@contextlib.contextmanager
+def time_limit(timeout_s: int) -> Iterator[None]:
+    """Raise :class:`WorkTimeout` in the block after ``timeout_s`` seconds (>= 1; SIGALRM, so worker processes'
+    main thread only); the previous handler is restored after."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(max(1, int(timeout_s)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def failure_reason(err: BaseException, timeout_s: int) -> str:
+    """One line for a failures report: the time limit, or the error's type and its first 300 characters."""
+    if isinstance(err, WorkTimeout):
+        return f"timeout after {timeout_s} s"
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
 
 
 def _unshare_elements(score) -> None:
@@ -127,17 +149,11 @@ def _export_job(work: Work, out_path: str, timeout_s: int, max_measures: int | N
     interrupts it between bytecodes); a pool-level timeout could not stop the task.
     """
     start = time.perf_counter()
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(max(1, int(timeout_s)))
     try:
-        info = export_work(work, Path(out_path), max_measures)
+        with time_limit(timeout_s):
+            info = export_work(work, Path(out_path), max_measures)
         return {"ok": True, "seconds": time.perf_counter() - start, **info}
-    except WorkTimeout:
-        reason = f"timeout after {timeout_s} s"
-    except Exception as err:  # noqa: BLE001 - any music21 failure skips this work only
-        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    except Exception as err:  # noqa: BLE001 - any music21 failure (or the time limit) skips this work only
+        reason = failure_reason(err, timeout_s)
     Path(out_path).unlink(missing_ok=True)  # no half-written file
     return {"ok": False, "seconds": time.perf_counter() - start, "reason": reason}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import signal
 import time
 from pathlib import Path
 
@@ -37,11 +36,11 @@ from ..fileio import atomic_write
 from .build import _run_jobs
 from .export import (
     MIDI_TICKS_PER_QUARTER,
-    WorkTimeout,
-    _on_alarm,
     _remove_chord_symbols,
     _remove_grace_notes,
     _unshare_elements,
+    failure_reason,
+    time_limit,
 )
 from .terms import encoding_terms
 from .works import HELDOUT_FILE, corpus_root, list_works, output_name, read_heldout
@@ -181,22 +180,15 @@ def load_notes(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _roll_job(work, out_stem: str, timeout_s: int, _unused=None) -> dict:
     """Worker: cache one work's notes (``.npz``) or its failure (``.fail``); never raises."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(max(1, int(timeout_s)))
     try:
-        pitch, onset, offset = work_notes(work)
-        signal.alarm(0)
+        with time_limit(timeout_s):
+            pitch, onset, offset = work_notes(work)
         # CPU seconds, not wall: on a shared machine wall time says more about the neighbours
         _save_notes(Path(out_stem + ".npz"), pitch, onset, offset, time.process_time() - cpu_start)
         steps = int(offset.max()) if offset.size else 0
         return {"ok": True, "seconds": time.perf_counter() - start, "notes": int(pitch.size), "steps": steps}
-    except WorkTimeout:
-        reason = f"timeout after {timeout_s} s"
-    except Exception as err:  # noqa: BLE001 - any music21 failure skips this work only
-        reason = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    except Exception as err:  # noqa: BLE001 - any music21 failure (or the time limit) skips this work only
+        reason = failure_reason(err, timeout_s)
     atomic_write(Path(out_stem + ".fail"), reason + "\n")
     return {"ok": False, "seconds": time.perf_counter() - start, "reason": reason}
 
