@@ -323,6 +323,12 @@ def autograde(
     return reports.load_grades(out_dir)
 
 
+def _record_error(out_dir: Path, job: dict, sources: dict, why: str) -> None:
+    """Record a notebook the grader could not grade (status "error"), so the class files still list it."""
+    source = sources.get(Path(job["source_path"]).name)
+    write_record(out_dir, _plain_record(job["student"], Path(job["path"]).name, "error", why, source))
+
+
 def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
     pending, retried = list(todo), set()
     while pending:
@@ -347,31 +353,15 @@ def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
                         broken = True
                         key = (job["student"], job["path"])
                         if key in retried:  # killed its grading process twice: recorded, the batch goes on
-                            name = Path(job["path"]).name
-                            write_record(
-                                out_dir,
-                                _plain_record(
-                                    job["student"],
-                                    name,
-                                    "error",
-                                    "the grading process was killed while grading this notebook",
-                                    sources.get(Path(job["source_path"]).name),
-                                ),
+                            _record_error(
+                                out_dir, job, sources, "the grading process was killed while grading this notebook"
                             )
                         else:
                             retried.add(key)
                             pending.insert(0, job)
                     except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the batch
-                        name = Path(job["path"]).name
-                        write_record(
-                            out_dir,
-                            _plain_record(
-                                job["student"],
-                                name,
-                                "error",
-                                f"the grader failed on this notebook: {type(exc).__name__}: {exc}",
-                                sources.get(Path(job["source_path"]).name),
-                            ),
+                        _record_error(
+                            out_dir, job, sources, f"the grader failed on this notebook: {type(exc).__name__}: {exc}"
                         )
                     reports.write_all(out_dir, sources)
             if broken:
