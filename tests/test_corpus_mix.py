@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from musicvae_course.core.data import PianoRollDataset
 from musicvae_course.corpus import mix
@@ -25,7 +26,8 @@ def test_transposition_moves_notes_and_drops_segments_that_would_leave_the_keybo
 
 
 def test_style_groups_of_sources():
-    assert mix.style_group("music21/essenFolksong/x.abc#3") == "folk"
+    assert mix.style_group("music21/essenFolksong/x.abc#3") == "folk-song"
+    assert mix.style_group("music21/ryansMammoth/reel.abc#12") == "folk-dance"
     assert mix.style_group("music21/palestrina/Agnus.krn") == "early"
     assert mix.style_group("music21/bach/bwv1.mxl") == "baroque-romantic"
     assert mix.style_group("mma/latin/BossaNova") == "latin"
@@ -45,7 +47,7 @@ def test_balance_gives_every_group_the_same_share_using_transposed_copies_for_sm
     balanced = mix.balance(_pool(), per_group=100, seed=1)
     assert len(balanced) == 300
     shares = mix.group_shares(balanced)
-    assert shares == {"folk": 1 / 3, "early": 1 / 3, "latin": 1 / 3}
+    assert shares == {"folk-song": 1 / 3, "early": 1 / 3, "latin": 1 / 3}
     report = {r["collection"]: r for r in mix.mix_report(balanced)}
     assert report["mma/latin"]["transposed"] == 80  # all 20 originals once, the rest transposed copies
     assert report["music21/essenFolksong"]["transposed"] == 0
@@ -66,3 +68,25 @@ def test_mix_report_counts_sources_and_shares():
     assert [r["collection"] for r in report] == ["music21/essenFolksong", "music21/palestrina", "mma/latin"]
     assert abs(sum(r["share"] for r in report) - 1) < 1e-9
     assert report[0]["segments"] == 500 and report[0]["sources"] == 1
+
+
+def test_music21_dataset_skips_a_work_it_cannot_roll_names_it_and_keeps_the_others(tmp_path):
+    from musicvae_course.core.midi_limits import MAX_STEPS
+    from musicvae_course.corpus import rolls
+
+    good = (np.array([60, 64]), np.array([0, 16]), np.array([16, 40]))
+    too_long = (np.array([60]), np.array([0]), np.array([MAX_STEPS + 10]))  # a few bytes asking for a huge roll
+    rows = []
+    for key, notes in (("good", good), ("long", too_long), ("damaged", None)):
+        path = tmp_path / f"{key}.npz"
+        if notes is None:
+            path.write_bytes(b"not an npz")
+        else:
+            rolls._save_notes(path, *notes)
+        rows.append(f"{key},train,{key}.npz,essenFolksong")
+    (tmp_path / "manifest.csv").write_text("key,split,cache_file,collection\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning) as caught:
+        ds = mix.music21_dataset(tmp_path, "train")
+    assert ds.files == ["music21/essenFolksong/good"] and len(ds) == 2  # 40 steps: windows at 0 and 16
+    messages = " ".join(str(w.message) for w in caught)
+    assert "essenFolksong/long" in messages and "MAX_STEPS" in messages and "essenFolksong/damaged" in messages

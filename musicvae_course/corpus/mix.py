@@ -1,7 +1,7 @@
 """The training mix: music21 works (from cached notes) and MMA styles, grouped, transposed, balanced.
 
-Sources become *style groups* (``STYLE_GROUPS``: folk tunes, early music, baroque to romantic,
-and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each group is brought to the
+Sources become *style groups* (``STYLE_GROUPS``: folk songs, folk dance tunes, early music,
+baroque to romantic, and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each group is brought to the
 same number of segments (``balance``): large groups are subsampled, small ones are enlarged
 with transposed copies (``transpose_segments``, within the 88 keys) and, only then, repeats.
 So no one style dominates; :func:`mix_report` says what went in.
@@ -15,6 +15,7 @@ Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports this mix
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -23,12 +24,15 @@ import numpy as np
 from ..core.data import PianoRollDataset, build_dataset
 from ..core.pianoroll import N_PITCHES, SEGMENT_STEPS
 from .rolls import work_segments
+from .works import FOLK_COLLECTIONS
 
-#: music21 collection -> style group (collections not listed: "baroque-romantic").
-FOLK = ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk", "nottingham-dataset")
+#: music21 collection -> style group (collections not listed: "baroque-romantic"). Folk tunes are
+#: two groups: the dance-tune books (reels, jigs, hornpipes: fast, leaping lines the model found
+#: hardest) would otherwise get a small corner of one group dominated by Essen's songs.
+FOLK_DANCE = ("oneills1850", "ryansMammoth")
 EARLY = ("palestrina", "trecento", "josquin", "monteverdi", "ciconia", "luca", "weber", "johnsonProject")
 MMA_STYLES = ("pop-rock", "jazz-blues", "latin", "waltz", "country-folk-march")
-STYLE_GROUPS = ("folk", "early", "baroque-romantic", *MMA_STYLES)
+STYLE_GROUPS = ("folk-song", "folk-dance", "early", "baroque-romantic", *MMA_STYLES)
 DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tried for small groups
 
 
@@ -38,8 +42,10 @@ def style_group(source: str) -> str:
     if parts[0] == "mma":
         return parts[1]
     collection = parts[1] if len(parts) > 1 else ""
-    if collection in FOLK:
-        return "folk"
+    if collection in FOLK_DANCE:
+        return "folk-dance"
+    if collection in FOLK_COLLECTIONS:
+        return "folk-song"
     if collection in EARLY:
         return "early"
     return "baroque-romantic"
@@ -72,13 +78,20 @@ def transpose_segments(segments, semitones: int) -> np.ndarray:
 
 def music21_dataset(rolls_dir, split: str) -> PianoRollDataset:
     """Segments of the cached works of one split (``'train'`` or ``'heldout'``) of a rolls build
-    (``rolls.roll_manifest``'s ``manifest.csv``); ``files`` are ``music21/<collection>/<key>``."""
+    (``rolls.roll_manifest``'s ``manifest.csv``); ``files`` are ``music21/<collection>/<key>``.
+
+    A work whose cached notes cannot be rolled (over a ``core.midi_limits`` limit, a damaged
+    cache file) is skipped with a warning naming it; every other work is kept."""
     rolls_dir = Path(rolls_dir)
     with open(rolls_dir / "manifest.csv", newline="", encoding="utf8") as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == split]
     blocks, ids, files = [], [], []
     for row in rows:
-        segs = work_segments(rolls_dir / row["cache_file"])
+        try:
+            segs = work_segments(rolls_dir / row["cache_file"])
+        except (ValueError, OSError) as error:  # LimitError is a ValueError; a bad npz raises either
+            warnings.warn(f"skipped {row['collection']}/{row['key']}: {error}", stacklevel=2)
+            continue
         if len(segs):
             blocks.append(segs)
             ids.append(np.full(len(segs), len(files)))
