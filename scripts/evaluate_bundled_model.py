@@ -13,8 +13,11 @@ Sets (all decoded from ``z = mu``, threshold 0.5, frame F1 as ``core.metrics.eva
   collection; targets apply to collections with >= 100 held-out segments (target 0.98).
 * outside the training sources (target 0.90): music21's own test MIDI files (``midi/testPrimitive``,
   not part of its corpus), the MIDI files of Debian mma's documentation examples and pattern
-  library (hand-written MIDI and demos, not our charts), and, reported apart, our MMA renders
-  of grooves and progressions never trained on (``MIX/heldout_mma.npz``).
+  library (hand-written MIDI and demos, not our charts), two sets of game music composed as
+  multi-track General MIDI (Debian ``openttd-openmsx``, GPL-2.0: ragtime, jazz, pop, latin;
+  ``planetblupi-music-midi``, GPL-3+), and, reported apart, our MMA renders of grooves and
+  progressions never trained on (``MIX/heldout_mma.npz``). A set whose package is not
+  installed is left out (and says so).
 * prior samples (4,096, seeded, T = 1.0, the default) against 4,096 segments of the balanced
   training mix (``MIX/train.npz``): polyphony, density, pitch-class entropy, scale consistency
   (target: within 10%).
@@ -45,17 +48,23 @@ COMPARED_STATISTICS = ("polyphony", "density", "pitch_class_entropy", "scale_con
 
 
 def outside_sets() -> dict[str, list[str]]:
-    """MIDI files from outside every training source, by source."""
+    """MIDI files from outside every training source, by source (sets with no file left out)."""
     import music21
 
     m21 = Path(music21.__file__).parent / "midi" / "testPrimitive"
-    return {
+    sets = {
         "music21 test MIDI": sorted(glob.glob(str(m21 / "*.mid"))),
         "Debian mma examples + pattern MIDI": sorted(
             glob.glob("/usr/share/doc/mma/examples/**/*.mid", recursive=True)
             + glob.glob("/usr/share/mma/lib/**/*.mid", recursive=True)
         ),
+        "OpenMSX game music (openttd-openmsx)": sorted(glob.glob("/usr/share/games/openttd/baseset/openmsx/*.mid")),
+        "Planet Blupi game music (planetblupi-music-midi)": sorted(glob.glob("/usr/share/planetblupi/music/*.mid")),
     }
+    for name in [name for name, files in sets.items() if not files]:
+        print(f"outside set {name!r}: no files (package not installed); left out", file=sys.stderr)
+        del sets[name]
+    return sets
 
 
 def _by_source(ds: data.PianoRollDataset, key) -> dict[str, data.PianoRollDataset]:
@@ -93,6 +102,9 @@ def evaluate_checkpoint(path: Path, sets: dict, data_rolls: np.ndarray) -> dict:
     for name, part in _by_source(sets["mma_heldout"], mix.collection_of).items():
         out["outside"]["MMA unseen grooves/progressions: " + name.split("/")[1]] = frame_scores(model, part)
     out["outside"]["MMA unseen, all"] = frame_scores(model, sets["mma_heldout"])
+    outside_all = mix.concat(list(sets["outside"].values())) if sets["outside"] else None
+    if outside_all is not None:
+        out["outside"]["outside sources, all (not MMA renders)"] = frame_scores(model, outside_all)
     samples = model.sample(N_SAMPLES, temperature=1.0, generator=torch.Generator().manual_seed(DEFAULT_SEED))
     out["statistics"] = {"prior_T1.0": metrics.sample_statistics(samples)}
     return out
