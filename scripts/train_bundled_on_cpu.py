@@ -110,7 +110,15 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
 
 
 def train(
-    out_dir: Path, mix_dir: Path, until: str | None, epochs: int, threads: int, init: Path, lr: float, seed: int
+    out_dir: Path,
+    mix_dir: Path,
+    until: str | None,
+    epochs: int,
+    threads: int,
+    init: Path,
+    lr: float,
+    seed: int,
+    beta_max: float = FINE_TUNE["beta_max"],
 ) -> None:
     from musicvae_course.core.model import MusicVAE
     from musicvae_course.train import fit
@@ -139,7 +147,7 @@ def train(
         time_budget_s=budget,
         progress=False,
         seed=seed,
-        **{**FINE_TUNE, "lr": lr},
+        **{**FINE_TUNE, "lr": lr, "beta_max": beta_max},
     )
     for row in history[-3:]:
         print({k: row.get(k) for k in ("epoch", "lr", "neg_elbo", "val_loss", "val_frame_f1", "samples_per_s")})
@@ -163,11 +171,17 @@ def main(argv=None) -> int:
     t.add_argument("--init", type=Path, default=checkpoint.BUNDLED_CHECKPOINT, help="weights to start from")
     t.add_argument("--lr", type=float, default=FINE_TUNE["lr"])
     t.add_argument("--seed", type=int, default=2026, help="batch order; a second stage takes another")
+    t.add_argument(
+        "--beta-max",
+        type=float,
+        default=FINE_TUNE["beta_max"],
+        help="KL weight (the card's 1.0; lower keeps more of each segment in z, at the prior's expense)",
+    )
     args = parser.parse_args(argv)
     if args.step == "prepare":
         prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
     else:
-        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr, args.seed)
+        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr, args.seed, args.beta_max)
     return 0
 
 
