@@ -83,10 +83,12 @@ def test_music21_dataset_skips_a_work_it_cannot_roll_names_it_and_keeps_the_othe
             path.write_bytes(b"not an npz")
         else:
             rolls._save_notes(path, *notes)
-        rows.append(f"{key},train,{key}.npz,essenFolksong")
+        rows.append(f"essenFolksong/{key}.abc,train,{key}.npz,essenFolksong")  # keys name their collection
     (tmp_path / "manifest.csv").write_text("key,split,cache_file,collection\n" + "\n".join(rows) + "\n")
     with pytest.warns(UserWarning) as caught:
         ds = mix.music21_dataset(tmp_path, "train")
-    assert ds.files == ["music21/essenFolksong/good"] and len(ds) == 2  # 40 steps: windows at 0 and 16
+    # 40 steps: windows at 0 and 16
+    assert ds.files == ["music21/essenFolksong/essenFolksong/good.abc"] and len(ds) == 2
     messages = " ".join(str(w.message) for w in caught)
-    assert "essenFolksong/long" in messages and "MAX_STEPS" in messages and "essenFolksong/damaged" in messages
+    assert "essenFolksong/long.abc (long.npz)" in messages and "MAX_STEPS" in messages
+    assert "essenFolksong/damaged.abc (damaged.npz)" in messages

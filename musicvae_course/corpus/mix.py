@@ -1,9 +1,10 @@
 """The training mix: music21 works (from cached notes) and MMA styles, grouped, transposed, balanced.
 
 Sources become *style groups* (``STYLE_GROUPS``: folk songs, folk dance tunes, early music,
-baroque to romantic, and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each group is brought to the
-same number of segments (``balance``): large groups are subsampled, small ones are enlarged
-with transposed copies (``transpose_segments``, within the 88 keys) and, only then, repeats.
+baroque to romantic, and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each
+group is brought to the same number of segments (``balance``): large groups are subsampled,
+small ones are enlarged with transposed copies (``transpose_segments``, within the 88 keys) and,
+only then, repeats.
 So no one style dominates; :func:`mix_report` says what went in.
 
 A segment's source is kept in the dataset's ``files``: ``music21/<collection>/<work key>`` or
@@ -90,7 +91,7 @@ def music21_dataset(rolls_dir, split: str) -> PianoRollDataset:
         try:
             segs = work_segments(rolls_dir / row["cache_file"])
         except (ValueError, OSError) as error:  # LimitError is a ValueError; a bad npz raises either
-            warnings.warn(f"skipped {row['collection']}/{row['key']}: {error}", stacklevel=2)
+            warnings.warn(f"skipped {row['key']} ({row['cache_file']}): {error}", stacklevel=2)
             continue
         if len(segs):
             blocks.append(segs)
