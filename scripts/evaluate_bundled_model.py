@@ -102,9 +102,8 @@ def evaluate_checkpoint(path: Path, sets: dict, data_rolls: np.ndarray) -> dict:
     for name, part in _by_source(sets["mma_heldout"], mix.collection_of).items():
         out["outside"]["MMA unseen grooves/progressions: " + name.split("/")[1]] = frame_scores(model, part)
     out["outside"]["MMA unseen, all"] = frame_scores(model, sets["mma_heldout"])
-    outside_all = mix.concat(list(sets["outside"].values())) if sets["outside"] else None
-    if outside_all is not None:
-        out["outside"]["outside sources, all (not MMA renders)"] = frame_scores(model, outside_all)
+    if sets["outside"]:
+        out["outside"]["outside sources, all (not MMA renders)"] = frame_scores(model, sets["outside_all"])
     samples = model.sample(N_SAMPLES, temperature=1.0, generator=torch.Generator().manual_seed(DEFAULT_SEED))
     out["statistics"] = {"prior_T1.0": metrics.sample_statistics(samples)}
     return out
@@ -157,12 +156,13 @@ def main(argv=None) -> int:
     MAX_SEGMENTS, N_SAMPLES = args.max_segments, args.samples
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    outside_files = outside_sets()
+    outside = {name: data.build_dataset(files, workers=0, progress=False) for name, files in outside_files.items()}
     sets = {
         "heldout": data.load_dataset(args.mix / "heldout_music21.npz"),
         "mma_heldout": data.load_dataset(args.mix / "heldout_mma.npz"),
-        "outside": {
-            name: data.build_dataset(files, workers=0, progress=False) for name, files in outside_sets().items()
-        },
+        "outside": outside,
+        "outside_all": mix.concat(list(outside.values())) if outside else None,
     }
     val = data.load_dataset(args.mix / "train.npz")  # the balanced mix the model is trained to reproduce
     pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(DEFAULT_SEED))[:N_SAMPLES]
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     summary = {
         "data_statistics": data_stats,
         "results": results,
-        "outside_files": {k: len(v) for k, v in outside_sets().items()},
+        "outside_files": {k: len(v) for k, v in outside_files.items()},
         "seconds": time.perf_counter() - start,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
