@@ -4,10 +4,11 @@ The MIDI route (:func:`.build.export_work`, then ``core.pianoroll.midi_to_pianor
 and re-reads a MIDI file per work: 2.5-3.9 s per work here. This module reads the notes from
 the parsed score itself (the same preparation as the export: voices merged, chord symbols and
 grace notes dropped, sounding pitch, repeats expanded the way music21's MIDI writer expands
-them) and applies the roll's one rounding rule (``core.pianoroll`` module docstring) to the
-ticks music21 would have written at 480 per quarter. So the rolls equal the MIDI route's
-(``tests/test_corpus_rolls.py`` checks a sample); drums (``Unpitched``) are dropped as the
-reader drops channel 10.
+them, :mod:`.repeats`) and applies the roll's one rounding rule (``core.pianoroll`` module
+docstring) to the ticks music21 would have written at 480 per quarter. So the rolls equal the
+MIDI route's (``tests/test_corpus_rolls.py`` checks a sample); drums (``Unpitched``) are dropped
+as the reader drops channel 10. The whole corpus, 14,918 of 14,922 works, takes 668 s on this
+2-core machine from nothing (1,271 CPU-s; music21's parsers are most of it).
 
 Each work's notes are cached as one small ``.npz`` (``pitch, onset, offset`` in steps) or one
 ``.fail`` text file, written atomically, so a stopped build continues where it stopped and one
@@ -24,9 +25,11 @@ Taught indirectly: notebook 03 trains on segments made from such rolls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,7 @@ from .export import (
 from .terms import encoding_terms
 from .works import HELDOUT_FILE, corpus_root, list_works, output_name, read_heldout
 
-DEFAULT_TIMEOUT_S = 60  #: per work; the slowest works (Beethoven quartets) parse in 10-40 s
+DEFAULT_TIMEOUT_S = 60  #: per work; the slowest (an Aird's Airs tune, Beethoven quartets) take 10-25 CPU-s
 ROLL_MANIFEST_COLUMNS = (
     "key",
     "cache_file",
@@ -62,13 +65,36 @@ ROLL_MANIFEST_COLUMNS = (
 )
 
 
+@contextlib.contextmanager
+def _without_beaming() -> Iterator[None]:
+    """Parse without the beams music21's ABC (and MuseData, RomanText) readers add to every part.
+
+    Beams are engraving only: they change no pitch, offset or duration (``tests/test_corpus_rolls.py``
+    compares with the MIDI route, which keeps them), and making them was 36-40% of the time of an
+    Essen, O'Neill or Ryan's tune.
+    """
+    from music21 import stream
+
+    original = stream.Stream.makeBeams
+
+    def no_beams(self, *, inPlace=False, **_):
+        return None if inPlace else self
+
+    stream.Stream.makeBeams = no_beams
+    try:
+        yield
+    finally:
+        stream.Stream.makeBeams = original
+
+
 def _prepared_score(work):
-    """Parse ``work`` and prepare it exactly as :func:`.build.export_work` does before writing."""
+    """Parse ``work`` and prepare it as :func:`.build.export_work` does before writing (without beams)."""
     import music21
     from music21 import converter
 
     source = corpus_root() / work.corpus_path
-    score = converter.parse(source, number=work.number, forceSource=True, storePickle=False)
+    with _without_beaming():
+        score = converter.parse(source, number=work.number, forceSource=True, storePickle=False)
     if isinstance(score, music21.stream.Opus):
         score = score.scores[0] if len(score.scores) == 1 else score.mergeScores()
     _unshare_elements(score)
@@ -94,41 +120,37 @@ def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pitched notes of a music21 score as ``(pitch, start_tick, end_tick)`` int64 arrays.
 
     Ticks are at 480 per quarter (``MIDI_TICKS_PER_QUARTER``), as music21's MIDI writer would
-    write them, with the writer's preparation: sounding pitch, repeats expanded
-    (``Stream.expandRepeats``; where music21 cannot expand them the music is read once straight
-    through, as the export does). Only a score with repeats is copied: the writer's own
-    ``prepareStreamForMidi`` deep-copies every score, which took most of the time. Tied notes stay
-    separate notes (on the roll their union is the tied note); ``Unpitched`` notes (percussion)
-    are dropped; a chord gives one note per pitch.
+    write them, with the writer's preparation: sounding pitch, repeats expanded (as
+    ``Stream.expandRepeats`` does, without copying the notes: :mod:`.repeats`; where music21
+    cannot expand them the music is read once straight through, as the export does). The
+    writer's own ``prepareStreamForMidi`` deep-copies every score, which took most of the time.
+    Tied notes stay separate notes (on the roll their union is the tied note); ``Unpitched``
+    notes (percussion) are dropped; a chord gives one note per pitch. A score with repeats is
+    emptied of its notes.
     """
-    from music21 import chord, note, repeat
-
     from .export import _strip_repeats
+    from .repeats import _pitched, expanded_notes
 
     if score.atSoundingPitch is False:
         score = score.toSoundingPitch()
     if _has_repeats(score):
-        try:
-            score = score.expandRepeats()
-        except repeat.ExpanderException:
-            _strip_repeats(score)
-    pitches, starts, ends = [], [], []
+        notes = expanded_notes(score, on_failure=_strip_repeats)
+    else:
+        notes = [
+            (pitch, element.offset, element.duration.quarterLength)
+            for part in score.parts or [score]
+            for element in part.flatten().notes
+            for pitch in _pitched(element)
+        ]
     tpq = MIDI_TICKS_PER_QUARTER
-    for part in score.parts or [score]:
-        for element in part.flatten().notes:
-            if isinstance(element, note.Note):
-                midi = [element.pitch.midi]
-            elif isinstance(element, chord.Chord):
-                midi = [p.midi for p in element.pitches]
-            else:  # Unpitched, PercussionChord: no pitch on an 88-key roll
-                continue
-            start = int(round(float(element.offset) * tpq))
-            end = start + int(round(float(element.duration.quarterLength) * tpq))
-            for m in midi:
-                pitches.append(m)
-                starts.append(start)
-                ends.append(end)
-    return np.asarray(pitches, np.int64), np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    # the writer rounds the start and the duration to ticks separately, so the end is their sum
+    starts = [int(round(float(start) * tpq)) for _, start, _ in notes]
+    ends = [s + int(round(float(length) * tpq)) for s, (_, _, length) in zip(starts, notes)]
+    return (
+        np.asarray([pitch for pitch, _, _ in notes], np.int64),
+        np.asarray(starts, np.int64),
+        np.asarray(ends, np.int64),
+    )
 
 
 def work_notes(work) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
