@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Make the checkpoint bundled with the kit, from the music21 corpus, reproducibly.
 
-Three steps (the middle one is the long one; run it on a GPU if you have one)::
+The shipped checkpoint is stage 0 below, trained further on the whole corpus and MMA styles by
+``scripts/train_bundled_on_cpu.py`` (``musicvae_course/pretrained/MODEL_CARD.md``). Stage 0, the
+first model, took these steps (the middle one is the long one; run it on a GPU if you have one)::
 
     python -m musicvae_course.corpus --out corpus/                    # MIDI + manifest
     python scripts/make_bundled_model.py prepare --corpus corpus/      # -> corpus/train.npz, heldout.npz
@@ -15,13 +17,14 @@ and keeps the held-out works (``musicvae_course/corpus/heldout_works.txt``, mark
 best checkpoint into the package in the card's format (weights and config
 only), records its SHA-256, and evaluates it on the held-out works: frame and
 onset F1, ELBO, active units, and sample statistics against the data's. The
-figures go to ``musicvae_course/pretrained/heldout_metrics.json`` for
-``MODEL_CARD.md``.
+figures go to ``musicvae_course/pretrained/heldout_metrics.json``.
 
-The retrained model (issue 15: whole corpus from parsed scores + MMA styles, fine-tuned on CPU
-by ``scripts/train_bundled_on_cpu.py``) is staged with ``candidate`` instead::
+A model trained further (``scripts/train_bundled_on_cpu.py`` or ``train_bundled_on_gpu.sh``) is
+staged for review beside the bundled one with ``candidate``, evaluated against it with
+``scripts/evaluate_bundled_model.py``, and swapped in by copying the staged files over
+``musicvae_course/pretrained/`` (the names match) and following the card's *Reproduce* notes::
 
-    python scripts/make_bundled_model.py candidate --run runs/stage2 --mix corpus/mix-stage1
+    python scripts/make_bundled_model.py candidate --run runs/more --mix corpus/mix
 """
 
 from __future__ import annotations

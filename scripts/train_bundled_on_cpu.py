@@ -119,6 +119,8 @@ def train(
     lr: float,
     seed: int,
     beta_max: float = FINE_TUNE["beta_max"],
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> None:
     from musicvae_course.core.model import MusicVAE
     from musicvae_course.train import fit
@@ -142,8 +144,8 @@ def train(
         resume=True,
         init=init,
         threads=threads,
-        device="cpu",
-        precision="fp32",
+        device=device,
+        precision=precision,
         time_budget_s=budget,
         progress=False,
         seed=seed,
@@ -177,11 +179,27 @@ def main(argv=None) -> int:
         default=FINE_TUNE["beta_max"],
         help="KL weight (the card's 1.0; lower keeps more of each segment in z, at the prior's expense)",
     )
+    t.add_argument("--device", default="cpu", help="cpu (default), or cuda where a GPU is lent")
+    t.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, else fp32"
+    )
     args = parser.parse_args(argv)
     if args.step == "prepare":
         prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
     else:
-        train(args.out, args.mix, args.until, args.epochs, args.threads, args.init, args.lr, args.seed, args.beta_max)
+        train(
+            args.out,
+            args.mix,
+            args.until,
+            args.epochs,
+            args.threads,
+            args.init,
+            args.lr,
+            args.seed,
+            args.beta_max,
+            args.device,
+            args.precision,
+        )
     return 0
 
 
