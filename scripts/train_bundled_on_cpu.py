@@ -132,6 +132,8 @@ def train(
         hour, minute = (int(x) for x in until.split(":"))
         now = dt.datetime.now()
         end = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if end <= now:  # 00:30 asked for at 23:50 means tomorrow's, not a run of 60 s
+            end += dt.timedelta(days=1)
         budget = max(60.0, (end - now).total_seconds())
     model = MusicVAE(latent_dim=256)
     print(f"train {len(train_ds):,} val {len(val_ds):,} segments; time budget {budget} s", flush=True)

@@ -12,7 +12,6 @@ out=${1:?usage: train_bundled_on_gpu.sh OUT_DIR}
 mkdir -p "$out"
 TRAIN_SECONDS=${TRAIN_SECONDS:-420}
 workers=$(( $(nproc) > 2 ? $(nproc) - 1 : 2 ))
-until=$(date -d "+$(( TRAIN_SECONDS / 60 + 1 )) minutes" +%H:%M)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 {
   date; nproc; nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__)"
@@ -22,6 +21,7 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
   python3 -m musicvae_course.corpus.mma --out "$out/mma"
   echo "== balanced mix"
   python3 scripts/train_bundled_on_cpu.py prepare --rolls "$out/rolls" --mma "$out/mma" --out "$out/mix"
+  until=$(date -d "+$(( (TRAIN_SECONDS + 59) / 60 )) minutes" +%H:%M)  # fit takes a clock time
   echo "== training until $until"
   python3 scripts/train_bundled_on_cpu.py train --out "$out/run" --mix "$out/mix" --until "$until" \
       --device cuda --beta-max 0.5 --seed 2030
