@@ -8,7 +8,7 @@ import pytest
 
 from musicvae_course.corpus import rolls
 from musicvae_course.corpus import works as corpus_works
-from musicvae_course.corpus.repeats import _pitched, expanded_notes
+from musicvae_course.corpus.repeats import expanded_notes, midi_pitches
 
 music21 = pytest.importorskip("music21")
 from music21 import bar, converter, repeat, spanner, stream  # noqa: E402
@@ -24,7 +24,7 @@ def _music21_expansion(score) -> list:
         (pitch, float(e.offset), float(e.duration.quarterLength))
         for part in score.parts or [score]
         for e in part.flatten().notes
-        for pitch in _pitched(e)
+        for pitch in midi_pitches(e)
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 
-def _pitched(element) -> list[int]:
+def midi_pitches(element) -> list[int]:
     """MIDI pitches of a note or chord; ``[]`` for rests and unpitched (percussion) notes."""
     from music21 import chord, note
 
@@ -64,7 +64,7 @@ def _laid_out(measures, contents: dict):
     """``(pitch, start_ql, duration_ql)`` of the notes of ``measures``, each measure where it stands."""
     for measure in measures:
         for within, element in _original(measure, contents):
-            for pitch in _pitched(element):
+            for pitch in midi_pitches(element):
                 yield pitch, measure.offset + within, element.duration.quarterLength
 
 
@@ -73,7 +73,7 @@ def _loose_notes(container):
     from music21 import stream
 
     for element in container.getElementsNotOfClass(stream.Measure):
-        for pitch in _pitched(element):
+        for pitch in midi_pitches(element):
             yield pitch, element.offset, element.duration.quarterLength
 
 

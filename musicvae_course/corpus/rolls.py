@@ -129,7 +129,7 @@ def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     emptied of its notes.
     """
     from .export import _strip_repeats
-    from .repeats import _pitched, expanded_notes
+    from .repeats import expanded_notes, midi_pitches
 
     if score.atSoundingPitch is False:
         score = score.toSoundingPitch()
@@ -140,7 +140,7 @@ def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             (pitch, element.offset, element.duration.quarterLength)
             for part in score.parts or [score]
             for element in part.flatten().notes
-            for pitch in _pitched(element)
+            for pitch in midi_pitches(element)
         ]
     tpq = MIDI_TICKS_PER_QUARTER
     # the writer rounds the start and the duration to ticks separately, so the end is their sum
