@@ -190,17 +190,17 @@ def main(argv=None) -> int:
         prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
     else:
         train(
-            args.out,
-            args.mix,
-            args.until,
-            args.epochs,
-            args.threads,
-            args.init,
-            args.lr,
-            args.seed,
-            args.beta_max,
-            args.device,
-            args.precision,
+            out_dir=args.out,
+            mix_dir=args.mix,
+            until=args.until,
+            epochs=args.epochs,
+            threads=args.threads,
+            init=args.init,
+            lr=args.lr,
+            seed=args.seed,
+            beta_max=args.beta_max,
+            device=args.device,
+            precision=args.precision,
         )
     return 0
 

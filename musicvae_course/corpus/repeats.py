@@ -30,6 +30,13 @@ def midi_pitches(element) -> list[int]:
     return []
 
 
+def _measures(part) -> list:
+    """The measures directly in ``part`` (what music21's expansion works on), in order."""
+    from music21 import stream
+
+    return list(part.getElementsByClass(stream.Measure))
+
+
 def _hollow(container) -> dict:
     """Take the notes, rests and voices out of every measure in ``container``; return the notes.
 
@@ -37,10 +44,10 @@ def _hollow(container) -> dict:
     duration and music21 lays the copies out where it would have laid out the full ones.
     Returns ``{id(measure): [(offset_ql_in_measure, note_or_chord), ...]}``.
     """
-    from music21 import note, stream
+    from music21 import note
 
     contents = {}
-    for measure in container.getElementsByClass(stream.Measure):
+    for measure in _measures(container):
         flat = measure.flatten()
         extent = max((e.offset + e.duration.quarterLength for e in flat.notesAndRests), default=0)
         contents[id(measure)] = [(element.offset, element) for element in flat.notes]
@@ -91,24 +98,16 @@ def _structure(part) -> list:
     the D.C./segno marks; where each copy lands follows from the measures' offsets and lengths,
     with and without those marks (expansion strips them from its copies).
     """
-    from music21 import repeat, spanner, stream
+    from music21 import repeat, spanner
 
     rows = []
-    for m in part.getElementsByClass(stream.Measure):
+    for m in _measures(part):
         marks = [(type(e).__name__, e.offset) for e in m.getElementsByClass(repeat.RepeatExpression)]
         unmarked = [e.offset + e.duration.quarterLength for e in m if not isinstance(e, repeat.RepeatExpression)]
         brackets = sorted(str(b.number) for b in m.getSpannerSites([spanner.RepeatBracket]))
-        rows.append(
-            (m.offset, m.highestTime, max(unmarked, default=0), marks, brackets, _barline(m.leftBarline))
-            + (_barline(m.rightBarline),)
-        )
+        ends = (m.highestTime, max(unmarked, default=0))
+        rows.append((m.offset, ends, marks, brackets, _barline(m.leftBarline), _barline(m.rightBarline)))
     return rows
-
-
-def _measures(part) -> list:
-    from music21 import stream
-
-    return list(part.getElementsByClass(stream.Measure))
 
 
 def expanded_notes(score, on_failure) -> list[tuple[int, Fraction | float, Fraction | float]]:
@@ -128,8 +127,8 @@ def expanded_notes(score, on_failure) -> list[tuple[int, Fraction | float, Fract
     for part in parts:
         contents.update(_hollow(part))
     notes = [n for part in parts for n in _loose_notes(part)]  # expansion leaves them where they are
-    lead = _structure(parts[0])
-    if len(parts) > 1 and all(_structure(part) == lead for part in parts[1:]):
+    lead = _structure(parts[0]) if len(parts) > 1 else None
+    if lead is not None and all(_structure(part) == lead for part in parts[1:]):
         # Parts with the same repeat structure are expanded alike (music21 expands each part on
         # its own), so the first part's expansion serves them all: each of its measures carries
         # the notes of the whole system. A quartet movement then takes seconds, not minutes.
