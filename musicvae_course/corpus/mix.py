@@ -40,9 +40,12 @@ DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tr
 def style_group(source: str) -> str:
     """Style group of a segment's source name (``music21/<collection>/...`` or ``mma/<style>/...``)."""
     parts = source.split("/")
+    if parts[0] not in ("music21", "mma") or len(parts) < 2:
+        # a path here means a source was not named: it must not fall into a group by default
+        raise ValueError(f"source {source!r} is not named music21/<collection>/... or mma/<style>/...")
     if parts[0] == "mma":
         return parts[1]
-    collection = parts[1] if len(parts) > 1 else ""
+    collection = parts[1]
     if collection in FOLK_DANCE:
         return "folk-dance"
     if collection in FOLK_COLLECTIONS:
@@ -105,13 +108,13 @@ def music21_dataset(rolls_dir, split: str) -> PianoRollDataset:
 def mma_dataset(mma_dir, split: str, cache_dir=None, workers: int = 1) -> PianoRollDataset:
     """Segments of the MMA renders of one split, read by the kit's own loader
     (``core.data.build_dataset``: drums dropped); ``files`` are ``mma/<style>/<file stem>``."""
-    mma_dir = Path(mma_dir)
+    mma_dir = Path(mma_dir).resolve()  # the loader reports resolved paths: key the names the same way
     with open(mma_dir / "manifest.csv", newline="", encoding="utf8") as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == split]
     paths = [str(mma_dir / r["file"]) for r in rows]
     ds = build_dataset(paths, cache_dir=cache_dir, workers=workers, progress=False)
     names = {str(mma_dir / r["file"]): f"mma/{r['style']}/{Path(r['file']).stem}" for r in rows}
-    files = [names.get(str(Path(f)), names.get(f, f)) for f in ds.files]
+    files = [names[str(Path(f).resolve())] for f in ds.files]
     return PianoRollDataset.from_packed(ds.packed, ds.file_ids, files)
 
 
