@@ -11,7 +11,9 @@ Steps (from the repository root; each resumable)::
 
 ``prepare`` groups the sources by style (``corpus.mix.STYLE_GROUPS``), balances them to
 ``--per-group`` segments each (small groups enlarged by transposition within the 88 keys),
-and cuts a validation set by source (2% of sources, for the scheduler and ``best.pt``).
+adds as many segments of folk melodies laid over MMA accompaniments (``mix.layer``: the texture
+of songs and game music, which no source has alone), and cuts a validation set by source (2% of
+sources, for the scheduler and ``best.pt``; its layered segments are made from those sources only).
 Held-out music21 works (``corpus/heldout_works.txt``) and the held-out MMA grooves and
 progressions never enter training.
 
@@ -67,6 +69,13 @@ def validation_sources(files, fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
+def _layered(pool, n: int, seed: int):
+    """``n`` folk melodies laid over MMA accompaniments, both from ``pool`` (``mix.layer``)."""
+    groups = np.array([mix.style_group(f) for f in pool.files])[pool.file_ids]
+    melodies = pool.subset(np.isin(groups, ("folk-song", "folk-dance")))
+    return mix.layer(melodies, pool.subset(np.isin(groups, mix.MMA_STYLES)), n, seed=seed)
+
+
 def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -81,8 +90,10 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
     is_val = validation_sources(pool.files, val_fraction, seed=2026)
     val = pool.subset(is_val[pool.file_ids])
     train_pool = pool.subset(~is_val[pool.file_ids])
-    train = mix.balance(train_pool, per_group, seed=2026)
-    val = mix.balance(val, max(1, per_group // 20), seed=2027)
+    train = mix.concat([mix.balance(train_pool, per_group, seed=2026), _layered(train_pool, per_group, 2028)])
+    val = mix.concat(
+        [mix.balance(val, max(1, per_group // 20), seed=2027), _layered(val, max(1, per_group // 20), 2029)]
+    )
     train.save_npz(out / "train.npz")
     val.save_npz(out / "val.npz")
     m21_heldout.save_npz(out / "heldout_music21.npz")

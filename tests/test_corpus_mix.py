@@ -117,3 +117,42 @@ def test_music21_dataset_skips_a_work_it_cannot_roll_names_it_and_keeps_the_othe
     messages = " ".join(str(w.message) for w in caught)
     assert "essenFolksong/long.abc (long.npz)" in messages and "MAX_STEPS" in messages
     assert "essenFolksong/damaged.abc (damaged.npz)" in messages
+
+
+def _one_voice(pitch_rows, n):
+    segs = np.zeros((n, 88, 32), bool)
+    for i in range(n):
+        for step in range(0, 32, 4):  # a line of quarter notes
+            segs[i, pitch_rows[(i + step // 4) % len(pitch_rows)], step : step + 3] = True
+    return segs
+
+
+def test_layer_lays_a_melody_in_the_accompaniment_key_above_it_and_names_both_sources():
+    # melody in G major (G A B D E); accompaniment in E flat major: a chord over a scale in the bass
+    melody = PianoRollDataset(
+        _one_voice([67 - 21, 69 - 21, 71 - 21, 74 - 21, 76 - 21], 6),
+        np.zeros(6, int),
+        ["music21/essenFolksong/tune.abc"],
+    )
+    chord = np.zeros((3, 88, 32), bool)
+    chord[:, [51 - 21, 55 - 21, 58 - 21], :] = True  # E flat, G, B flat
+    for step, pitch in enumerate([39, 41, 43, 44, 46, 48, 50, 39]):  # E flat major scale, quarter notes
+        chord[:, pitch - 21, 4 * step : 4 * step + 4] = True
+    backing = PianoRollDataset(chord, np.zeros(3, int), ["mma/pop-rock/Rock1"])
+    out = mix.layer(melody, backing, 5, seed=3)
+    assert len(out) == 5 and set(mix.group_shares(out)) == {mix.LAYERED}
+    assert out.files == ["layered/pop-rock/music21/essenFolksong/tune.abc+Rock1"]
+    for seg in out.segments:
+        assert (seg & chord[0]).sum() == chord[0].sum()  # the accompaniment is kept whole
+        top = seg & ~chord[0]
+        rows = np.flatnonzero(top.any(axis=1)) + 21
+        assert top.sum(axis=0).max() == 1 and 1 <= rows.min() - 58 <= 12  # one line, just above the chord
+        # moved from G to E flat major: every melody pitch class is in E flat major
+        assert set(rows % 12) <= {3, 5, 7, 8, 10, 0, 2}
+    assert (mix.layer(melody, backing, 5, seed=3).segments == out.segments).all()
+
+
+def test_layer_refuses_when_there_is_no_single_line_melody():
+    chords = PianoRollDataset(_segments([40], 4) | _segments([44], 4), np.zeros(4, int), ["music21/bach/a"])
+    with pytest.raises(ValueError, match="no usable melody"):
+        mix.layer(chords, chords, 3)

@@ -33,18 +33,23 @@ from .works import FOLK_COLLECTIONS
 FOLK_DANCE = ("oneills1850", "ryansMammoth")
 EARLY = ("palestrina", "trecento", "josquin", "monteverdi", "ciconia", "luca", "weber", "johnsonProject")
 MMA_STYLES = ("pop-rock", "jazz-blues", "latin", "waltz", "country-folk-march")
-STYLE_GROUPS = ("folk-song", "folk-dance", "early", "baroque-romantic", *MMA_STYLES)
+LAYERED = "melody-over-accompaniment"  #: the group made by :func:`layer`; sources ``layered/<style>/...``
+STYLE_GROUPS = ("folk-song", "folk-dance", "early", "baroque-romantic", *MMA_STYLES, LAYERED)
 DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tried for small groups
 
 
 def style_group(source: str) -> str:
     """Style group of a segment's source name (``music21/<collection>/...`` or ``mma/<style>/...``)."""
     parts = source.split("/")
-    if parts[0] not in ("music21", "mma") or len(parts) < 2:
+    if parts[0] not in ("music21", "mma", "layered") or len(parts) < 2:
         # a path here means a source was not named: it must not fall into a group by default
-        raise ValueError(f"source {source!r} is not named music21/<collection>/... or mma/<style>/...")
+        raise ValueError(
+            f"source {source!r} is not named music21/<collection>/..., mma/<style>/... or layered/<style>/..."
+        )
     if parts[0] == "mma":
         return parts[1]
+    if parts[0] == "layered":
+        return LAYERED
     collection = parts[1]
     if collection in FOLK_DANCE:
         return "folk-dance"
@@ -56,7 +61,7 @@ def style_group(source: str) -> str:
 
 
 def collection_of(source: str) -> str:
-    """``music21/<collection>`` or ``mma/<style>`` of a source name."""
+    """``music21/<collection>``, ``mma/<style>`` or ``layered/<style>`` of a source name."""
     return "/".join(source.split("/")[:2])
 
 
@@ -171,6 +176,62 @@ def balance(
         files += unique
         ids.append(np.array([position[n] for n in names], np.int64))
     return PianoRollDataset(np.concatenate(blocks), np.concatenate(ids), files)
+
+
+def _best_key_shift(melody_classes: np.ndarray, accompaniment_classes: np.ndarray) -> int:
+    """Semitones in -6..5 that best lay a melody's pitch classes over an accompaniment's (most shared
+    weight), so a tune in G over a progression in E flat is moved to E flat rather than clashing."""
+    fit = [melody_classes @ np.roll(accompaniment_classes, -k) for k in range(-6, 6)]
+    return int(np.argmax(fit)) - 6
+
+
+def layer(melodies: PianoRollDataset, accompaniments: PianoRollDataset, n: int, seed: int = 0) -> PianoRollDataset:
+    """``n`` segments of a single-line melody laid over an accompaniment, the texture of most
+    songs and game music, which neither source has alone (MMA renders accompaniment only).
+
+    Each segment ORs a random one-voice segment of ``melodies`` (at most one note at a time, at
+    least 4 onsets), moved to the accompaniment's key (:func:`_best_key_shift`) and to the octave
+    whose lowest note lies 1-12 semitones above the accompaniment's highest (or an octave lower
+    where that leaves the 88 keys), with a random segment of ``accompaniments``; pairs that still
+    do not fit are drawn again.
+    Sources are ``layered/<accompaniment style>/<melody source>+<accompaniment stem>``.
+    Deterministic for a ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    mel = melodies.segments
+    one_voice = mel.sum(axis=1).max(axis=1) == 1
+    onsets = mel[:, :, 0].sum(axis=1) + (mel[:, :, 1:] & ~mel[:, :, :-1]).sum(axis=(1, 2))
+    tunes = np.flatnonzero(one_voice & (onsets >= 4))
+    acc = accompaniments.segments
+    backing = np.flatnonzero(acc.any(axis=(1, 2)))
+    if n and (not len(tunes) or not len(backing)):
+        raise ValueError(f"layer: no usable melody ({len(tunes)}) or accompaniment ({len(backing)}) segments")
+    classes = (np.arange(N_PITCHES) + 21) % 12  # row 0 is MIDI 21 (A0)
+    out, names = np.zeros((n, N_PITCHES, SEGMENT_STEPS), bool), []
+    for _ in range(20 * n + 100):
+        if len(names) == n:
+            break
+        i, j = int(rng.choice(tunes)), int(rng.choice(backing))
+        m, a = mel[i], acc[j]
+        m_rows, a_rows = np.flatnonzero(m.any(axis=1)), np.flatnonzero(a.any(axis=1))
+        m_classes = np.bincount(classes[m_rows], weights=m[m_rows].sum(axis=1), minlength=12)
+        a_classes = np.bincount(classes[a_rows], weights=a[a_rows].sum(axis=1), minlength=12)
+        shift = _best_key_shift(m_classes, a_classes)
+        shift += 12 * int(np.ceil((a_rows[-1] + 1 - (m_rows[0] + shift)) / 12))  # lowest note 1-12 above
+        if m_rows[-1] + shift >= N_PITCHES:
+            shift -= 12  # a high tune over a wide accompaniment: an octave lower, inside its top
+        if m_rows[-1] + shift >= N_PITCHES or m_rows[0] + shift < 0:
+            continue
+        out[len(names), m_rows + shift] = m[m_rows]
+        out[len(names)] |= a
+        style = collection_of(accompaniments.files[accompaniments.file_ids[j]]).split("/")[-1]
+        stem = accompaniments.files[accompaniments.file_ids[j]].split("/")[-1]
+        names.append(f"layered/{style}/{melodies.files[melodies.file_ids[i]]}+{stem}")
+    if len(names) < n:
+        raise RuntimeError(f"layer: only {len(names)} of {n} pairs fit inside the 88 keys")
+    files = sorted(set(names))
+    position = {name: k for k, name in enumerate(files)}
+    return PianoRollDataset(out, np.array([position[x] for x in names], np.int64), files)
 
 
 def _fits(segments: np.ndarray, semitones: int) -> np.ndarray:
