@@ -11,8 +11,10 @@ Steps (from the repository root; each resumable)::
 
 ``prepare`` groups the sources by style (``corpus.mix.STYLE_GROUPS``), balances them to
 ``--per-group`` segments each (small groups enlarged by transposition within the 88 keys),
-adds as many segments of folk melodies laid over MMA accompaniments (``mix.layer``: the texture
-of songs and game music, which no source has alone), and cuts a validation set by source (2% of
+gives fast one-voice lines a group of their own (``mix.fast_lines``: runs of sixteenths, rare in
+every collection and the model's worst), adds as many segments of folk melodies laid over MMA
+accompaniments (``mix.layer``: the texture of songs and game music, which no source has alone),
+and cuts a validation set by source (2% of
 sources, for the scheduler and ``best.pt``; its layered segments are made from those sources only).
 Held-out music21 works (``corpus/heldout_works.txt``) and the held-out MMA grooves and
 progressions never enter training.
@@ -76,6 +78,11 @@ def _layered(pool, n: int, seed: int):
     return mix.layer(melodies, pool.subset(np.isin(groups, mix.MMA_STYLES)), n, seed=seed)
 
 
+def _with_fast_lines(pool):
+    """``pool`` plus its fast one-voice segments again, as the ``fast-line`` group (``mix.fast_lines``)."""
+    return mix.concat([pool, mix.fast_lines(pool)])
+
+
 def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -90,10 +97,11 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
     is_val = validation_sources(pool.files, val_fraction, seed=2026)
     val = pool.subset(is_val[pool.file_ids])
     train_pool = pool.subset(~is_val[pool.file_ids])
-    train = mix.concat([mix.balance(train_pool, per_group, seed=2026), _layered(train_pool, per_group, 2028)])
-    val = mix.concat(
-        [mix.balance(val, max(1, per_group // 20), seed=2027), _layered(val, max(1, per_group // 20), 2029)]
+    train = mix.concat(
+        [mix.balance(_with_fast_lines(train_pool), per_group, seed=2026), _layered(train_pool, per_group, 2028)]
     )
+    n_val = max(1, per_group // 20)
+    val = mix.concat([mix.balance(_with_fast_lines(val), n_val, seed=2027), _layered(val, n_val, 2029)])
     train.save_npz(out / "train.npz")
     val.save_npz(out / "val.npz")
     m21_heldout.save_npz(out / "heldout_music21.npz")

@@ -156,3 +156,19 @@ def test_layer_refuses_when_there_is_no_single_line_melody():
     chords = PianoRollDataset(_segments([40], 4) | _segments([44], 4), np.zeros(4, int), ["music21/bach/a"])
     with pytest.raises(ValueError, match="no usable melody"):
         mix.layer(chords, chords, 3)
+
+
+def test_fast_lines_keeps_one_voice_runs_of_music21_sources_only_and_groups_them():
+    run = np.zeros((1, 88, 32), bool)
+    run[0, 40 + np.arange(32) % 5, np.arange(32)] = True  # 32 sixteenths, 32 onsets
+    slow = _one_voice([40, 42], 1)  # 8 quarter notes
+    chordal_run = run | np.roll(run, 12, axis=1)  # the same run in octaves
+    segs = np.concatenate([run, slow, chordal_run, run])
+    files = ["music21/ryansMammoth/reel.abc", "music21/essenFolksong/song.abc", "music21/bach/bwv1.mxl", "mma/latin/A"]
+    ds = PianoRollDataset(segs, np.arange(4), files)
+    assert list(mix.onset_counts(segs)) == [32, 8, 64, 32]
+    fast = mix.fast_lines(ds)
+    assert fast.files == ["fast-line/ryansMammoth/reel.abc"] and len(fast) == 1
+    assert (fast.segments[0] == run[0]).all()
+    assert mix.style_group(fast.files[0]) == mix.FAST_LINES
+    assert len(mix.fast_lines(ds, min_onsets=33)) == 0
