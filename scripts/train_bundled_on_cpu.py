@@ -11,9 +11,9 @@ Steps (from the repository root; each resumable)::
 
 ``prepare`` groups the sources by style (``corpus.mix.STYLE_GROUPS``), balances them to
 ``--per-group`` segments each (small groups enlarged by transposition within the 88 keys),
-gives fast one-voice lines a group of their own (``mix.fast_lines``: runs of sixteenths, rare in
+gives fast one-voice lines a group of their own (``textures.fast_lines``: runs of sixteenths, rare in
 every collection and the model's worst), adds as many segments of folk melodies laid over MMA
-accompaniments (``mix.layer``: the texture of songs and game music, which no source has alone),
+accompaniments (``textures.layer``: the texture of songs and game music, which no source has alone),
 and cuts a validation set by source (2% of
 sources, for the scheduler and ``best.pt``; its layered segments are made from those sources only).
 Held-out music21 works (``corpus/heldout_works.txt``) and the held-out MMA grooves and
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from musicvae_course.core import checkpoint, data
-from musicvae_course.corpus import mix, rolls
+from musicvae_course.corpus import mix, rolls, textures
 from musicvae_course.corpus import works as corpus_works
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,15 +72,15 @@ def validation_sources(files, fraction: float, seed: int) -> np.ndarray:
 
 
 def _layered(pool, n: int, seed: int):
-    """``n`` folk melodies laid over MMA accompaniments, both from ``pool`` (``mix.layer``)."""
+    """``n`` folk melodies laid over MMA accompaniments, both from ``pool`` (``textures.layer``)."""
     groups = np.array([mix.style_group(f) for f in pool.files])[pool.file_ids]
     melodies = pool.subset(np.isin(groups, ("folk-song", "folk-dance")))
-    return mix.layer(melodies, pool.subset(np.isin(groups, mix.MMA_STYLES)), n, seed=seed)
+    return textures.layer(melodies, pool.subset(np.isin(groups, mix.MMA_STYLES)), n, seed=seed)
 
 
 def _with_fast_lines(pool):
-    """``pool`` plus its fast one-voice segments again, as the ``fast-line`` group (``mix.fast_lines``)."""
-    return mix.concat([pool, mix.fast_lines(pool)])
+    """``pool`` plus its fast one-voice segments again, as the ``fast-line`` group (``textures.fast_lines``)."""
+    return mix.concat([pool, textures.fast_lines(pool)])
 
 
 def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:

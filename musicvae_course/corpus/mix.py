@@ -1,14 +1,18 @@
 """The training mix: music21 works (from cached notes) and MMA styles, grouped, transposed, balanced.
 
 Sources become *style groups* (``STYLE_GROUPS``: folk songs, folk dance tunes, early music,
-baroque to romantic, and MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march). Each
+baroque to romantic, MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march, and two
+texture groups made from those by ``corpus/textures.py``: fast one-voice lines, and melodies over
+accompaniments). Each
 group is brought to the same number of segments (``balance``): large groups are subsampled,
 small ones are enlarged with transposed copies (``transpose_segments``, within the 88 keys) and,
 only then, repeats.
 So no one style dominates; :func:`mix_report` says what went in.
 
-A segment's source is kept in the dataset's ``files``: ``music21/<collection>/<work key>`` or
-``mma/<style>/<groove file>``, so every figure can be broken down by collection or style.
+A segment's source is kept in the dataset's ``files``: ``music21/<collection>/<work key>``,
+``mma/<style>/<groove file>``, ``fast-line/<collection>/<work key>`` or
+``layered/<style>/<melody source>+<groove file>``, so every figure can be broken down by
+collection or style.
 
 Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports this mix.
 """
@@ -33,8 +37,8 @@ from .works import FOLK_COLLECTIONS
 FOLK_DANCE = ("oneills1850", "ryansMammoth")
 EARLY = ("palestrina", "trecento", "josquin", "monteverdi", "ciconia", "luca", "weber", "johnsonProject")
 MMA_STYLES = ("pop-rock", "jazz-blues", "latin", "waltz", "country-folk-march")
-LAYERED = "melody-over-accompaniment"  #: the group made by :func:`layer`; sources ``layered/<style>/...``
-FAST_LINES = "fast-line"  #: the group picked by :func:`fast_lines`; sources ``fast-line/<collection>/...``
+LAYERED = "melody-over-accompaniment"  #: made by ``textures.layer``; sources ``layered/<style>/...``
+FAST_LINES = "fast-line"  #: picked by ``textures.fast_lines``; sources ``fast-line/<collection>/...``
 STYLE_GROUPS = ("folk-song", "folk-dance", "early", "baroque-romantic", *MMA_STYLES, LAYERED, FAST_LINES)
 TEXTURE_PREFIXES = {"layered": LAYERED, "fast-line": FAST_LINES}
 DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tried for small groups
@@ -179,83 +183,6 @@ def balance(
         files += unique
         ids.append(np.array([position[n] for n in names], np.int64))
     return PianoRollDataset(np.concatenate(blocks), np.concatenate(ids), files)
-
-
-def onset_counts(segments) -> np.ndarray:
-    """Notes started in each ``(N, 88, 32)`` segment (a cell on whose left neighbour is off)."""
-    segments = np.asarray(segments, dtype=bool)
-    return segments[:, :, 0].sum(axis=1) + (segments[:, :, 1:] & ~segments[:, :, :-1]).sum(axis=(1, 2))
-
-
-def fast_lines(ds: PianoRollDataset, min_onsets: int = 20) -> PianoRollDataset:
-    """The segments of ``ds``'s music21 sources that are one fast line: one note at a time and at
-    least ``min_onsets`` notes in the 32 steps (runs of sixteenths: reels, hornpipes, violin parts).
-
-    Such segments are 0.4% of the balanced mix but a quarter of Ryan's Mammoth's held-out ones, and
-    they were what the model reconstructed worst (frame F1 0.2-0.5 on a run of 31 sixteenths), so
-    :func:`balance` gives them a group of their own. Sources become ``fast-line/<collection>/...``.
-    """
-    segments = ds.segments
-    music21 = np.array([f.startswith("music21/") for f in ds.files], bool)[ds.file_ids]
-    keep = np.flatnonzero(music21 & (segments.sum(axis=1).max(axis=1) == 1) & (onset_counts(segments) >= min_onsets))
-    picked = ds.subset(keep)
-    used, ids = np.unique(picked.file_ids, return_inverse=True)  # only the sources that gave a segment
-    names = ["fast-line/" + ds.files[i].split("/", 1)[1] for i in used]
-    return PianoRollDataset.from_packed(picked.packed, ids.astype(np.int64), names)
-
-
-def _best_key_shift(melody_classes: np.ndarray, accompaniment_classes: np.ndarray) -> int:
-    """Semitones in -6..5 that best lay a melody's pitch classes over an accompaniment's (most shared
-    weight), so a tune in G over a progression in E flat is moved to E flat rather than clashing."""
-    fit = [melody_classes @ np.roll(accompaniment_classes, -k) for k in range(-6, 6)]
-    return int(np.argmax(fit)) - 6
-
-
-def layer(melodies: PianoRollDataset, accompaniments: PianoRollDataset, n: int, seed: int = 0) -> PianoRollDataset:
-    """``n`` segments of a single-line melody laid over an accompaniment, the texture of most
-    songs and game music, which neither source has alone (MMA renders accompaniment only).
-
-    Each segment ORs a random one-voice segment of ``melodies`` (at most one note at a time, at
-    least 4 onsets), moved to the accompaniment's key (:func:`_best_key_shift`) and to the octave
-    whose lowest note lies 1-12 semitones above the accompaniment's highest (or an octave lower
-    where that leaves the 88 keys), with a random segment of ``accompaniments``; pairs that still
-    do not fit are drawn again.
-    Sources are ``layered/<accompaniment style>/<melody source>+<accompaniment stem>``.
-    Deterministic for a ``seed``.
-    """
-    rng = np.random.default_rng(seed)
-    mel = melodies.segments
-    tunes = np.flatnonzero((mel.sum(axis=1).max(axis=1) == 1) & (onset_counts(mel) >= 4))
-    acc = accompaniments.segments
-    backing = np.flatnonzero(acc.any(axis=(1, 2)))
-    if n and (not len(tunes) or not len(backing)):
-        raise ValueError(f"layer: no usable melody ({len(tunes)}) or accompaniment ({len(backing)}) segments")
-    classes = (np.arange(N_PITCHES) + 21) % 12  # row 0 is MIDI 21 (A0)
-    out, names = np.zeros((n, N_PITCHES, SEGMENT_STEPS), bool), []
-    for _ in range(20 * n + 100):
-        if len(names) == n:
-            break
-        i, j = int(rng.choice(tunes)), int(rng.choice(backing))
-        m, a = mel[i], acc[j]
-        m_rows, a_rows = np.flatnonzero(m.any(axis=1)), np.flatnonzero(a.any(axis=1))
-        m_classes = np.bincount(classes[m_rows], weights=m[m_rows].sum(axis=1), minlength=12)
-        a_classes = np.bincount(classes[a_rows], weights=a[a_rows].sum(axis=1), minlength=12)
-        shift = _best_key_shift(m_classes, a_classes)
-        shift += 12 * int(np.ceil((a_rows[-1] + 1 - (m_rows[0] + shift)) / 12))  # lowest note 1-12 above
-        if m_rows[-1] + shift >= N_PITCHES:
-            shift -= 12  # a high tune over a wide accompaniment: an octave lower, inside its top
-        if m_rows[-1] + shift >= N_PITCHES or m_rows[0] + shift < 0:
-            continue
-        out[len(names), m_rows + shift] = m[m_rows]
-        out[len(names)] |= a
-        style = collection_of(accompaniments.files[accompaniments.file_ids[j]]).split("/")[-1]
-        stem = accompaniments.files[accompaniments.file_ids[j]].split("/")[-1]
-        names.append(f"layered/{style}/{melodies.files[melodies.file_ids[i]]}+{stem}")
-    if len(names) < n:
-        raise RuntimeError(f"layer: only {len(names)} of {n} pairs fit inside the 88 keys")
-    files = sorted(set(names))
-    position = {name: k for k, name in enumerate(files)}
-    return PianoRollDataset(out, np.array([position[x] for x in names], np.int64), files)
 
 
 def _fits(segments: np.ndarray, semitones: int) -> np.ndarray:
