@@ -183,7 +183,12 @@ def main(argv=None) -> int:
     p.add_argument("--rolls", type=Path, default=REPO / "corpus" / "rolls")
     p.add_argument("--mma", type=Path, default=REPO / "corpus" / "mma")
     p.add_argument("--out", type=Path, default=MIX_DIR)
-    p.add_argument("--per-group", type=int, default=10_000, help="segments per style group")
+    p.add_argument(
+        "--per-group",
+        type=int,
+        default=30_000,
+        help="segments per group (the shipped model: 30,000; stages 3-6: 10,000)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.02)
     t = sub.add_parser("train")
     t.add_argument("--out", type=Path, default=REPO / "runs" / "bundled-cpu")

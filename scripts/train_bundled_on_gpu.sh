@@ -24,6 +24,6 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
   until=$(date -d "+$(( (TRAIN_SECONDS + 59) / 60 )) minutes" +%H:%M)  # fit takes a clock time
   echo "== training until $until"
   python3 scripts/train_bundled_on_cpu.py train --out "$out/run" --mix "$out/mix" --until "$until" \
-      --device cuda --beta-max 0.5 --seed 2030
+      --device cuda --beta-max 0.1 --seed 2030
   date
 } 2>&1 | tee -a "$out/log.txt"
