@@ -13,16 +13,17 @@ Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports the mix.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from ..core import metrics
 from ..core.data import PianoRollDataset
-from ..core.pianoroll import N_PITCHES, SEGMENT_STEPS
+from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS
 from .mix import collection_of
 
 
 def onset_counts(segments) -> np.ndarray:
-    """Notes started in each ``(N, 88, 32)`` segment (a cell on whose left neighbour is off)."""
-    segments = np.asarray(segments, dtype=bool)
-    return segments[:, :, 0].sum(axis=1) + (segments[:, :, 1:] & ~segments[:, :, :-1]).sum(axis=(1, 2))
+    """Notes started in each ``(N, 88, 32)`` bool segment (the kit's one onset rule, ``metrics.onsets``)."""
+    return metrics.onsets(torch.from_numpy(np.asarray(segments, dtype=bool))).sum(dim=(1, 2)).numpy()
 
 
 def fast_lines(ds: PianoRollDataset, min_onsets: int = 20) -> PianoRollDataset:
@@ -68,7 +69,7 @@ def layer(melodies: PianoRollDataset, accompaniments: PianoRollDataset, n: int, 
     backing = np.flatnonzero(acc.any(axis=(1, 2)))
     if n and (not len(tunes) or not len(backing)):
         raise ValueError(f"layer: no usable melody ({len(tunes)}) or accompaniment ({len(backing)}) segments")
-    classes = (np.arange(N_PITCHES) + 21) % 12  # row 0 is MIDI 21 (A0)
+    classes = (np.arange(N_PITCHES) + LOWEST_PITCH) % 12
     out, names = np.zeros((n, N_PITCHES, SEGMENT_STEPS), bool), []
     for _ in range(20 * n + 100):
         if len(names) == n:
