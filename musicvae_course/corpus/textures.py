@@ -26,6 +26,11 @@ def onset_counts(segments) -> np.ndarray:
     return metrics.onsets(torch.from_numpy(np.asarray(segments, dtype=bool))).sum(dim=(1, 2)).numpy()
 
 
+def _one_voice(segments: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: segments with at most one note sounding at every step (and at least one note)."""
+    return segments.sum(axis=1).max(axis=1) == 1
+
+
 def fast_lines(ds: PianoRollDataset, min_onsets: int = 20) -> PianoRollDataset:
     """The segments of ``ds``'s music21 sources that are one fast line: one note at a time and at
     least ``min_onsets`` notes in the 32 steps (runs of sixteenths: reels, hornpipes, violin parts).
@@ -36,7 +41,7 @@ def fast_lines(ds: PianoRollDataset, min_onsets: int = 20) -> PianoRollDataset:
     """
     segments = ds.segments
     music21 = np.array([f.startswith("music21/") for f in ds.files], bool)[ds.file_ids]
-    keep = np.flatnonzero(music21 & (segments.sum(axis=1).max(axis=1) == 1) & (onset_counts(segments) >= min_onsets))
+    keep = np.flatnonzero(music21 & _one_voice(segments) & (onset_counts(segments) >= min_onsets))
     picked = ds.subset(keep)
     used, ids = np.unique(picked.file_ids, return_inverse=True)  # only the sources that gave a segment
     names = ["fast-line/" + ds.files[i].split("/", 1)[1] for i in used]
@@ -64,7 +69,7 @@ def layer(melodies: PianoRollDataset, accompaniments: PianoRollDataset, n: int, 
     """
     rng = np.random.default_rng(seed)
     mel = melodies.segments
-    tunes = np.flatnonzero((mel.sum(axis=1).max(axis=1) == 1) & (onset_counts(mel) >= 4))
+    tunes = np.flatnonzero(_one_voice(mel) & (onset_counts(mel) >= 4))
     acc = accompaniments.segments
     backing = np.flatnonzero(acc.any(axis=(1, 2)))
     if n and (not len(tunes) or not len(backing)):
@@ -87,8 +92,8 @@ def layer(melodies: PianoRollDataset, accompaniments: PianoRollDataset, n: int, 
             continue
         out[len(names), m_rows + shift] = m[m_rows]
         out[len(names)] |= a
-        style = collection_of(accompaniments.files[accompaniments.file_ids[j]]).split("/")[-1]
-        stem = accompaniments.files[accompaniments.file_ids[j]].split("/")[-1]
+        backing_source = accompaniments.files[accompaniments.file_ids[j]]  # mma/<style>/<stem>
+        style, stem = collection_of(backing_source).split("/")[-1], backing_source.split("/")[-1]
         names.append(f"layered/{style}/{melodies.files[melodies.file_ids[i]]}+{stem}")
     if len(names) < n:
         raise RuntimeError(f"layer: only {len(names)} of {n} pairs fit inside the 88 keys")
