@@ -83,7 +83,9 @@ def _with_fast_lines(pool):
     return mix.concat([pool, textures.fast_lines(pool)])
 
 
-def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float) -> dict:
+def prepare(
+    rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fraction: float, sizes: dict | None = None
+) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     works = corpus_works.list_works()
@@ -98,10 +100,16 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
     val = pool.subset(is_val[pool.file_ids])
     train_pool = pool.subset(~is_val[pool.file_ids])
     train = mix.concat(
-        [mix.balance(_with_fast_lines(train_pool), per_group, seed=2026), _layered(train_pool, per_group, 2028)]
+        [
+            mix.balance(_with_fast_lines(train_pool), per_group, seed=2026, sizes=sizes),
+            _layered(train_pool, per_group, 2028),
+        ]
     )
     n_val = max(1, per_group // 20)
-    val = mix.concat([mix.balance(_with_fast_lines(val), n_val, seed=2027), _layered(val, n_val, 2029)])
+    val_sizes = {group: max(1, n // 20) for group, n in (sizes or {}).items()}
+    val = mix.concat(
+        [mix.balance(_with_fast_lines(val), n_val, seed=2027, sizes=val_sizes), _layered(val, n_val, 2029)]
+    )
     train.save_npz(out / "train.npz")
     val.save_npz(out / "val.npz")
     m21_heldout.save_npz(out / "heldout_music21.npz")
@@ -121,6 +129,7 @@ def prepare(rolls_dir: Path, mma_dir: Path, out: Path, per_group: int, val_fract
         "train_mix": mix.mix_report(train),
         "group_shares": mix.group_shares(train),
         "per_group": per_group,
+        "group_sizes": sizes or {},
         "seconds": time.perf_counter() - start,
     }
     (out / "mix.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -176,6 +185,17 @@ def train(
         print({k: row.get(k) for k in ("epoch", "lr", "neg_elbo", "val_loss", "val_frame_f1", "samples_per_s")})
 
 
+def _group_sizes(specs: list[str]) -> dict[str, int]:
+    """``["fast-line=90000"]`` -> ``{"fast-line": 90000}``; a malformed spec is refused by name."""
+    sizes = {}
+    for spec in specs:
+        group, _, n = spec.partition("=")
+        if not n.isdigit() or group not in mix.STYLE_GROUPS:
+            raise SystemExit(f"--group-size {spec!r}: expected GROUP=N with GROUP one of {', '.join(mix.STYLE_GROUPS)}")
+        sizes[group] = int(n)
+    return sizes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -188,6 +208,13 @@ def main(argv=None) -> int:
         type=int,
         default=30_000,
         help="segments per group (the shipped model: 30,000; stages 3-6: 10,000)",
+    )
+    p.add_argument(
+        "--group-size",
+        action="append",
+        default=[],
+        metavar="GROUP=N",
+        help="another size for one style group (repeat); stage 10: fast-line=90000",
     )
     p.add_argument("--val-fraction", type=float, default=0.02)
     t = sub.add_parser("train")
@@ -211,7 +238,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.step == "prepare":
-        prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction)
+        prepare(args.rolls, args.mma, args.out, args.per_group, args.val_fraction, _group_sizes(args.group_size))
     else:
         train(
             out_dir=args.out,

@@ -88,6 +88,16 @@ def test_balance_is_deterministic_for_a_seed():
     assert np.array_equal(a.packed, b.packed) and a.files == b.files
 
 
+def test_balance_sizes_weigh_one_group_more_and_leave_the_groups_before_it_as_they_were():
+    plain = mix.balance(_pool(), 50, seed=3)
+    heavier = mix.balance(_pool(), 50, seed=3, sizes={"latin": 150})
+    assert mix.group_shares(heavier) == {"folk-song": 0.2, "early": 0.2, "latin": 0.6}
+    # latin is drawn last: folk-song and early are the same segments as without the override
+    assert np.array_equal(heavier.packed[:100], plain.packed[:100])
+    with pytest.raises(ValueError, match="unknown style groups.*'jazz'"):
+        mix.balance(_pool(), 50, sizes={"jazz": 10})
+
+
 def test_mix_report_counts_sources_and_shares():
     report = mix.mix_report(_pool())
     assert [r["collection"] for r in report] == ["music21/essenFolksong", "music21/palestrina", "mma/latin"]

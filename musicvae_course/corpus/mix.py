@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +141,13 @@ def balance(
     per_group: int,
     seed: int = 0,
     transpositions=DEFAULT_TRANSPOSITIONS,
+    sizes: Mapping[str, int] | None = None,
 ) -> PianoRollDataset:
     """A dataset with ``per_group`` segments from every style group present in ``ds``.
+
+    ``sizes`` overrides ``per_group`` for the groups it names (``{"fast-line": 90_000}``): a
+    fine-tuning stage can weigh a texture the model still gets wrong more heavily. Groups are
+    drawn in ``STYLE_GROUPS`` order, so one size changed leaves the groups before it as they were.
 
     A group with more segments is subsampled (without replacement); one with fewer keeps every
     segment once and is filled up with transposed copies (``transpositions``, random per
@@ -152,9 +158,14 @@ def balance(
     rng = np.random.default_rng(seed)
     segments = ds.segments
     blocks, ids, files = [], [], []
+    sizes = dict(sizes or {})
+    unknown = set(sizes) - set(STYLE_GROUPS)
+    if unknown:
+        raise ValueError(f"sizes names unknown style groups {sorted(unknown)}; known: {', '.join(STYLE_GROUPS)}")
     for group, index in _group_indices(ds).items():
-        if len(index) >= per_group:
-            chosen = rng.choice(index, per_group, replace=False)
+        n_wanted = sizes.get(group, per_group)
+        if len(index) >= n_wanted:
+            chosen = rng.choice(index, n_wanted, replace=False)
             blocks.append(segments[chosen])
             names = [ds.files[i] for i in ds.file_ids[chosen]]
         else:
@@ -170,7 +181,7 @@ def balance(
             pool = np.concatenate(parts)
             # every original once, then transposed copies (then repeats) for the rest
             n_original, n_copies = len(index), len(pool) - len(index)
-            extra = per_group - n_original
+            extra = n_wanted - n_original
             take = np.concatenate(
                 [np.arange(n_original), n_original + rng.choice(n_copies, extra, replace=n_copies < extra)]
                 if n_copies
