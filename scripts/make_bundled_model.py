@@ -83,9 +83,13 @@ def export(source: Path, target: Path) -> None:
     size); the bundled file needs neither that nor the history.
     """
     best = checkpoint.load_checkpoint(source)
-    config = {k: v for k, v in best["config"].items() if isinstance(v, (int, float, str, bool))}
     model, _ = checkpoint.model_from_checkpoint(best, str(source))
-    checkpoint.save_checkpoint(model, target, **config)
+    checkpoint.save_checkpoint(model, target, **_plain_config(best))
+
+
+def _plain_config(saved: dict) -> dict:
+    """The config's plain values (a training checkpoint's may hold more)."""
+    return {k: v for k, v in saved["config"].items() if isinstance(v, (int, float, str, bool))}
 
 
 def finish(run: Path, corpus: Path) -> None:
@@ -147,6 +151,34 @@ def candidate(run: Path, mix_dir: Path, source: str = "best.pt") -> None:
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), sha256 {digest}")
 
 
+FIT_SEGMENTS = 20_000  #: training-mix segments the prior is matched to (the bundled model's figure)
+
+
+def match_prior(source: Path, target: Path, mix_dir: Path, n_segments: int = FIT_SEGMENTS) -> None:
+    """Fold the Gaussian fitted to a checkpoint's codes into it (``core.prior_match``), card format.
+
+    Fits to ``n_segments`` of ``mix_dir/train.npz`` drawn after the first ``N_SAMPLES`` of the
+    evaluation's seeded order, so the segments the prior statistics are compared with are not
+    the ones it was fitted to. Prints the report and the largest change of a decoded probability.
+    """
+    from musicvae_course.core.prior_match import match_prior as fold
+
+    model = checkpoint.load_pretrained(source)
+    train = data.load_dataset(mix_dir / "train.npz")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(DEFAULT_SEED)).numpy()
+    matched, report = fold(model, train.segments[np.sort(order[N_SAMPLES : N_SAMPLES + n_segments])])
+    check = torch.as_tensor(train.segments[np.sort(order[:512])]).unsqueeze(1).float()
+    with torch.no_grad():
+        change = (model.eval().decode(model.encode(check)[0]) - matched.decode(matched.encode(check)[0])).abs().max()
+    config = {**_plain_config(checkpoint.load_checkpoint(source)), "prior_matched_to": f"{report.n_segments} segments"}
+    checkpoint.save_checkpoint(matched, target, **config)
+    eig = report.eigenvalues
+    print(
+        f"wrote {target}: codes' mean |m| {report.mean_norm:.3f}, covariance eigenvalues {eig[0]:.2f}..{eig[-1]:.2f}, "
+        f"log-variance refit RMSE {report.log_var_rmse:.4f}; reconstructions change by <= {float(change):.1e}"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -163,8 +195,15 @@ def main(argv=None) -> int:
     c.add_argument("--run", type=Path, required=True)
     c.add_argument("--mix", type=Path, default=REPO / "corpus" / "mix")
     c.add_argument("--source", default="best.pt", help="checkpoint file in the run folder")
+    m = sub.add_parser("match-prior", help="fold the Gaussian fitted to the codes into the checkpoint")
+    m.add_argument("source", type=Path)
+    m.add_argument("target", type=Path)
+    m.add_argument("--mix", type=Path, default=REPO / "corpus" / "mix30LF")
+    m.add_argument("--segments", type=int, default=FIT_SEGMENTS)
     args = parser.parse_args(argv)
-    if args.step == "candidate":
+    if args.step == "match-prior":
+        match_prior(args.source, args.target, args.mix, args.segments)
+    elif args.step == "candidate":
         candidate(args.run, args.mix, args.source)
     elif args.step == "prepare":
         prepare(args.corpus, args.workers)
