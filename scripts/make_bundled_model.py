@@ -163,15 +163,17 @@ def match_prior(source: Path, target: Path, mix_dir: Path, n_segments: int = FIT
     """
     from musicvae_course.core.prior_match import match_prior as fold
 
-    model = checkpoint.load_pretrained(source)
+    saved = checkpoint.load_checkpoint(source)
+    model, _ = checkpoint.model_from_checkpoint(saved, str(source))
     train = data.load_dataset(mix_dir / "train.npz")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(DEFAULT_SEED)).numpy()
     matched, report = fold(model, train.segments[np.sort(order[N_SAMPLES : N_SAMPLES + n_segments])])
     check = torch.as_tensor(train.segments[np.sort(order[:512])]).unsqueeze(1).float()
     with torch.no_grad():
         change = (model.eval().decode(model.encode(check)[0]) - matched.decode(matched.encode(check)[0])).abs().max()
-    config = {**_plain_config(checkpoint.load_checkpoint(source)), "prior_matched_to": f"{report.n_segments} segments"}
-    checkpoint.save_checkpoint(matched, target, **config)
+    checkpoint.save_checkpoint(
+        matched, target, **_plain_config(saved), prior_matched_to=f"{report.n_segments} segments"
+    )
     eig = report.eigenvalues
     print(
         f"wrote {target}: codes' mean |m| {report.mean_norm:.3f}, covariance eigenvalues {eig[0]:.2f}..{eig[-1]:.2f}, "

@@ -2,7 +2,7 @@
 
 A VAE trained with a small KL weight (the bundled model: beta 0.1) leaves its codes correlated:
 the aggregate posterior ``q(z) = E_x q(z | x)`` of the bundled model has per-dimension variances
-close to 1 but eigenvalues from 0.46 to 4.7, so ``z ~ N(0, I)`` lands where no training segment
+close to 1 but eigenvalues from 0.48 to 4.65, so ``z ~ N(0, I)`` lands where no training segment
 was encoded and decodes to thin, less tonal rolls. :func:`match_prior` fits one Gaussian
 ``N(m, C)`` to the codes (``C`` = covariance of the means + mean posterior variance) and folds the
 whitening ``z' = A (z - m)``, ``A = Lambda^(-1/2) U^T`` (``C = U Lambda U^T``), into the model's
