@@ -103,10 +103,18 @@ class MusicVAE(nn.Module):
 
         ``log_var`` is clamped to ``LOG_VAR_RANGE`` (see the constant's comment).
         """
-        x = self._as_input(x)
-        h = self.encoder(x)
-        log_var = self.fc_log_var(h).clamp(*LOG_VAR_RANGE)
-        return self.fc_mu(h), log_var
+        return self.heads(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, 1, 88, 32)`` in [0, 1] -> the encoder's flattened output ``(B, 2560)``, before the two heads."""
+        return self.encoder(self._as_input(x))
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder features ``h: (B, 2560)`` -> ``(mu, log_var)``; ``log_var`` clamped to ``LOG_VAR_RANGE``.
+
+        Split from ``encode`` for ``core.prior_match``, which refits the log-variance head on ``h``.
+        """
+        return self.fc_mu(h), self.fc_log_var(h).clamp(*LOG_VAR_RANGE)
 
     def _as_input(self, x) -> torch.Tensor:
         """Cast what is safe (bool, ints, other float types, numpy arrays) to the model's float type; refuse the

@@ -54,10 +54,11 @@ def _features(model: MusicVAE, data: RollData, batch_size: int):
     hs, mus, log_vars = [], [], []
     with torch.no_grad():
         for batch in input_batches(data, batch_size):
-            h = model.encoder(model._as_input(batch.to(model.device)))
+            h = model.features(batch.to(model.device))
+            mu, log_var = model.heads(h)
             hs.append(h.double().cpu())
-            mus.append(model.fc_mu(h).double().cpu())
-            log_vars.append(model.fc_log_var(h).clamp(*LOG_VAR_RANGE).double().cpu())
+            mus.append(mu.double().cpu())
+            log_vars.append(log_var.double().cpu())
     if not hs:
         raise ValueError("data holds no segments")
     return torch.cat(hs), torch.cat(mus), torch.cat(log_vars)
