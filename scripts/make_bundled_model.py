@@ -132,11 +132,40 @@ def finish(run: Path, corpus: Path) -> None:
 CANDIDATE_DIR = REPO / "musicvae_course" / "pretrained_candidate"
 
 
-def candidate(run: Path, mix_dir: Path, source: str = "best.pt") -> None:
+TERMS_COLUMNS = ("key", "collection", "licence", "redistributable", "split")  #: of training_corpus.csv
+
+
+def corpus_terms(manifest: Path, target: Path) -> int:
+    """Write ``training_corpus.csv``: every built work with its collection, terms and split.
+
+    ``manifest`` is the rolls build's ``manifest.csv`` (``python -m musicvae_course.corpus.rolls``);
+    the table keeps its columns ``TERMS_COLUMNS``, one row per work, in the manifest's order.
+    Returns the number of works. A manifest without one of those columns is refused by name.
+    """
+    import io
+
+    from musicvae_course.fileio import atomic_write
+
+    with open(manifest, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in TERMS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SystemExit(f"{manifest}: not a rolls manifest, no column {', '.join(missing)}")
+        rows = [[row[c] for c in TERMS_COLUMNS] for row in reader]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TERMS_COLUMNS)
+    writer.writerows(rows)
+    atomic_write(target, out.getvalue())
+    return len(rows)
+
+
+def candidate(run: Path, mix_dir: Path, source: str = "best.pt", rolls: Path | None = None) -> None:
     """Stage a retrained checkpoint beside the bundled one, for review before it replaces it.
 
     Writes ``pretrained_candidate/``: the weights in the card's format, their SHA-256, the
     training history and the training mix (``mix.json`` of ``train_bundled_on_cpu.py prepare``).
+    With ``rolls`` (the corpus build's folder), also ``training_corpus.csv`` (``corpus_terms``).
     The evaluation (``scripts/evaluate_bundled_model.py``) and ``MODEL_CARD.md`` go beside them.
     Swapping it in = copying these files over ``musicvae_course/pretrained/`` (the names match).
     """
@@ -148,6 +177,8 @@ def candidate(run: Path, mix_dir: Path, source: str = "best.pt") -> None:
     (CANDIDATE_DIR / (target.name + ".sha256")).write_text(f"{digest}  {target.name}\n")
     shutil.copy(run / "history.json", CANDIDATE_DIR / "training_history.json")
     shutil.copy(mix_dir / "mix.json", CANDIDATE_DIR / "training_mix.json")
+    if rolls is not None:
+        corpus_terms(rolls / "manifest.csv", CANDIDATE_DIR / "training_corpus.csv")
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), sha256 {digest}")
 
 
@@ -197,6 +228,10 @@ def main(argv=None) -> int:
     c.add_argument("--run", type=Path, required=True)
     c.add_argument("--mix", type=Path, default=REPO / "corpus" / "mix")
     c.add_argument("--source", default="best.pt", help="checkpoint file in the run folder")
+    c.add_argument("--rolls", type=Path, help="corpus build folder: also write training_corpus.csv")
+    t = sub.add_parser("corpus-terms", help="the rolls manifest -> training_corpus.csv (works, terms, split)")
+    t.add_argument("--rolls", type=Path, default=REPO / "corpus" / "rolls")
+    t.add_argument("--out", type=Path, default=checkpoint.PRETRAINED_DIR / "training_corpus.csv")
     m = sub.add_parser("match-prior", help="fold the Gaussian fitted to the codes into the checkpoint")
     m.add_argument("source", type=Path)
     m.add_argument("target", type=Path)
@@ -206,7 +241,9 @@ def main(argv=None) -> int:
     if args.step == "match-prior":
         match_prior(args.source, args.target, args.mix, args.segments)
     elif args.step == "candidate":
-        candidate(args.run, args.mix, args.source)
+        candidate(args.run, args.mix, args.source, args.rolls)
+    elif args.step == "corpus-terms":
+        print(f"{args.out}: {corpus_terms(args.rolls / 'manifest.csv', args.out):,} works")
     elif args.step == "prepare":
         prepare(args.corpus, args.workers)
     elif args.step == "export":
