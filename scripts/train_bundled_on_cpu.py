@@ -12,9 +12,10 @@ Steps (from the repository root; each resumable)::
 ``prepare`` groups the sources by style (``corpus.mix.STYLE_GROUPS``), balances them to
 ``--per-group`` segments each (small groups enlarged by transposition within the 88 keys),
 gives fast one-voice lines a group of their own (``textures.fast_lines``: runs of sixteenths, rare in
-every collection and the model's worst), adds as many segments of folk melodies laid over MMA
-accompaniments (``textures.layer``: the texture of songs and game music, which no source has alone),
-and cuts a validation set by source (2% of
+every collection and the model's worst) and, when ``--group-size fast-polyphony=N`` asks for it,
+fast figuration in several voices (``textures.fast_polyphony``: where the quartets' errors are),
+adds as many segments of folk melodies laid over MMA accompaniments (``textures.layer``: the texture
+of songs and game music, which no source has alone), and cuts a validation set by source (2% of
 sources, for the scheduler and ``best.pt``; its layered segments are made from those sources only).
 Held-out music21 works (``corpus/heldout_works.txt``) and the held-out MMA grooves and
 progressions never enter training.
@@ -78,9 +79,15 @@ def _layered(pool, n: int, seed: int):
     return textures.layer(melodies, pool.subset(np.isin(groups, mix.MMA_STYLES)), n, seed=seed)
 
 
-def _with_fast_lines(pool):
-    """``pool`` plus its fast one-voice segments again, as the ``fast-line`` group (``textures.fast_lines``)."""
-    return mix.concat([pool, textures.fast_lines(pool)])
+def _with_textures(pool, sizes: dict | None):
+    """``pool`` plus its fast one-voice segments again, as the ``fast-line`` group
+    (``textures.fast_lines``), and, only when ``sizes`` asks for it, its fast figuration in several
+    voices, as the ``fast-polyphony`` group (``textures.fast_polyphony``; last, so the other groups
+    are drawn as in a mix without it)."""
+    parts = [pool, textures.fast_lines(pool)]
+    if mix.FAST_POLYPHONY in (sizes or {}):
+        parts.append(textures.fast_polyphony(pool))
+    return mix.concat(parts)
 
 
 def prepare(
@@ -101,14 +108,14 @@ def prepare(
     train_pool = pool.subset(~is_val[pool.file_ids])
     train = mix.concat(
         [
-            mix.balance(_with_fast_lines(train_pool), per_group, seed=2026, sizes=sizes),
+            mix.balance(_with_textures(train_pool, sizes), per_group, seed=2026, sizes=sizes),
             _layered(train_pool, per_group, 2028),
         ]
     )
     n_val = max(1, per_group // 20)
     val_sizes = {group: max(1, n // 20) for group, n in (sizes or {}).items()}
     val = mix.concat(
-        [mix.balance(_with_fast_lines(val), n_val, seed=2027, sizes=val_sizes), _layered(val, n_val, 2029)]
+        [mix.balance(_with_textures(val, val_sizes), n_val, seed=2027, sizes=val_sizes), _layered(val, n_val, 2029)]
     )
     train.save_npz(out / "train.npz")
     val.save_npz(out / "val.npz")

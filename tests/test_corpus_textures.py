@@ -69,3 +69,46 @@ def test_fast_lines_keeps_one_voice_runs_of_music21_sources_only_and_groups_them
     assert (fast.segments[0] == run[0]).all()
     assert mix.style_group(fast.files[0]) == mix.FAST_LINES
     assert len(textures.fast_lines(ds, min_onsets=33)) == 0
+
+
+def test_one_step_cells_counts_notes_of_one_sixteenth_only():
+    seg = np.zeros((1, 88, 32), bool)
+    seg[0, 40, [0, 2, 4]] = True  # three separate sixteenths (the first at the segment's edge)
+    seg[0, 41, 8:10] = True  # an eighth: two steps, not counted
+    seg[0, 42, 31] = True  # a sixteenth at the end
+    assert list(textures.one_step_cells(seg)) == [4]
+    assert list(textures.one_step_cells(np.zeros((2, 88, 32), bool))) == [0, 0]
+
+
+def test_fast_polyphony_keeps_figuration_in_several_voices_of_music21_sources_only():
+    figuration = np.zeros((1, 88, 32), bool)
+    figuration[0, 40 + np.arange(0, 32, 2) % 7, np.arange(0, 32, 2)] = True  # 16 sixteenths, a rest after each
+    figuration[0, 30, :] = True  # over a held bass note: two voices
+    line_alone = figuration.copy()
+    line_alone[0, 30, :] = False  # the same figuration, one voice: the fast-line group's, not this one's
+    slow_chords = np.zeros((1, 88, 32), bool)
+    slow_chords[0, [40, 44, 47], :16] = True
+    segs = np.concatenate([figuration, line_alone, slow_chords, figuration])
+    files = ["music21/beethoven/op18.mxl", "music21/ryansMammoth/reel.abc", "music21/bach/bwv1.mxl", "mma/latin/A"]
+    ds = PianoRollDataset(segs, np.arange(4), files)
+    assert list(textures.one_step_cells(segs)) == [16, 16, 0, 16]
+    fast = textures.fast_polyphony(ds)
+    assert fast.files == ["fast-polyphony/beethoven/op18.mxl"] and len(fast) == 1
+    assert (fast.segments[0] == figuration[0]).all()
+    assert mix.style_group(fast.files[0]) == mix.FAST_POLYPHONY
+    assert len(textures.fast_polyphony(ds, min_one_step=17)) == 0
+
+
+def test_a_mix_that_adds_fast_polyphony_draws_every_other_group_as_before():
+    rng = np.random.default_rng(0)
+    segs = np.zeros((40, 88, 32), bool)
+    segs[np.arange(40), 30 + rng.integers(0, 30, 40), :4] = True
+    segs[30:, 50, :] = True
+    segs[30:, 60, 0:32:2] = True  # the last ten: figuration over a held note
+    files = [f"music21/bach/w{i}.mxl" for i in range(20)] + [f"music21/essenFolksong/s{i}.abc" for i in range(20)]
+    pool = PianoRollDataset(segs, np.arange(40), files)
+    before = mix.balance(pool, 12, seed=5)
+    after = mix.balance(mix.concat([pool, textures.fast_polyphony(pool)]), 12, seed=5, sizes={mix.FAST_POLYPHONY: 7})
+    assert len(after) == len(before) + 7
+    assert (after.segments[: len(before)] == before.segments).all()
+    assert mix.group_shares(after)[mix.FAST_POLYPHONY] == 7 / len(after)

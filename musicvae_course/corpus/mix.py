@@ -1,18 +1,18 @@
 """The training mix: music21 works (from cached notes) and MMA styles, grouped, transposed, balanced.
 
 Sources become *style groups* (``STYLE_GROUPS``: folk songs, folk dance tunes, early music,
-baroque to romantic, MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march, and two
-texture groups made from those by ``corpus/textures.py``: fast one-voice lines, and melodies over
-accompaniments). Each
+baroque to romantic, MMA's pop-rock, jazz-blues, latin, waltz, country-folk-march, and three
+texture groups made from those by ``corpus/textures.py``: fast one-voice lines, melodies over
+accompaniments, and fast figuration in several voices). Each
 group is brought to the same number of segments (``balance``): large groups are subsampled,
 small ones are enlarged with transposed copies (``transpose_segments``, within the 88 keys) and,
 only then, repeats.
 So no one style dominates; :func:`mix_report` says what went in.
 
 A segment's source is kept in the dataset's ``files``: ``music21/<collection>/<work key>``,
-``mma/<style>/<groove file>``, ``fast-line/<collection>/<work key>`` or
-``layered/<style>/<melody source>+<groove file>``, so every figure can be broken down by
-collection or style.
+``mma/<style>/<groove file>``, ``fast-line/<collection>/<work key>``,
+``fast-polyphony/<collection>/<work key>`` or ``layered/<style>/<melody source>+<groove file>``,
+so every figure can be broken down by collection or style.
 
 Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports this mix.
 """
@@ -40,8 +40,20 @@ EARLY = ("palestrina", "trecento", "josquin", "monteverdi", "ciconia", "luca", "
 MMA_STYLES = ("pop-rock", "jazz-blues", "latin", "waltz", "country-folk-march")
 LAYERED = "melody-over-accompaniment"  #: made by ``textures.layer``; sources ``layered/<style>/...``
 FAST_LINES = "fast-line"  #: picked by ``textures.fast_lines``; sources ``fast-line/<collection>/...``
-STYLE_GROUPS = ("folk-song", "folk-dance", "early", "baroque-romantic", *MMA_STYLES, LAYERED, FAST_LINES)
-TEXTURE_PREFIXES = {"layered": LAYERED, "fast-line": FAST_LINES}
+#: picked by ``textures.fast_polyphony``; sources ``fast-polyphony/<collection>/...``; last in the
+#: order, so a mix that adds it draws every other group as before
+FAST_POLYPHONY = "fast-polyphony"
+STYLE_GROUPS = (
+    "folk-song",
+    "folk-dance",
+    "early",
+    "baroque-romantic",
+    *MMA_STYLES,
+    LAYERED,
+    FAST_LINES,
+    FAST_POLYPHONY,
+)
+TEXTURE_PREFIXES = {"layered": LAYERED, "fast-line": FAST_LINES, "fast-polyphony": FAST_POLYPHONY}
 DEFAULT_TRANSPOSITIONS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)  #: semitones tried for small groups
 
 
@@ -52,7 +64,7 @@ def style_group(source: str) -> str:
         # a path here means a source was not named: it must not fall into a group by default
         raise ValueError(
             f"source {source!r} is not named music21/<collection>/..., mma/<style>/..., "
-            "layered/<style>/... or fast-line/<collection>/..."
+            "layered/<style>/..., fast-line/<collection>/... or fast-polyphony/<collection>/..."
         )
     if parts[0] == "mma":
         return parts[1]
