@@ -4,8 +4,8 @@
 # checkpoint with the kit's own fit (the same steps as scripts/train_bundled_on_cpu.py, which
 # made the shipped weights on CPU; see musicvae_course/pretrained/MODEL_CARD.md).
 #   bash scripts/train_bundled_on_gpu.sh OUT_DIR            # TRAIN_SECONDS=420 by default
-# The mix and learning rate default to the next step the model card names (more of stage 14: the
-# quartets need 3-4 more epochs of this mix at lr 3e-4); MIX_ARGS= and LR= override them.
+# The mix and learning rate default to the next step the model card names (more of stage 15: its
+# mix with the fast-polyphony group, at lr 1e-4); MIX_ARGS= and LR= override them.
 # Then: python scripts/make_bundled_model.py candidate --run OUT_DIR/run --mix OUT_DIR/mix
 #       python scripts/evaluate_bundled_model.py --checkpoint old=... --checkpoint new=... (see its docstring)
 # Every step is cached or resumable: run it again to continue.
@@ -13,8 +13,8 @@ set -u
 out=${1:?usage: train_bundled_on_gpu.sh OUT_DIR}
 mkdir -p "$out"
 TRAIN_SECONDS=${TRAIN_SECONDS:-420}
-MIX_ARGS=${MIX_ARGS:---group-size folk-dance=60000 --group-size folk-song=45000 --group-size fast-line=90000 --group-size baroque-romantic=300000}
-LR=${LR:-3e-4}
+MIX_ARGS=${MIX_ARGS:---group-size folk-dance=60000 --group-size folk-song=45000 --group-size fast-line=90000 --group-size baroque-romantic=300000 --group-size fast-polyphony=100000}
+LR=${LR:-1e-4}
 workers=$(( $(nproc) > 2 ? $(nproc) - 1 : 2 ))
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 {
