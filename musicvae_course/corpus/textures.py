@@ -42,11 +42,16 @@ def fast_lines(ds: PianoRollDataset, min_onsets: int = 20) -> PianoRollDataset:
     ``mix.balance`` gives them a group of their own. Sources become ``fast-line/<collection>/...``.
     """
     segments = ds.segments
+    return _music21_group(ds, _one_voice(segments) & (onset_counts(segments) >= min_onsets), "fast-line")
+
+
+def _music21_group(ds: PianoRollDataset, wanted: np.ndarray, prefix: str) -> PianoRollDataset:
+    """The ``wanted`` (``(N,)`` bool) segments of ``ds`` that come from music21 sources, their sources
+    renamed ``<prefix>/<collection>/...`` (only the sources that gave a segment)."""
     music21 = np.array([f.startswith("music21/") for f in ds.files], bool)[ds.file_ids]
-    keep = np.flatnonzero(music21 & _one_voice(segments) & (onset_counts(segments) >= min_onsets))
-    picked = ds.subset(keep)
-    used, ids = np.unique(picked.file_ids, return_inverse=True)  # only the sources that gave a segment
-    names = ["fast-line/" + ds.files[i].split("/", 1)[1] for i in used]
+    picked = ds.subset(np.flatnonzero(music21 & wanted))
+    used, ids = np.unique(picked.file_ids, return_inverse=True)
+    names = [f"{prefix}/" + ds.files[i].split("/", 1)[1] for i in used]
     return PianoRollDataset.from_packed(picked.packed, ids.astype(np.int64), names)
 
 
@@ -56,12 +61,9 @@ _CHUNK = 65_536  #: segments per pass in ``fast_polyphony`` (a few hundred MB of
 def one_step_cells(segments) -> np.ndarray:
     """``(N,)`` int: cells of each ``(N, 88, 32)`` bool segment that sound for one step only (off
     before and after: a sixteenth note that is not repeated), the texture the model fits slowest."""
-    s = np.asarray(segments, dtype=bool)
-    before = np.zeros_like(s)
-    before[:, :, 1:] = s[:, :, :-1]
-    after = np.zeros_like(s)
-    after[:, :, :-1] = s[:, :, 1:]
-    return (s & ~before & ~after).sum(axis=(1, 2))
+    roll = torch.from_numpy(np.asarray(segments, dtype=bool))
+    ends = metrics.onsets(roll.flip(-1)).flip(-1)  # a note's last step: an onset of the roll played backwards
+    return (metrics.onsets(roll) & ends).sum(dim=(1, 2)).numpy()
 
 
 def fast_polyphony(ds: PianoRollDataset, min_one_step: int = 16) -> PianoRollDataset:
@@ -75,16 +77,11 @@ def fast_polyphony(ds: PianoRollDataset, min_one_step: int = 16) -> PianoRollDat
     (``FAST_POLYPHONY``) to weigh them more. Sources become ``fast-polyphony/<collection>/...``.
     """
     segments = ds.segments
-    music21 = np.array([f.startswith("music21/") for f in ds.files], bool)[ds.file_ids]
     wanted = np.zeros(len(ds), bool)
     for start in range(0, len(ds), _CHUNK):  # in chunks: the pool is ~1 M segments, 2.8 KB each
         part = segments[start : start + _CHUNK]
         wanted[start : start + len(part)] = (part.sum(axis=1).max(axis=1) >= 2) & (one_step_cells(part) >= min_one_step)
-    keep = np.flatnonzero(music21 & wanted)
-    picked = ds.subset(keep)
-    used, ids = np.unique(picked.file_ids, return_inverse=True)
-    names = ["fast-polyphony/" + ds.files[i].split("/", 1)[1] for i in used]
-    return PianoRollDataset.from_packed(picked.packed, ids.astype(np.int64), names)
+    return _music21_group(ds, wanted, "fast-polyphony")
 
 
 def _best_key_shift(melody_classes: np.ndarray, accompaniment_classes: np.ndarray) -> int:
