@@ -249,7 +249,7 @@ def test_a_target_is_overlaid_on_a_continuation():
 def _history(epochs, beta=1.0, lr=1e-4, start=100.0):
     return [
         dict(epoch=e, beta=beta, lr=lr, loss=start + 5 - e, neg_elbo=start - e, val_loss=start + 1 - e,
-             reconstruction=10.0 - e / 2, kl=start - 10 - e / 2)
+             reconstruction=10.0 - e / 2, val_reconstruction=12.0 - e / 4, kl=start - 10 - e / 2)
         for e in range(1, epochs + 1)
     ]  # fmt: skip
 
@@ -264,6 +264,11 @@ def test_a_constant_beta_is_drawn_flat_on_a_fixed_axis_with_the_reference_behind
     assert "reference: train -ELBO" in labels and "train -ELBO" in labels
     assert loss_ax.get_xlim() == (0.5, 10.5)  # the axis spans the reference run
     assert parts_ax.get_yscale() == "log"
+    parts = {line.get_label(): list(line.get_ydata()) for line in parts_ax.get_lines()}
+    assert parts["validation reconstruction"] == [11.75, 11.5, 11.25]  # beside the training one
+    no_val = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in _history(3)]
+    parts_ax = plot_history(no_val).axes[1]
+    assert [line.get_label() for line in parts_ax.get_lines()] == ["train reconstruction", "train KL"]
     with pytest.raises(ValueError, match="empty"):
         plot_history([])
 

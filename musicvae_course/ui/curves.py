@@ -14,7 +14,11 @@ _LOSSES = (  # (history key, label, colour, line style)
     ("val_loss", "validation -ELBO", "tab:orange", "-"),
     ("loss", "train objective (beta, free bits)", "tab:green", "--"),
 )
-_PARTS = (("reconstruction", "train reconstruction", "tab:red"), ("kl", "train KL", "tab:purple"))
+_PARTS = (  # (history key, label, colour, line style); validation reconstruction is the overfitting signal
+    ("reconstruction", "train reconstruction", "tab:red", "-"),
+    ("val_reconstruction", "validation reconstruction", "tab:orange", "-."),
+    ("kl", "train KL", "tab:purple", "-"),
+)
 
 
 def _column(history, name):
@@ -26,7 +30,7 @@ def _epochs(history):
 
 
 def _new_axes(figure=None):
-    """Three panels: -ELBO and objective; reconstruction and KL; beta and learning rate."""
+    """Three panels: -ELBO and objective; reconstruction (train and validation) and KL; beta and learning rate."""
     if figure is None:
         import matplotlib.pyplot as plt
 
@@ -48,8 +52,10 @@ def _draw(axes, history, reference, epochs_planned=None) -> None:
         for key, label, colour, line in _LOSSES:
             if any(key in row for row in run):
                 loss_ax.plot(x, _column(run, key), line, color=colour, label=prefix + label, **style)
-        for key, label, colour in _PARTS:
-            parts_ax.plot(x, _column(run, key), color=colour, label=prefix + label, **style)
+        for key, label, colour, line in _PARTS:
+            if key.startswith("val_") and not any(key in row for row in run):
+                continue  # a run without a validation set: no empty line in the legend
+            parts_ax.plot(x, _column(run, key), line, color=colour, label=prefix + label, **style)
     loss_ax.set(title="-ELBO and objective", ylabel="nats per segment", xlabel="epoch")
     parts_ax.set(title="its two terms (log scale)", ylabel="nats per segment", xlabel="epoch")
     if any(ax_lines.get_ydata().size for ax_lines in parts_ax.get_lines()):
@@ -98,7 +104,9 @@ def plot_history(history, ax=None, reference=None):
 
     Returns:
         The ``matplotlib.figure.Figure``. Train and validation -ELBO (reconstruction + KL, nats per segment)
-        are comparable; the training objective (dashed) includes beta and free bits. The beta axis runs from
+        are comparable; the training objective (dashed) includes beta and free bits. The middle panel draws
+        validation reconstruction (dash-dot) beside the training one where the history has it: the gap
+        between the two is where a fine-tune stops adapting and starts memorising. The beta axis runs from
         0 to at least 1.05, so a constant beta is a flat line, not noise.
 
     Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
