@@ -40,34 +40,40 @@ LEARNING_RATE = 0.02  #: Adam's step on the codes (in the units of z, whose prio
 MIN_SEGMENTS = 100  #: as scripts/evaluate_bundled_model.py: smaller collections are left out
 
 
-def refine_codes(model, x: torch.Tensor, steps: int, lr: float = LEARNING_RATE) -> torch.Tensor:
-    """``z: (B, latent_dim)`` after ``steps`` Adam steps from ``mu`` on ``x``'s reconstruction loss.
+def refine_codes(model, x: torch.Tensor, steps, lr: float = LEARNING_RATE) -> dict[int, torch.Tensor]:
+    """Codes ``(B, latent_dim)`` after Adam steps from ``mu`` on ``x``'s reconstruction loss.
 
     Args:
         model: a ``MusicVAE`` (put in eval mode; its weights are not changed and get no gradient).
         x: ``(B, 1, 88, 32)`` rolls in [0, 1], 4 steps per quarter note.
-        steps: Adam steps; 0 returns ``mu`` itself.
+        steps: the step counts wanted, e.g. ``(0, 25, 100)``; 0 is ``mu`` itself. One run of
+            ``max(steps)`` steps gives them all.
         lr: Adam's learning rate on ``z``.
 
-    Each segment's code moves on its own loss only (the batch's summed BCE has no cross terms).
+    Returns:
+        ``{count: z}`` for every count in ``steps``. Each segment's code moves on its own loss only
+        (the batch's summed BCE has no cross terms).
     """
     model.eval()
     with torch.no_grad():
         mu, _ = model.encode(x)
     z = mu.clone().requires_grad_(True)
+    codes = {0: mu} if 0 in steps else {}
     optimiser = torch.optim.Adam([z], lr=lr)
     weights = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)  # only z learns; the checkpoint stays as loaded
     try:
-        for _ in range(steps):
+        for step in range(1, max(steps) + 1):
             optimiser.zero_grad()
             F.binary_cross_entropy_with_logits(model.decode_logits(z), x, reduction="sum").backward()
             optimiser.step()
+            if step in steps:
+                codes[step] = z.detach().clone()
     finally:
         for p, flag in zip(model.parameters(), weights):
             p.requires_grad_(flag)
-    return z.detach()
+    return codes
 
 
 def frame_f1(model, z: torch.Tensor, x: torch.Tensor) -> float:
@@ -82,13 +88,10 @@ def gap_row(model, ds: data.PianoRollDataset, steps=STEPS, max_segments: int = 3
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(DEFAULT_SEED))[:max_segments]
     x = torch.from_numpy(np.asarray(ds.segments[np.sort(pick.numpy())], np.float32)).unsqueeze(1)
     row: dict = {"segments": len(x)}
-    z = {n: [] for n in (0, *steps)}
-    for start in range(0, len(x), batch):
-        for n in (0, *steps):
-            z[n].append(refine_codes(model, x[start : start + batch], n))
-    mu = torch.cat(z[0])
+    parts = [refine_codes(model, x[start : start + batch], (0, *steps)) for start in range(0, len(x), batch)]
+    mu = torch.cat([part[0] for part in parts])
     for n in (0, *steps):
-        codes = torch.cat(z[n])
+        codes = torch.cat([part[n] for part in parts])
         row[f"f1_{n}"] = frame_f1(model, codes, x)
         row[f"moved_{n}"] = float(((codes - mu).norm(dim=1) / mu.norm(dim=1)).mean())
     return row

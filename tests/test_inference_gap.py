@@ -22,8 +22,10 @@ def _model_and_rolls():
 def test_zero_steps_is_mu_and_refined_codes_fit_their_segment_better():
     model, x = _model_and_rolls()
     mu, _ = model.encode(x)
-    assert torch.equal(gap.refine_codes(model, x, 0), mu.detach())
-    z = gap.refine_codes(model, x, 60, lr=0.1)
+    codes = gap.refine_codes(model, x, (0, 60), lr=0.1)
+    assert torch.equal(codes[0], mu.detach()) and set(codes) == {0, 60}
+    z = codes[60]
+    assert torch.equal(gap.refine_codes(model, x, (20, 60), lr=0.1)[60], z)  # snapshots do not disturb the run
     loss = torch.nn.functional.binary_cross_entropy_with_logits
     with torch.no_grad():
         per_segment = [loss(model.decode_logits(c), x, reduction="none").sum(dim=(1, 2, 3)) for c in (mu, z)]
@@ -34,7 +36,7 @@ def test_refining_changes_no_weight_and_restores_requires_grad():
     model, x = _model_and_rolls()
     model.decoder_input.weight.requires_grad_(False)  # a caller's choice, kept
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    gap.refine_codes(model, x, 5)
+    gap.refine_codes(model, x, (5,))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
