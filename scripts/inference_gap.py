@@ -5,7 +5,7 @@
         --mix corpus/mix30LF --threads 2
 
 The model card's figures decode ``z = mu``, the encoder's answer for a segment. This script also
-decodes a *refined* code: ``mu`` moved by ``--steps`` Adam steps on that one segment's reconstruction
+decodes a *refined* code: ``mu`` moved by Adam steps (``STEPS``: 25 and 100) on that one segment's reconstruction
 loss (BCE over its 88 x 32 cells), the decoder's weights fixed. If the refined codes reconstruct a
 set far better than ``mu``, the decoder can draw that music and the encoder does not find the code
 for it (the "amortisation gap" of Cremer et al. 2018, *Inference Suboptimality in Variational
@@ -117,12 +117,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model = checkpoint.load_pretrained(args.checkpoint)
-    held = data.load_dataset(args.mix / "heldout_music21.npz")
-    names = np.array([mix.collection_of(f) for f in held.files])[held.file_ids]
-    sets = {name: held.subset(names == name) for name in sorted(set(names)) if (names == name).sum() >= MIN_SEGMENTS}
+    # the evaluation script's own split by collection and outside sets: both scripts measure the same segments
+    evaluation = runpy.run_path(str(Path(__file__).resolve().parent / "evaluate_bundled_model.py"))
+    held = evaluation["_by_source"](data.load_dataset(args.mix / "heldout_music21.npz"), mix.collection_of)
+    sets = {name: ds for name, ds in held.items() if len(ds) >= MIN_SEGMENTS}
     if args.outside:
-        # the evaluation script's own list of outside sets, so the two always measure the same files
-        evaluation = runpy.run_path(str(Path(__file__).resolve().parent / "evaluate_bundled_model.py"))
         for name, files in evaluation["outside_sets"]().items():
             sets[name] = data.build_dataset(files, workers=0, progress=False)
     rows = {}
