@@ -200,6 +200,7 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
     import torch
 
+    from .core.meter import bar_number_span, meter
     from .core.metrics import frame_scores, onset_scores
     from .core.pianoroll import midi_to_pianoroll, segments
     from .ui.compare import compare_pianorolls
@@ -214,14 +215,23 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     onset = onset_scores(probabilities, windows, args.threshold)
     print(f"{args.midi}: {len(windows)} segments; frame F1 {frame['f1']:.3f}, onset F1 {onset['f1']:.3f}")
     original, reconstruction = (np.concatenate(list(r), axis=-1) for r in (windows, probabilities))
-    shown = SEGMENT_STEPS * 4  # the picture shows the first 8 bars
+    # The picture shows the first 4 windows (128 steps) with the file's own bar lines: 8 bars of 4/4, but
+    # 10 2/3 of 3/4; its title counts real bars so that its F1 (those steps only) is not read as the file's.
+    shown = min(SEGMENT_STEPS * 4, original.shape[1])
+    file_meter = meter(args.midi)
+    figure = compare_pianorolls(
+        original[:, :shown], reconstruction[:, :shown], threshold=args.threshold, bar_lines=file_meter
+    )
+    names = list(dict.fromkeys(str(s) for s in file_meter.signatures))  # "3/4", "4/4" ... in order, once each
+    signatures = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    figure.suptitle(
+        f"{Path(args.midi).name} ({signatures}): {bar_number_span(file_meter.downbeats, 0, shown)} shown; "
+        f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"
+    )
     return [
         _midi(original, out / "original.mid", args),
         _midi(reconstruction, out / "reconstruction.mid", args),
-        _png(
-            compare_pianorolls(original[:, :shown], reconstruction[:, :shown], threshold=args.threshold),
-            out / "reconstruction.png",
-        ),
+        _png(figure, out / "reconstruction.png"),
     ]
 
 

@@ -111,3 +111,25 @@ def test_reconstruct_writes_original_and_reconstruction_of_equal_length(checkpoi
     np.testing.assert_array_equal(original, expected[:, : original.shape[1]])
     assert original.shape[1] >= 93 and not expected[:, original.shape[1] :].any()
     assert (out / "reconstruction.png").stat().st_size > 0
+
+
+def test_reconstruct_picture_draws_the_files_own_bars_and_says_which(checkpoint, tmp_path, monkeypatch):
+    import musicvae_course.__main__ as cli
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)  # a waltz: 3/4, a bar is 12 sixteenths
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, 60 + i % 7, i * 0.5, i * 0.5 + 0.45) for i in range(48)]
+    pm.instruments.append(piano)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
+    source = tmp_path / "waltz.mid"
+    pm.write(str(source))
+    figures = {}
+    monkeypatch.setattr(cli, "_png", lambda figure, path: figures.setdefault(path.name, figure) and path)
+    args = ["reconstruct", str(source), "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--device", "cpu"]
+    assert main(args) == 0
+    figure = figures["reconstruction.png"]
+    (title,) = [text.get_text() for text in figure.texts]  # the suptitle
+    # 128 steps shown = 10 2/3 bars of 3/4 (11 begun), not "8 bars"; the whole file's F1 is named as such
+    assert title.startswith("waltz.mid (3/4): bars 1-11 shown; whole file (") and "frame F1" in title
+    bars = next(c for c in figure.axes[0].collections if c.get_gid() == "bar-lines")
+    assert sorted(float(segment[0][0]) for segment in bars.get_segments()) == [s - 0.5 for s in range(12, 128, 12)]
