@@ -109,11 +109,13 @@ def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str) -
     return written + [_png(plot_pianoroll_grid(rolls, titles=names), out / f"{picture}.png")]
 
 
-def _midi(roll: np.ndarray, path: Path, args) -> Path:
+def _midi(roll: np.ndarray, path: Path, args, time_signatures=()) -> Path:
+    from .core.meter import write_time_signatures
     from .core.pianoroll import pianoroll_to_midi
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm, path=path)
+    pm = pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm)
+    write_time_signatures(pm, list(time_signatures)).write(str(path))
     return path
 
 
@@ -229,8 +231,8 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
         f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"
     )
     return [
-        _midi(original, out / "original.mid", args),
-        _midi(reconstruction, out / "reconstruction.mid", args),
+        _midi(original, out / "original.mid", args, file_meter.signatures),
+        _midi(reconstruction, out / "reconstruction.mid", args, file_meter.signatures),
         _png(figure, out / "reconstruction.png"),
     ]
 

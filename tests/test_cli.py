@@ -8,6 +8,7 @@ from tiny_rolls import tiny_segments
 
 from musicvae_course.__main__ import main
 from musicvae_course.core.checkpoint import save_checkpoint
+from musicvae_course.core.meter import TimeSignature, time_signatures
 from musicvae_course.core.model import MusicVAE
 from musicvae_course.core.pianoroll import midi_to_pianoroll, pianoroll_to_midi
 
@@ -131,5 +132,7 @@ def test_reconstruct_picture_draws_the_files_own_bars_and_says_which(checkpoint,
     (title,) = [text.get_text() for text in figure.texts]  # the suptitle
     # 128 steps shown = 10 2/3 bars of 3/4 (11 begun), not "8 bars"; the whole file's F1 is named as such
     assert title.startswith("waltz.mid (3/4): bars 1-11 shown; whole file (") and "frame F1" in title
+    for written in ("original.mid", "reconstruction.mid"):  # and the files keep the waltz's meter
+        assert time_signatures(tmp_path / written) == [TimeSignature(3, 4, 0)]
     bars = next(c for c in figure.axes[0].collections if c.get_gid() == "bar-lines")
     assert sorted(float(segment[0][0]) for segment in bars.get_segments()) == [s - 0.5 for s in range(12, 128, 12)]

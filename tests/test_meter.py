@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -18,7 +19,9 @@ from musicvae_course.core.meter import (
     parse_time_signature,
     time_signatures,
     window_in_bars,
+    write_time_signatures,
 )
+from musicvae_course.core.pianoroll import midi_to_pianoroll, pianoroll_to_midi
 
 
 def make_midi(signatures, last_step, tempi=((0.0, 120.0),)):
@@ -119,3 +122,28 @@ def test_bar_number_spans_count_real_bars():
     assert bar_number_span(six_eight, 0, 64) == "bars 1-6"
     assert bar_number_span(list(range(6, 366, 12)), 0, 64) == "pickup and bars 1-5"
     assert bar_number_span([0, 16, 32, 48], 16, 32) == "bar 2"
+
+
+def test_written_meter_reads_back_at_its_steps_whatever_the_tempo(tmp_path):
+    roll = np.zeros((88, 64), bool)
+    roll[39, ::4] = True
+    assert pianoroll_to_midi(roll).time_signature_changes == []  # none: MIDI's default 4/4
+    waltz = write_time_signatures(pianoroll_to_midi(roll), "3/4")
+    assert time_signatures(reread(waltz, tmp_path)) == [TimeSignature(3, 4, 0)]
+    changing = [TimeSignature(4, 4, 24), TimeSignature(6, 8, 0)]  # any order
+    written = reread(write_time_signatures(pianoroll_to_midi(roll, bpm=90), changing), tmp_path)
+    assert time_signatures(written) == [TimeSignature(6, 8, 0), TimeSignature(4, 4, 24)]
+    assert bar_lines(written)[:4] == [0, 12, 24, 40]
+    np.testing.assert_array_equal(midi_to_pianoroll(written), roll[:, :61])  # the notes are untouched
+    tempo_map = make_midi([], 64, tempi=((0, 120.0), (960, 60.0)))  # the tempo halves at step 8
+    assert time_signatures(write_time_signatures(tempo_map, [TimeSignature(3, 4, 0), TimeSignature(2, 4, 20)]))[
+        1
+    ] == TimeSignature(2, 4, 20)
+
+
+@pytest.mark.parametrize("bad", ["3/5", "waltz", (0, 4), [(3, 4), "7"], "negative step", "fractional step"])
+def test_a_meter_that_cannot_be_written_is_refused_by_name(bad):
+    if bad in ("negative step", "fractional step"):
+        bad = [TimeSignature(3, 4, -1 if bad == "negative step" else 1.5)]
+    with pytest.raises(ValueError, match="time_signature"):
+        write_time_signatures(pianoroll_to_midi(np.ones((88, 4), bool)), bad)

@@ -114,6 +114,47 @@ def time_signatures(midi) -> list[TimeSignature]:
     return [by_step[step] for step in sorted(by_step)]
 
 
+def write_time_signatures(pm, time_signatures):
+    """Give a ``pretty_midi.PrettyMIDI`` (e.g. from ``pianoroll_to_midi``) a meter, so notation programs bar it.
+
+    Args:
+        pm: the ``PrettyMIDI`` to change (its time-signature events are replaced).
+        time_signatures: one signature from the start (``"3/4"``, ``(6, 8)``), or a list of
+            :class:`TimeSignature`, each at its ``step`` (4 per quarter note; what :func:`time_signatures` of the
+            source file returns). An empty list leaves none, which MIDI reads as 4/4.
+
+    Returns:
+        ``pm``, for chaining: ``write_time_signatures(pianoroll_to_midi(roll), "3/4").write(path)``.
+
+    Raises:
+        ValueError: naming the value, for a signature :func:`parse_time_signature` refuses or a step that is
+            not an int >= 0.
+
+    ``python -m musicvae_course reconstruct`` writes its MIDI files with the source's meter this way;
+    ``notebooks/01_loading_the_pretrained_vae.ipynb`` teaches reading a file's meter (:func:`bar_lines`).
+    """
+    if isinstance(time_signatures, (str, TimeSignature)) or (
+        isinstance(time_signatures, tuple) and len(time_signatures) == 2
+    ):
+        time_signatures = [time_signatures]
+    events = sorted((parse_time_signature(signature) for signature in time_signatures), key=lambda s: s.step)
+    for event in events:
+        if isinstance(event.step, bool) or not isinstance(event.step, int) or event.step < 0:
+            raise ValueError(f"time_signatures: a step must be an int >= 0, got {event!r}")
+    import pretty_midi
+
+    pm.time_signature_changes = [
+        # ticks, not seconds, as time_signatures() reads them: right at any tempo
+        pretty_midi.TimeSignature(event.numerator, event.denominator, pm.tick_to_time(_tick(pm, event.step)))
+        for event in events
+    ]
+    return pm
+
+
+def _tick(pm, step: int) -> int:
+    return round(step * pm.resolution / STEPS_PER_BEAT)
+
+
 def _end_step(pm) -> int:
     """Last step of the piece: the end of its last note, or of its last time-signature event."""
     ends = [note.end for instrument in pm.instruments for note in instrument.notes]
