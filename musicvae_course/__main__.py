@@ -115,7 +115,7 @@ def _midi(roll: np.ndarray, path: Path, args, time_signatures=()) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pm = pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm)
-    write_time_signatures(pm, list(time_signatures)).write(str(path))
+    write_time_signatures(pm, time_signatures).write(str(path))
     return path
 
 
@@ -204,10 +204,15 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
 
     from .core.meter import bar_number_span, meter
     from .core.metrics import frame_scores, onset_scores
-    from .core.pianoroll import midi_to_pianoroll, segments
+    from .core.midi_limits import READ_TIMEOUT_S
+    from .core.pianoroll import load_pretty_midi, midi_to_pianoroll, segments
+    from .core.safe_files import time_limit
     from .ui.compare import compare_pianorolls
 
-    roll = midi_to_pianoroll(args.midi)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
+    with time_limit(READ_TIMEOUT_S, f"reading {args.midi}"):
+        source = load_pretty_midi(args.midi)  # parsed once: the roll and the meter both come from it
+        roll = midi_to_pianoroll(source)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
+        file_meter = meter(source)
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
     if len(windows) == 0:
         raise ValueError(f"{args.midi}: no pitched notes in the 88-key range (MIDI 21-108) to reconstruct")
@@ -220,7 +225,6 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     # The picture shows the first 4 windows (128 steps) with the file's own bar lines: 8 bars of 4/4, but
     # 10 2/3 of 3/4; its title counts real bars so that its F1 (those steps only) is not read as the file's.
     shown = min(SEGMENT_STEPS * 4, original.shape[1])
-    file_meter = meter(args.midi)
     figure = compare_pianorolls(
         original[:, :shown], reconstruction[:, :shown], threshold=args.threshold, bar_lines=file_meter
     )

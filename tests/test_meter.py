@@ -133,6 +133,8 @@ def test_written_meter_reads_back_at_its_steps_whatever_the_tempo(tmp_path):
     changing = [TimeSignature(4, 4, 24), TimeSignature(6, 8, 0)]  # any order
     written = reread(write_time_signatures(pianoroll_to_midi(roll, bpm=90), changing), tmp_path)
     assert time_signatures(written) == [TimeSignature(6, 8, 0), TimeSignature(4, 4, 24)]
+    as_tuple = reread(write_time_signatures(pianoroll_to_midi(roll), tuple(changing)), tmp_path)  # two, not one
+    assert time_signatures(as_tuple) == time_signatures(written)
     assert bar_lines(written)[:4] == [0, 12, 24, 40]
     np.testing.assert_array_equal(midi_to_pianoroll(written), roll[:, :61])  # the notes are untouched
     tempo_map = make_midi([], 64, tempi=((0, 120.0), (960, 60.0)))  # the tempo halves at step 8

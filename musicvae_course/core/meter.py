@@ -133,9 +133,12 @@ def write_time_signatures(pm, time_signatures):
     ``python -m musicvae_course reconstruct`` writes its MIDI files with the source's meter this way;
     ``notebooks/01_loading_the_pretrained_vae.ipynb`` teaches reading a file's meter (:func:`bar_lines`).
     """
-    if isinstance(time_signatures, (str, TimeSignature)) or (
-        isinstance(time_signatures, tuple) and len(time_signatures) == 2
-    ):
+    one = isinstance(time_signatures, (str, TimeSignature)) or (
+        isinstance(time_signatures, tuple)
+        and len(time_signatures) == 2
+        and all(isinstance(part, int) for part in time_signatures)
+    )
+    if one:  # "3/4" or (3, 4); a tuple of two TimeSignature stays a list of two
         time_signatures = [time_signatures]
     events = sorted((parse_time_signature(signature) for signature in time_signatures), key=lambda s: s.step)
     for event in events:
@@ -145,14 +148,12 @@ def write_time_signatures(pm, time_signatures):
 
     pm.time_signature_changes = [
         # ticks, not seconds, as time_signatures() reads them: right at any tempo
-        pretty_midi.TimeSignature(event.numerator, event.denominator, pm.tick_to_time(_tick(pm, event.step)))
+        pretty_midi.TimeSignature(
+            event.numerator, event.denominator, pm.tick_to_time(round(event.step * pm.resolution / STEPS_PER_BEAT))
+        )
         for event in events
     ]
     return pm
-
-
-def _tick(pm, step: int) -> int:
-    return round(step * pm.resolution / STEPS_PER_BEAT)
 
 
 def _end_step(pm) -> int:
