@@ -212,7 +212,10 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     with time_limit(READ_TIMEOUT_S, f"reading {args.midi}"):
         source = load_pretty_midi(args.midi)  # parsed once: the roll and the meter both come from it
         roll = midi_to_pianoroll(source)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
-        file_meter = meter(source)
+        try:
+            file_meter = meter(source)
+        except ValueError as err:  # the file's meter cannot be barred: say which file
+            raise ValueError(f"{args.midi}: {err}") from None
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
     if len(windows) == 0:
         raise ValueError(f"{args.midi}: no pitched notes in the 88-key range (MIDI 21-108) to reconstruct")
@@ -234,9 +237,11 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
         f"{Path(args.midi).name} ({signatures}): {bar_number_span(file_meter.downbeats, 0, shown)} shown; "
         f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"
     )
+    # signatures past what is written (a file may place them anywhere) would only push the files' ends out
+    written = [signature for signature in file_meter.signatures if signature.step < original.shape[1]]
     return [
-        _midi(original, out / "original.mid", args, file_meter.signatures),
-        _midi(reconstruction, out / "reconstruction.mid", args, file_meter.signatures),
+        _midi(original, out / "original.mid", args, written),
+        _midi(reconstruction, out / "reconstruction.mid", args, written),
         _png(figure, out / "reconstruction.png"),
     ]
 

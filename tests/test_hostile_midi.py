@@ -6,15 +6,17 @@ tracemalloc, which sees numpy's allocations), by both readers; bulk builds skip 
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
-from midi_corpus import _write_notes, held_note, smf
+from midi_corpus import _write_notes, held_note, smf, vlq
 
 from musicvae_course.__main__ import main
-from musicvae_course.core import midi_limits
+from musicvae_course.core import midi_events, midi_limits
 from musicvae_course.core.data import build_dataset
+from musicvae_course.core.meter import TimeSignature, time_signatures
 from musicvae_course.core.midi_events import MidiFormatError, parse_notes
 from musicvae_course.core.midi_fast import MidiSkip, read_pianoroll, read_pianoroll_reference
 from musicvae_course.core.pianoroll import midi_to_pianoroll, notes_to_pianoroll, segments
@@ -136,3 +138,59 @@ def test_roll_and_window_limits_have_names_and_can_be_raised():
     with pytest.raises(ValueError, match="MAX_SEGMENTS_PER_FILE"):
         segments(np.ones((88, 64), bool), max_windows=2)
     assert midi_limits.MAX_SEGMENTS_PER_FILE * 352 < 8 * MB  # one file's packed windows stay small
+
+
+@pytest.mark.parametrize("where", ["time_step", "meta_length", "sysex_length"])
+def test_a_run_of_ff_bytes_in_a_variable_length_number_is_refused_at_once(tmp_path, where):
+    # 100 KB of 0xFF grew one number for 2 s (quadratic; 32 MB: days) and ended in Python's int-to-text limit
+    run = b"\xff" * 100_000 + b"\x00"
+    body = {"time_step": run, "meta_length": b"\x00\xff\x01" + run, "sysex_length": b"\x00\xf0" + run}[where]
+    path = tmp_path / "ff.mid"
+    path.write_bytes(smf(body + held_note(480)))
+    for read in READERS:
+        began = time.perf_counter()
+        with pytest.raises(MidiSkip, match="likely corrupt|longer than|more than the whole file"):
+            read(str(path), None)
+        assert time.perf_counter() - began < 0.5
+    with pytest.raises(ValueError, match=r"ff\.mid: not a readable MIDI file"):
+        midi_to_pianoroll(path)
+
+
+def test_more_events_than_the_limit_are_refused_before_the_reference_keeps_them_all(monkeypatch):
+    # mido keeps every event as an object: 4 MB of 2-byte events took 800 MB, 32 MB of them 5 GB
+    monkeypatch.setattr(midi_events, "MAX_EVENTS", 1000)
+    data = smf(b"\x00\xf6" * 1000 + held_note(480))
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="more than 1,000 events .*MAX_EVENTS"):
+            read(data, None)
+    assert midi_limits.MAX_EVENTS * 300 < 1024 * MB  # the reference's mido objects at the limit
+    assert len(parse_notes(smf(held_note(480)), max_events=5).pitch) == 1  # a few events under it: read
+
+
+def test_reconstruct_keeps_the_meter_of_a_file_with_a_time_signature_far_past_its_notes(tmp_path, capsys):
+    # 3/4, one half note, then 4/4 at tick 9,999,000 at 1 tick per quarter: its bars took minutes to count, and
+    # writing that signature at step 39,996,000 raised pretty_midi's IndexError
+    ts = b"\xff\x58\x04\x03\x02\x18\x08", b"\xff\x58\x04\x04\x02\x18\x08"
+    body = b"\x00" + ts[0] + b"\x00\x90\x3c\x64\x02\x80\x3c\x00" + vlq(9_999_000) + ts[1] + b"\x00\xff\x2f\x00"
+    path = tmp_path / "far_meter.mid"
+    path.write_bytes(smf(body, division=1))
+    began = time.perf_counter()
+    assert main(["reconstruct", str(path), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert time.perf_counter() - began < 10
+    assert time_signatures(tmp_path / "out" / "original.mid") == [TimeSignature(3, 4, 0)]
+
+
+def test_a_text_event_long_after_the_last_note_does_not_make_a_file_too_long_for_either_reader():
+    # a text event 2.6 hours in (tick 9,000,000 at 120 BPM): the reference measured the file to it and skipped it
+    data = smf(b"\x00\x90\x3c\x64\x83\x60\x80\x3c\x00" + vlq(9_000_000) + b"\xff\x01\x03end\x00\xff\x2f\x00")
+    rolls = [read(data) for read in READERS]
+    assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])
+
+
+@pytest.mark.parametrize("far_note", [b"\x99\x24", b"\x90\x0a"], ids=["drum", "below_the_keyboard"])
+def test_a_long_note_outside_the_roll_does_not_make_the_roll_too_long_for_either_reader(far_note):
+    # a drum or a MIDI-10 note held 120,000 steps: not in the roll, but the reference counted it against MAX_STEPS
+    off = bytes([far_note[0] - 0x10, far_note[1], 0])
+    body = b"\x00\x90\x3c\x64\x60\x80\x3c\x00\x00" + far_note + b"\x64" + vlq(30_000 * 96) + off + b"\x00\xff\x2f\x00"
+    rolls = [read(smf(body, division=96), None) for read in READERS]
+    assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])

@@ -149,3 +149,37 @@ def test_a_meter_that_cannot_be_written_is_refused_by_name(bad):
         bad = [TimeSignature(3, 4, -1 if bad == "negative step" else 1.5)]
     with pytest.raises(ValueError, match="time_signature"):
         write_time_signatures(pianoroll_to_midi(np.ones((88, 4), bool)), bad)
+
+
+def test_a_time_signature_far_past_the_last_note_adds_no_bars(tmp_path):
+    # 3/4, a half note, then 4/4 at step 3,333: its bars were drawn up to there (at 1 tick per quarter and
+    # tick 9,999,990, 2.5 million of them: a 30-byte file hung)
+    pm = make_midi([(3, 4, 0), (4, 4, 3333)], 8)
+    path = reread(pm, tmp_path)
+    assert bar_lines(path) == [0] and meter(path).beats == [0, 4]
+    grid = meter_grid([TimeSignature(3, 4, 0), TimeSignature(4, 4, 10**9)], 30)
+    assert grid.downbeats == [0, 12, 24] and grid.end == 30
+
+
+def test_grids_are_bounded_by_the_end_and_the_longest_roll():
+    longer_than_the_piece = meter_grid("4/4", 32, pickup_steps=100_000)  # its beats were counted from step 99,996
+    assert longer_than_the_piece.beats == list(range(0, 32, 4)) and longer_than_the_piece.downbeats == []
+    with pytest.raises(ValueError, match="MAX_STEPS"):
+        meter_grid("4/4", 10**12)
+
+
+def test_a_time_signature_the_kit_cannot_bar_is_an_error_naming_the_file(tmp_path):
+    pm = make_midi([(4, 4, 0)], 16)
+    path = tmp_path / "odd_meter.mid"
+    pm.write(str(path))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"\xff\x58\x04\x04\x02", b"\xff\x58\x04\x04\x07"))  # 4/4 -> 4/128
+    for read in (bar_lines, time_signatures, meter):
+        with pytest.raises(ValueError, match=r"odd_meter\.mid: time signature 4/128 at step 0"):
+            read(path)
+
+
+def test_a_meter_past_the_last_tick_pretty_midi_writes_is_refused_by_name():
+    pm = pianoroll_to_midi(np.ones((88, 4), bool))
+    with pytest.raises(ValueError, match="step 100,000 .*MAX_TICK"):
+        write_time_signatures(pm, [TimeSignature(4, 4, 0), TimeSignature(3, 4, 100_000)])

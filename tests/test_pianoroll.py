@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from midi_corpus import smf
 
+from musicvae_course.core.midi_fast import read_pianoroll
 from musicvae_course.core.pianoroll import (
     LOWEST_PITCH,
     N_PITCHES,
@@ -125,8 +127,11 @@ def test_overlap_in_a_file_ends_at_the_first_note_off(tmp_path):
 def test_unreadable_file_names_the_file(tmp_path):
     bad = tmp_path / "not_midi.mid"
     bad.write_text("hello")
-    with pytest.raises(ValueError, match=r"not_midi\.mid: not a readable MIDI file"):
+    with pytest.raises(ValueError, match=r"not_midi\.mid: not a readable MIDI file \(not a MIDI file"):
         midi_to_pianoroll(bad)
+    (tmp_path / "empty.mid").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.mid: not a readable MIDI file \(empty file \(0 bytes\)\)"):
+        midi_to_pianoroll(tmp_path / "empty.mid")
     with pytest.raises(FileNotFoundError, match="nowhere.mid"):
         midi_to_pianoroll(tmp_path / "nowhere.mid")
 
@@ -183,3 +188,12 @@ def test_segments_windows_stride_padding_and_min_notes():
 
 def test_pitch_names():
     assert [pitch_name(p) for p in (21, 60, 61, 108)] == ["A0", "C4", "C#4", "C8"]
+
+
+def test_a_meta_event_mido_does_not_know_keeps_its_time_in_the_reference(tmp_path):
+    # mido builds unknown meta events (0x08 program name) with time 0: the note after it moved a quarter earlier
+    path = tmp_path / "program_name.mid"
+    path.write_bytes(smf(b"\x83\x60\xff\x08\x05Piano" + b"\x00\x90\x3c\x64\x83\x60\x80\x3c\x00\x00\xff\x2f\x00"))
+    expected = expected_roll([(60, 1, 1)], 8)
+    np.testing.assert_array_equal(midi_to_pianoroll(path), expected)
+    np.testing.assert_array_equal(read_pianoroll(str(path)), expected)

@@ -25,7 +25,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import NamedTuple
 
+from .midi_events import MAX_TICK
+from .midi_limits import MAX_STEPS, LimitError
 from .pianoroll import STEPS_PER_BEAT, load_pretty_midi
+from .safe_files import display_name
 
 STEPS_PER_WHOLE = 4 * STEPS_PER_BEAT  #: steps in a whole note (16)
 
@@ -102,13 +105,28 @@ def time_signatures(midi) -> list[TimeSignature]:
     Returns:
         :class:`TimeSignature` list sorted by step; the first starts at step 0 (a file whose first event comes
         later is 4/4 until then).
+
+    Raises:
+        ValueError: naming the file (when given a path), for an event :func:`parse_time_signature` refuses
+            (e.g. 4/128).
     """
     pm = load_pretty_midi(midi)
+    return _time_signatures(pm, None if midi is pm else midi)
+
+
+def _time_signatures(pm, path) -> list[TimeSignature]:
     by_step: dict[int, TimeSignature] = {}
     for event in pm.time_signature_changes:
         # ticks, not seconds: the grid follows the beat whatever the tempo
         step = round(pm.time_to_tick(event.time) * STEPS_PER_BEAT / pm.resolution)
-        by_step[step] = parse_time_signature((event.numerator, event.denominator))._replace(step=step)
+        try:
+            by_step[step] = parse_time_signature((event.numerator, event.denominator))._replace(step=step)
+        except ValueError:
+            where = "" if path is None else f"{display_name(str(path))}: "
+            raise ValueError(
+                f"{where}time signature {event.numerator}/{event.denominator} at step {step} cannot be barred: "
+                "the kit needs numerator >= 1 and denominator 1, 2, 4, ..., 64"
+            ) from None
     if 0 not in by_step:
         by_step[0] = TimeSignature(4, 4, 0)
     return [by_step[step] for step in sorted(by_step)]
@@ -128,7 +146,7 @@ def write_time_signatures(pm, time_signatures):
 
     Raises:
         ValueError: naming the value, for a signature :func:`parse_time_signature` refuses or a step that is
-            not an int >= 0.
+            not an int >= 0 or lies past ``MAX_TICK`` of ``pm`` (pretty_midi's limit).
 
     ``python -m musicvae_course reconstruct`` writes its MIDI files with the source's meter this way;
     ``notebooks/01_loading_the_pretrained_vae.ipynb`` teaches reading a file's meter (:func:`bar_lines`).
@@ -144,6 +162,8 @@ def write_time_signatures(pm, time_signatures):
     for event in events:
         if isinstance(event.step, bool) or not isinstance(event.step, int) or event.step < 0:
             raise ValueError(f"time_signatures: a step must be an int >= 0, got {event!r}")
+        if event.step * pm.resolution / STEPS_PER_BEAT >= MAX_TICK:  # pretty_midi would raise an IndexError
+            raise ValueError(f"time_signatures: step {event.step:,} is past this file's last tick (MAX_TICK)")
     import pretty_midi
 
     pm.time_signature_changes = [
@@ -173,22 +193,30 @@ def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
 
     Returns:
         :class:`Meter`. Steps are rounded to whole 16ths where a bar is not a whole number of them (5/32).
+
+    Raises:
+        ValueError: ``pickup_steps`` < 0; ``LimitError`` for ``end`` over ``MAX_STEPS`` (the longest roll).
     """
     if isinstance(signatures, (str, tuple)) or not isinstance(signatures, list):
         signatures = [parse_time_signature(signatures)]
     signatures = sorted((parse_time_signature(s) for s in signatures), key=lambda s: s.step)
     if pickup_steps < 0:
         raise ValueError(f"pickup_steps must be >= 0, got {pickup_steps}")
+    if end > MAX_STEPS:
+        raise LimitError(f"end {end:,} is more steps than the longest roll (MAX_STEPS, {MAX_STEPS:,})")
     downbeats: list[int] = []
     beats: list[int] = []
     for index, signature in enumerate(signatures):
-        stop = signatures[index + 1].step if index + 1 < len(signatures) else int(end)
+        # a signature's bars stop at the next one or at the end: a file may place events far past its last note
+        stop = min(signatures[index + 1].step, int(end)) if index + 1 < len(signatures) else int(end)
         bar, beat = bar_steps(signature), beat_steps(signature)
         start = Fraction(signature.step)
         if index == 0 and pickup_steps:
-            # the pickup's beats count back from the first full bar
+            # the pickup's beats count back from the first full bar, from the last one before the end
             first = start + pickup_steps
             position = first - beat
+            if position >= end:
+                position -= ((position - end) // beat + 1) * beat
             while position >= start:
                 beats.append(round(position))
                 position -= beat
@@ -210,7 +238,8 @@ def meter(midi, pickup_steps: int = 0) -> Meter:
     ``pickup_steps`` as in :func:`meter_grid`. Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
     pm = load_pretty_midi(midi)
-    return meter_grid(time_signatures(pm), _end_step(pm), pickup_steps)
+    end = min(_end_step(pm), MAX_STEPS)  # a drum part may run on past the longest roll: no roll shows those bars
+    return meter_grid(_time_signatures(pm, None if midi is pm else midi), end, pickup_steps)
 
 
 def bar_lines(midi, pickup_steps: int = 0) -> list[int]:

@@ -13,7 +13,8 @@ module walks the events itself, in one tight loop over the bytes, and applies th
 * notes never closed are dropped; a note-off with no open note is ignored; channel 10 (index 9) is drums;
 * the byte grammar is mido's: running status (kept across sysex, not across meta events), sysex and meta
   lengths as variable-length integers, data bytes must be < 128, exactly the number of tracks the header
-  declares.
+  declares. Every event's delta time counts, that of a meta event mido does not know too (mido drops it; the
+  reference is mended to keep it, see ``unknown_meta_events_keep_their_time``).
 
 It is over 10x faster than mido + pretty_midi on real multi-voice files (``benchmarks/bench_loader.py``)
 because it builds no message objects and no tempo map; it needs none, since the roll is built on ticks (see
@@ -23,11 +24,12 @@ Taught, as a black box, in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from .midi_limits import MAX_NOTES
+from .midi_limits import MAX_EVENTS, MAX_NOTES, LimitError
 
 MAX_TICK = 10_000_000  #: pretty_midi's limit above which a file is "likely corrupt"
 DRUM_CHANNEL = 9
@@ -37,6 +39,15 @@ _SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB
 
 class MidiFormatError(ValueError):
     """Bytes that are not a readable Standard MIDI File; the message says where and why."""
+
+
+class MidiLimitError(MidiFormatError, LimitError):
+    """A file over a limit: a tick past ``MAX_TICK``, a length past the file's end, too many notes or events.
+
+    The reference refuses these files too, or would need unbounded time or memory to: mido reads a
+    variable-length number of a million bytes in quadratic time and keeps every event as an object (about 300
+    bytes each, gigabytes for a 32 MB file). So ``pianoroll`` refuses them before pretty_midi sees them.
+    """
 
 
 @dataclass
@@ -57,12 +68,13 @@ class NoteTable:
     tempos: list
 
 
-def parse_notes(data: bytes, max_notes: int = MAX_NOTES) -> NoteTable:
-    """Parse ``data`` (a whole ``.mid`` file) into a ``NoteTable``.
+def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None = None) -> NoteTable:
+    """Parse ``data`` (a whole ``.mid`` file) into a ``NoteTable``; ``max_events`` defaults to ``MAX_EVENTS``.
 
     Raises:
-        MidiFormatError: not MIDI, truncated, corrupt, SMPTE or zero time division, largest tick over
-            ``MAX_TICK`` (as the reference), or more than ``max_notes`` notes (a ``LimitError`` text).
+        MidiFormatError: not MIDI, truncated, corrupt, SMPTE or zero time division.
+        MidiLimitError: a tick over ``MAX_TICK`` (as the reference), an event longer than the file, more than
+            ``max_notes`` notes or ``max_events`` events.
     """
     if len(data) < 14 or data[:4] != b"MThd":
         raise MidiFormatError("not a MIDI file (no MThd header)")
@@ -75,10 +87,11 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES) -> NoteTable:
         raise MidiFormatError("SMPTE time division (frames per second) is not supported: no beat grid")
     if division == 0:
         raise MidiFormatError("corrupt MIDI header: 0 ticks per quarter note")
+    max_events = MAX_EVENTS if max_events is None else max_events  # read here, so that it can be lowered
     pos = 8 + header_size
     notes: list = []
     tempos: list = []
-    max_tick = 0
+    max_tick = n_events = 0
     for track in range(n_tracks):
         if pos + 8 > len(data):
             raise MidiFormatError(f"truncated MIDI: header declares {n_tracks} tracks, found {track}")
@@ -89,13 +102,16 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES) -> NoteTable:
         if begin + size > len(data):
             raise MidiFormatError(f"truncated MIDI: track {track} declares {size} bytes, {len(data) - begin} left")
         try:
-            last = _parse_track(data, begin, begin + size, track, notes, tempos, max_notes)
+            last, events = _parse_track(data, begin, begin + size, track, notes, tempos, max_notes)
         except IndexError:
             raise MidiFormatError(f"corrupt or truncated MIDI: track {track} runs past its end") from None
         max_tick = max(max_tick, last)
+        n_events += events
+        if n_events > max_events:  # mido would keep each as an object: refused before the reference reads it
+            raise MidiLimitError(f"more than {max_events:,} events (limit MAX_EVENTS)")
         pos = begin + size
     if max_tick + 1 > MAX_TICK:
-        raise MidiFormatError(f"largest tick {max_tick} > {MAX_TICK:,}: likely corrupt")
+        raise MidiLimitError(f"largest tick {max_tick} > {MAX_TICK:,}: likely corrupt")
     packed = np.asarray(notes, dtype=np.int64)
     return NoteTable(
         ticks_per_quarter=division,
@@ -108,8 +124,8 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES) -> NoteTable:
     )
 
 
-def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
-    """Walk one track's events, appending closed notes to ``notes``; returns the track's last tick.
+def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> tuple[int, int]:
+    """Walk one track's events, appending closed notes to ``notes``; returns the track's last tick and events.
 
     One loop, no objects per event: this is the module's hot path, ordered for the usual event (a one-byte
     delta, then a note-on or note-off, often in running status). A note is one int,
@@ -123,7 +139,9 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
     get, pop = open_notes.get, open_notes.pop
     add = notes.append
     limit = max_notes - len(notes)
+    events = 0
     while pos < stop:
+        events += 1
         byte = data[pos]
         if byte < 0x80:
             tick += byte
@@ -135,6 +153,8 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
                 byte = data[pos]
                 pos += 1
                 delta = (delta << 7) | (byte & 0x7F)
+                if delta >= MAX_TICK:  # stop now: a run of 0xFF bytes would grow it in quadratic time
+                    raise MidiLimitError(f"track {track}: a time step of more than {MAX_TICK:,} ticks: likely corrupt")
             tick += delta
         byte = data[pos]
         if byte < 0x80:  # running status: this byte is the first data byte
@@ -185,7 +205,7 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
                 limit -= len(closed) - 1
             limit -= 1
             if limit < 0:
-                raise MidiFormatError(f"more than {max_notes:,} notes (limit MAX_NOTES)")
+                raise MidiLimitError(f"more than {max_notes:,} notes (limit MAX_NOTES)")
         elif kind < 0xF0:
             first = data[pos]
             pos += 1
@@ -214,10 +234,10 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> int:
         else:
             raise MidiFormatError(f"corrupt MIDI: track {track}: undefined status byte 0x{kind:02x}")
     if tick >= MAX_TICK:  # ticks only grow: checking the last one bounds every packed note
-        raise MidiFormatError(f"largest tick {tick} > {MAX_TICK:,}: likely corrupt")
+        raise MidiLimitError(f"largest tick {tick} > {MAX_TICK:,}: likely corrupt")
     if pos != stop:
         raise MidiFormatError(f"corrupt or truncated MIDI: track {track}: last event runs past the track's end")
-    return tick
+    return tick, events
 
 
 def _variable_int(data, pos) -> tuple[int, int]:
@@ -228,6 +248,10 @@ def _variable_int(data, pos) -> tuple[int, int]:
         value = (value << 7) | (byte & 0x7F)
         if byte < 0x80:
             return value, pos
+        if value > len(data):  # stop now: a run of 0xFF bytes would grow it in quadratic time
+            raise MidiLimitError(
+                f"corrupt MIDI: an event declares a length of more than the whole file ({len(data):,} bytes)"
+            )
 
 
 def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
@@ -243,3 +267,28 @@ def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
         seconds += (at - last_tick) * mspq / 1e6 / ticks_per_quarter
         last_tick, mspq = at, value
     return seconds + (tick - last_tick) * mspq / 1e6 / ticks_per_quarter
+
+
+@contextlib.contextmanager
+def unknown_meta_events_keep_their_time():
+    """Within this block mido keeps the delta time of meta events it does not know (e.g. 0x08, program name).
+
+    mido (1.3.3) builds them with time 0, so every later event of their track moves earlier by that delta: a
+    silently wrong roll, where the SMF spec, other readers and this module keep it. Used by the reference
+    (``pianoroll.pretty_midi_from_bytes``); a mido parse in another thread meanwhile gets the same mend, which
+    only ever restores a delta a message had lost.
+    """
+    from mido.midifiles import midifiles
+
+    build = midifiles.build_meta_message
+
+    def build_keeping_time(meta_type, data, delta=0):
+        message = build(meta_type, data, delta)
+        message.time = delta
+        return message
+
+    midifiles.build_meta_message = build_keeping_time
+    try:
+        yield
+    finally:
+        midifiles.build_meta_message = build

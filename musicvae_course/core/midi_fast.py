@@ -12,8 +12,8 @@ never closed, so where one pitch overlaps itself its notes differ from the refer
 be undone afterwards (see ``midi_events``). Why not symusic's own ``resample``/``pianoroll``: they round onset
 and duration separately and disagree with the reference at tuplets.
 
-Work is bounded before any roll is allocated: file size (``MAX_MIDI_BYTES``), notes (``MAX_NOTES``), steps
-(``MAX_STEPS``, from the note table), all in :mod:`musicvae_course.core.midi_limits`.
+Work is bounded before any roll is allocated: file size (``MAX_MIDI_BYTES``), notes (``MAX_NOTES``), events
+(``MAX_EVENTS``), steps (``MAX_STEPS``, from the note table), all in :mod:`musicvae_course.core.midi_limits`.
 Files mido refuses but this parser reads (rare byte-level damage, e.g. a malformed meta event) are read here;
 the reference raises on them.
 """
@@ -98,8 +98,10 @@ def read_pianoroll_reference(midi, max_seconds: float | None = MAX_SECONDS, max_
         raise MidiSkip("no notes")
     if all(instrument.is_drum for instrument in instruments):
         raise MidiSkip("drums only (channel 10)")
-    if max_seconds is not None and pm.get_end_time() > max_seconds:
-        raise MidiSkip(f"too long: {pm.get_end_time() / 60:.0f} min (limit {max_seconds / 60:.0f} min)")
+    # the last note's end, as read_pianoroll: pm.get_end_time() also counts markers, lyrics and tempo events
+    end = max(note.end for instrument in instruments for note in instrument.notes)
+    if max_seconds is not None and end > max_seconds:
+        raise MidiSkip(f"too long: {end / 60:.0f} min (limit {max_seconds / 60:.0f} min)")
     try:
         return midi_to_pianoroll(pm, max_steps=max_steps)
     except ValueError as err:

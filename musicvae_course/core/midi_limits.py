@@ -11,6 +11,7 @@ from __future__ import annotations
 
 MAX_MIDI_BYTES = 32 * 1024 * 1024  #: larger MIDI files are refused (LMD's largest is about 3 MB)
 MAX_NOTES = 1_000_000  #: notes per MIDI file
+MAX_EVENTS = 2_000_000  #: events per MIDI file (the reference's mido keeps each as a ~300-byte object: 600 MB)
 MAX_STEPS = 100_000  #: sixteenth steps per file (25,000 quarter notes, 3.5 hours at 120 BPM; an 88 x T roll of 8.8 MB)
 MAX_SEGMENTS_PER_FILE = 1 + MAX_STEPS // 16  #: 2-bar windows one file may give (follows from MAX_STEPS)
 READ_TIMEOUT_S = 60.0  #: seconds one file may take to read and roll (a FIFO or a pathological file)

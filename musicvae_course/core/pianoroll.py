@@ -39,8 +39,9 @@ from typing import Union
 
 import numpy as np
 
-from .midi_limits import MAX_STEPS, LimitError
-from .safe_files import display_name, time_limit
+from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, parse_notes, unknown_meta_events_keep_their_time
+from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
+from .safe_files import FileSkip, display_name, read_regular_file, time_limit
 
 LOWEST_PITCH = 21  #: MIDI pitch of row 0 (A0)
 N_PITCHES = 88  #: rows of a roll; highest pitch is 108 (C8)
@@ -117,9 +118,6 @@ def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
     """
     import pretty_midi
 
-    from .midi_limits import MAX_MIDI_BYTES
-    from .safe_files import FileSkip, read_regular_file
-
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
     path = Path(midi)
@@ -137,20 +135,23 @@ REFERENCE_BOUNDS_CHECK = (
 
 
 def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
-    """Refuse, before pretty_midi sees it, a file whose last note ends after ``max_steps`` steps.
+    """Refuse, before pretty_midi sees it, a file whose roll would be longer than ``max_steps`` steps, or that is
+    over a limit of the event parser (``MidiLimitError``: ticks, lengths, notes, events).
 
     pretty_midi allocates tables as long as the file's last tick (hundreds of MB for a 44-byte file at 1 tick per
-    quarter). The kit's event parser (``midi_events``, the same note table, tested equal) finds the last note's end
-    first. Files it cannot parse are left to pretty_midi's own verdict.
+    quarter), and mido an object per event. The kit's event parser (``midi_events``, the same note table, tested
+    equal) finds the last note's end first. Files it cannot parse otherwise are left to pretty_midi's own verdict.
     """
-    from .midi_events import MidiFormatError, parse_notes
-
     try:
         table = parse_notes(data)
-    except MidiFormatError:
+    except MidiFormatError as err:
+        if isinstance(err, MidiLimitError):
+            raise
         return
-    if len(table.end):
-        steps = int(np.rint(int(table.end.max()) * STEPS_PER_BEAT / division))
+    # the notes the roll is made of, as the fast reader takes them: a drum or a note off the keyboard adds no step
+    rolled = (table.channel != DRUM_CHANNEL) & (table.pitch >= LOWEST_PITCH) & (table.pitch <= HIGHEST_PITCH)
+    if rolled.any():
+        steps = int(ticks_to_steps(table.start[rolled], table.end[rolled], division)[1].max())
         if steps > max_steps:
             raise LimitError(
                 f"the roll would be {steps:,} steps long, more than the limit of {max_steps:,} "
@@ -168,13 +169,15 @@ def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
 
     import pretty_midi
 
-    division = int.from_bytes(data[12:14], "big") if len(data) >= 14 and data[:4] == b"MThd" else 1
+    if data[:4] != b"MThd":  # said plainly: mido's words for these are "EOFError" and "MThd not found"
+        raise ValueError("empty file (0 bytes)" if not data else f"not a MIDI file (starts with {data[:8]!r})")
+    division = int.from_bytes(data[12:14], "big") if len(data) >= 14 else 1
     if division == 0 or division & 0x8000:
         raise ValueError(f"corrupt MIDI header: time division 0x{division:04x} is not ticks per quarter note")
     if REFERENCE_BOUNDS_CHECK:
         _check_bounds(data, division, max_steps)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), unknown_meta_events_keep_their_time():
             # "tempo events on non-zero tracks": harmless on a tick grid.
             warnings.simplefilter("ignore", RuntimeWarning)
             return pretty_midi.PrettyMIDI(io.BytesIO(data))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.meter import Meter, meter_grid, parse_time_signature
+from ..core.meter import Meter, bar_steps, meter_grid, parse_time_signature
 from ..core.pianoroll import (
     HIGHEST_PITCH,
     LOWEST_PITCH,
@@ -120,7 +120,8 @@ def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0
         downbeats = sorted(int(b) for b in bar_lines)
         beats = []
         if time_signature is not None:  # beats inside each given bar
-            step = meter_grid(parse_time_signature(time_signature), 10**6).beats[1]
+            signature = parse_time_signature(time_signature)
+            step = meter_grid(signature, int(2 * bar_steps(signature)) + 64).beats[1]  # two bars hold a second beat
             ends = [*downbeats[1:], start + n_steps]
             beats = [b for d, e in zip(downbeats, ends) for b in range(d, e, step)]
     bars = sorted({d - start for d in downbeats if 0 < d - start < n_steps})
