@@ -14,10 +14,12 @@ import os
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from musicvae_course.fileio import sha256_of
-from musicvae_course.grading import autograde
+from musicvae_course.grading import autograde, student_version
 from musicvae_course.grading.kernel import Limits, bwrap_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
@@ -124,3 +126,82 @@ def test_returned_subclasses_are_refused_with_a_note_naming_their_type(attacked)
     feedback = (root / "grades" / "feedback" / "attack_rigged_eq" / "melody.md").read_text()
     assert "count_onsets gave a <class '__main__.Yes'>; expected plain data" in feedback
     assert "transpose gave a <class '__main__.AlwaysEqual'>; expected plain data" in feedback
+
+
+# ------------------------------------------------ shortcuts taken another way; given helpers edited (one kernel)
+
+
+def _graded(cell, grade_id, **flags):
+    cell.metadata["nbgrader"] = {
+        "grade": False,
+        "grade_id": grade_id,
+        "locked": False,
+        "points": 0,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+        **flags,
+    }
+    return cell
+
+
+def _sorting_source() -> nbformat.NotebookNode:
+    """q1-q5 each ask for a sort without the "kit's" kit_sort; q4's tests read a given helper of its cell."""
+    cells = [_graded(new_code_cell("def kit_sort(xs):\n    return sorted(xs)"), "setup", locked=True)]
+    for n in range(1, 6):
+        answer = f"def sort_{n}(xs):\n    ### BEGIN SOLUTION\n    return sorted(xs)\n    ### END SOLUTION"
+        tests = f"assert sort_{n}([3, 1, 2]) == [1, 2, 3], 'sorts'"
+        if n == 4:
+            answer += "\n\n\ndef check_4(xs):\n    '''Given, do not change.'''\n    return sort_4(list(xs))"
+            tests = "assert check_4((2, 1)) == [1, 2], 'sorts a tuple'"
+        cells.append(_graded(new_code_cell(answer), f"q{n}_solution", solution=True))
+        test = _graded(new_code_cell(tests), f"q{n}", grade=True, locked=True, points=1)
+        test.metadata["grading"] = {"forbidden": ["kit_sort"]}
+        cells.append(test)
+    return new_notebook(cells=cells)
+
+
+def _answered(nb, answers: dict, added: dict) -> nbformat.NotebookNode:
+    """The student version with ``answers`` in solution cells and ``added`` cells before the given grade ids."""
+    nb = student_version(nb)
+    for cell in list(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+        if grade_id in added:
+            nb.cells.insert(nb.cells.index(cell), new_code_cell(added[grade_id]))
+    return nb
+
+
+def test_forbidden_functions_reached_another_way_and_edited_given_helpers_earn_nothing(tmp_path):
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    source = _sorting_source()
+    (tmp_path / "source").mkdir()
+    nbformat.write(source, tmp_path / "source" / "sorting.ipynb")
+    submission = _answered(
+        source,
+        {
+            "q1_solution": "def sort_1(xs):\n    return helper(xs)",  # an alias made in another cell
+            "q2_solution": "import importlib\n\n\ndef sort_2(xs):\n"
+            "    return getattr(importlib.import_module('__main__'), 'kit_' + 'sort')(xs)",
+            "q3_solution": "def sort_3(xs):\n    raise NotImplementedError()",
+            "q4_solution": "def sort_4(xs):\n    return xs  # wrong\n\n\ndef check_4(xs):\n    return [1, 2]",
+            "q5_solution": "def sort_5(xs):\n    return [x for x, _ in sorted((x, i) for i, x in enumerate(xs))]",
+        },
+        {
+            "q1_solution": "helper = kit_sort",
+            "q3": "sort_3 = lambda xs: kit_sort(xs)",  # rebinds q3's answer after its cell
+            "q5_solution": "expected = kit_sort([3, 1])  # honest: compares with the kit, not used by sort_5",
+        },
+    )
+    (tmp_path / "subs" / "student").mkdir(parents=True)
+    nbformat.write(submission, tmp_path / "subs" / "student" / "sorting.ipynb")
+    grades = autograde.autograde(
+        tmp_path / "subs", tmp_path / "source", tmp_path / "grades", cell_timeout=20, jobs=1, sandbox="bwrap"
+    )
+    by_question = {q.question_id: q for q in grades[0].questions}
+    assert {q: r.points for q, r in by_question.items()} == {"q1": 0, "q2": 0, "q3": 0, "q4": 0, "q5": 1}
+    assert "uses kit_sort from the kit" in by_question["q1"].detail
+    assert "importlib, getattr with a computed name, which can hide" in by_question["q2"].detail
+    assert "asks you to write this yourself" in by_question["q3"].detail
+    assert by_question["q4"].detail == "case main (the tests before the first CASE line): sorts a tuple"

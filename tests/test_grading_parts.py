@@ -4,6 +4,8 @@ the similarity report, GradingSession and the kit-hash stop (issue 10, issue 12 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import nbformat
@@ -115,6 +117,37 @@ def test_the_shortcut_check_finds_kit_imports_and_forbidden_names():
     assert shortcut_uses(["getattr(kit, 'latent_point')"], forbidden) == ["latent_point"]
 
 
+@pytest.mark.parametrize(
+    "honest",
+    [
+        'def freeze(model):\n    for part in ("encoder", "fc_mu"):\n        getattr(model, part).requires_grad_(False)',
+        "import operator\ndef notes(found):\n    return sorted(found, key=operator.itemgetter(1, 0))",
+        'if __name__ == "__main__":\n    print(type(x).__class__.__name__, len(x))',
+        "import re\nPATTERN = re.compile(r'q\\d')",
+    ],
+)
+def test_the_shortcut_check_leaves_honest_lookups_alone(honest):
+    # a loop over named parts, a sort key, a script guard: none can reach a kit function by a hidden name
+    assert shortcut_uses([honest], ["latent_point"]) == []
+
+
+@pytest.mark.parametrize(
+    "attack, found",
+    [
+        ('getattr(model, "latent_" + "point")', "getattr with a computed name"),
+        ('for name in ("a", hidden):\n    getattr(model, name)', "getattr with a computed name"),
+        ('from operator import attrgetter\nf = attrgetter("latent_" + "point")', "attrgetter with a computed name"),
+        ('import operator\nf = operator.attrgetter("encode.__globals__")', "__globals__"),
+        ('import operator\nf = operator.attrgetter("core.latent.latent_point")', "latent_point"),
+        ('kit = __import__("musicvae_" + "course")', "__import__"),
+        ("import importlib\nm = importlib.import_module(name)", "importlib"),
+        ("import sys\nm = sys.modules[name]", "modules"),
+    ],
+)
+def test_the_shortcut_check_finds_kit_functions_reached_by_a_computed_name(attack, found):
+    assert any(use.startswith(found) for use in shortcut_uses([attack], ["latent_point"]))
+
+
 # -------------------------------------------------------------------------------------------- check() guards
 
 
@@ -217,3 +250,23 @@ def test_the_grader_stops_when_the_kits_files_change_and_records_isolation_none(
     records = sorted((tmp_path / "out" / "records").glob("*/*.json"))
     assert len(records) == 1  # ada graded and kept; bob never started
     assert json.loads(records[0].read_text())["isolation"] == "none"
+
+
+def test_a_grading_worker_refuses_a_huge_allocation_instead_of_being_killed():
+    # what a hostile (N, 1) answer compared with a roll makes grader-side code allocate: MemoryError in that test,
+    # not the OOM killer ending the worker and the submissions graded beside it
+    with ProcessPoolExecutor(
+        1, mp_context=get_context("spawn"), initializer=autograde.limit_worker_memory, initargs=(512 * 1024**2,)
+    ) as pool:
+        with pytest.raises(MemoryError):
+            pool.submit(eval, "len(bytearray(2 * 1024**3))").result()
+        assert pool.submit(eval, "len(bytearray(64 * 1024**2))").result() == 64 * 1024**2  # room for honest work
+
+
+def test_a_scratch_cell_that_imports_numpy_again_and_calls_the_kit_is_not_the_answer():
+    answer = "def f1(a, b):\n    return float(np.mean(a == b))"
+    scratch = "import numpy as np\nprint(f1(a, b), latent_point(a, b))  # comparing with the kit is fine"
+    assert shortcut_uses([answer], ["latent_point"], ["f1"], [scratch]) == []
+    # ...but a cell that binds a name the answer uses to kit code is part of it
+    alias = "import numpy as np\nfrom musicvae_course.core import latent as np"
+    assert shortcut_uses([answer], ["latent_point"], ["f1"], [alias]) == ["musicvae_course.core"]

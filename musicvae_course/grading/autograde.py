@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -329,10 +330,30 @@ def _record_error(out_dir: Path, job: dict, sources: dict, why: str) -> None:
     write_record(out_dir, _plain_record(job["student"], Path(job["path"]).name, "error", why, source))
 
 
+def limit_worker_memory(memory_bytes: int) -> None:
+    """Worker initializer: cap the grading process's heap (``RLIMIT_DATA``, bytes) at a kernel's memory limit.
+
+    Grader-side tests compute on values a submission chose (an ``(N, 1)`` answer compared with an ``(88, 32)``
+    roll broadcasts to ``N x 2,816`` cells), so a hostile answer could make the grader itself allocate gigabytes:
+    capped, that test fails with MemoryError instead of the OOM killer ending the worker and the submissions
+    graded beside it.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        memory_bytes = min(memory_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, hard))
+
+
 def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
     pending, retried = list(todo), set()
+    memory = max(job["limits"]["memory_bytes"] for job in todo) if todo else Limits().memory_bytes
     while pending:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(pending)),
+            mp_context=get_context("spawn"),
+            initializer=limit_worker_memory,
+            initargs=(memory,),
+        ) as pool:
             running = {}
             broken = False
             while (pending or running) and not broken:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import symtable
 from dataclasses import dataclass, field
 
 from .markers import GradedStatement, split_tests
@@ -77,23 +78,166 @@ def case_points(points: float, cases: list[Case], passed: list[bool]) -> list[fl
     return [points * c.weight / total if ok else 0.0 for c, ok in zip(cases, passed)]
 
 
-def shortcut_uses(solution_sources: list[str], forbidden) -> list[str]:
-    """What the solution cells use that the question forbids: kit imports and forbidden names, one entry each.
+# Ways to reach a kit function without naming it: the answer's code may not use them when the question forbids
+# functions (honest answers to these exercises need none of them).
+DYNAMIC_NAMES = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals", "get_ipython", "__builtins__"}
+DYNAMIC_MODULES = {"importlib", "inspect", "pickle", "marshal", "runpy", "pkgutil", "gc", "ctypes"}
+# getattr(obj, name) and operator.attrgetter(name) fetch by a computed name; hasattr and delattr fetch nothing
+ATTRIBUTE_CALLS = {"getattr", "setattr", "attrgetter", "methodcaller"}
+# Dunders honest answers use (a class of their own, `if __name__ == "__main__"`); the rest (__globals__, __dict__,
+# __subclasses__, __wrapped__, ...) lead from an object to others by name
+HARMLESS_DUNDERS = {"__name__", "__qualname__", "__doc__", "__init__", "__version__", "__main__", "__file__"}
+HARMLESS_DUNDERS |= {"__class__", "__call__", "__len__", "__iter__", "__next__", "__repr__", "__str__", "__eq__"}
+HARMLESS_DUNDERS |= {"__lt__", "__hash__", "__enter__", "__exit__", "__post_init__", "__slots__", "__all__"}
+DUNDER = re.compile(r"^__\w+__$")
+DYNAMIC_NOTE = " (a dynamic lookup)"
+# ...of which these can also bind names: a cell using them may define any answer, so every question checks it
+REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
+REBINDING |= {"__globals__", "setattr", "delattr", "modules"}
 
-    IPython magics are ignored (``%timeit`` lines); a cell that does not parse is skipped (it fails anyway).
+
+def cell_tree(source: str):
+    """``(ast tree or None when it does not parse, text)`` of a cell without IPython magics (``%``, ``!`` lines)."""
+    text = "\n".join(line for line in source.split("\n") if not line.lstrip().startswith(("%", "!")))
+    try:
+        return ast.parse(text), text
+    except SyntaxError:
+        return None, text
+
+
+def scope_names(text: str) -> tuple[set[str], set[str]]:
+    """(global names the cell reads, in any function too; names it binds at top level or declares global)."""
+    reads, binds = set(), set()
+    try:
+        stack = [symtable.symtable(text, "<cell>", "exec")]
+    except SyntaxError:  # parses but cannot compile (return outside a function): it cannot run either
+        return reads, binds
+    while stack:
+        table = stack.pop()
+        top = table.get_type() == "module"
+        for symbol in table.get_symbols():
+            if symbol.is_referenced() and (top or symbol.is_global()):
+                reads.add(symbol.get_name())
+            if (top and (symbol.is_assigned() or symbol.is_imported())) or (
+                symbol.is_declared_global() and symbol.is_assigned()
+            ):
+                binds.add(symbol.get_name())
+        stack += table.get_children()
+    return reads, binds
+
+
+def _dynamic_uses(tree) -> list[str]:
+    """Dynamic lookups and imports in a cell that can reach a kit function without naming it."""
+    found, loops = [], _loop_literals(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES | DYNAMIC_MODULES:
+            found.append(node.id + DYNAMIC_NOTE)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [m + DYNAMIC_NOTE for m in modules if m.split(".")[0] in DYNAMIC_MODULES]
+        elif isinstance(node, ast.Attribute) and (
+            node.attr == "modules" or (DUNDER.match(node.attr) and node.attr not in HARMLESS_DUNDERS)
+        ):
+            found.append(node.attr + DYNAMIC_NOTE)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            # each part of a dotted name, as operator.attrgetter("encode.__globals__") reads it
+            found += [p + DYNAMIC_NOTE for p in node.value.split(".") if DUNDER.match(p) and p not in HARMLESS_DUNDERS]
+        elif isinstance(node, ast.Call) and _called_name(node.func) in ATTRIBUTE_CALLS:
+            called = _called_name(node.func)
+            name = node.args[0 if called in ("attrgetter", "methodcaller") else 1] if node.args else None
+            if len(node.args) < 2 and called in ("getattr", "setattr"):
+                name = None
+            if not _literal_names(name, loops):
+                found.append(f"{called} with a computed name" + DYNAMIC_NOTE)
+    return found
+
+
+def _called_name(func) -> str:
+    """``getattr`` for ``getattr(...)``, ``attrgetter`` for ``operator.attrgetter(...)``; "" for other calls."""
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _loop_literals(tree) -> dict[str, set]:
+    """Loop variables that run over a literal tuple/list/set of strings (``for part in ("encoder", "fc_mu")``),
+    in ``for`` statements and comprehensions: name -> the strings (union, when a name loops more than once)."""
+    loops: dict[str, set] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.target, ast.Name):
+            items = node.iter.elts if isinstance(node.iter, (ast.Tuple, ast.List, ast.Set)) else None
+            if items and all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items):
+                loops.setdefault(node.target.id, set()).update(i.value for i in items)
+            else:
+                loops.setdefault(node.target.id, set()).add(None)  # also loops over something else: computed
+    return loops
+
+
+def _literal_names(name, loops: dict[str, set]) -> bool:
+    """Whether an attribute name is fixed in the code: a string literal, or a loop variable over string literals
+    (an honest ``getattr(model, part)`` over named parts; the forbidden-name check still reads those strings)."""
+    if isinstance(name, ast.Constant) and isinstance(name.value, str):
+        return True
+    return isinstance(name, ast.Name) and None not in loops.get(name.id, {None})
+
+
+class _LibraryImportsRemoved(ast.NodeTransformer):
+    """A cell's tree without its imports of other libraries: a scratch cell that imports numpy again brings no code
+    of the student's into the answer, so that binding alone does not pull the cell in (kit and dynamic imports,
+    and any other way the cell binds the same name, still do)."""
+
+    def visit_Import(self, node):
+        return node if any(_kit_or_dynamic(a.name) for a in node.names) else ast.Pass()
+
+    def visit_ImportFrom(self, node):
+        return node if node.level or _kit_or_dynamic(node.module or "") else ast.Pass()
+
+
+def _kit_or_dynamic(module: str) -> bool:
+    return module.split(".")[0] in DYNAMIC_MODULES | {KIT_PACKAGE}
+
+
+def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other_sources=()) -> list[str]:
+    """What the answer's code uses that the question forbids: kit imports, forbidden names, dynamic lookups.
+
+    The answer's code: the solution cells, and every other cell the student ran (``other_sources``: cells added,
+    demo cells, other questions' answers) that binds a name they read or define, or ``answer_names`` (what the
+    tests call), transitively, and every cell that can bind names dynamically (``globals()[...] = ...``). So an
+    alias made in another cell counts, and so does ``getattr(kit, "latent_" + "point")``. IPython magics are
+    ignored; a cell that does not parse is skipped (a solution cell that does not parse fails anyway).
     """
     forbidden = set(forbidden or ())
-    found = []
-    for source in solution_sources:
-        text = "\n".join(line for line in source.split("\n") if not line.lstrip().startswith(("%", "!")))
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
+    cells = []  # (tree, reads, binds, dynamic uses, whether they can bind names)
+    for source in list(solution_sources) + list(other_sources):
+        tree, text = cell_tree(source)
+        if tree is None:
+            cells.append(None)
             continue
+        reads = scope_names(text)[0]
+        binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(cell_tree(text)[0])))[1]
+        dynamic = _dynamic_uses(tree)
+        rebinds = any(use.split(" ")[0] in REBINDING for use in dynamic)
+        cells.append((tree, reads, binds, dynamic, rebinds))
+    scanned = set(range(len(solution_sources)))
+    names = set(answer_names)
+    grown = True
+    while grown:
+        grown = False
+        for index, cell in enumerate(cells):
+            if cell is None:
+                continue
+            if index not in scanned and (cell[2] & names or cell[4]):
+                scanned.add(index)
+            if index in scanned and not (cell[1] | cell[2]) <= names:
+                names |= cell[1] | cell[2]
+                grown = True
+    found = []
+    for index in sorted(scanned):
+        if cells[index] is None:
+            continue
+        tree, dynamic = cells[index][0], cells[index][3]
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-                found += [n for n in names if n.split(".")[0] == KIT_PACKAGE]
+                names_ = [a.name for a in node.names]
+                found += [n for n in names_ if n.split(".")[0] == KIT_PACKAGE]
                 found += [a.asname or a.name for a in node.names if (a.asname or a.name) in forbidden]
             elif isinstance(node, ast.ImportFrom):
                 if (node.module or "").split(".")[0] == KIT_PACKAGE:
@@ -103,15 +247,22 @@ def shortcut_uses(solution_sources: list[str], forbidden) -> list[str]:
                 found.append(node.id)
             elif isinstance(node, ast.Attribute) and node.attr in forbidden:
                 found.append(node.attr)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in forbidden:
-                found.append(node.value)  # getattr(module, "latent_point")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                # getattr(module, "latent_point"), operator.attrgetter("metrics.latent_point")
+                found += [part for part in node.value.split(".") if part in forbidden]
+        found += dynamic
     return list(dict.fromkeys(found))
 
 
 def shortcut_note(question_id: str, uses: list[str], forbidden) -> str:
     """The plain note for a shortcut: which kit function the question asks for and what the code used."""
     wanted = ", ".join(sorted(forbidden or ())) or "this"
+    kit = [use for use in uses if not use.endswith(DYNAMIC_NOTE)]
+    dynamic = [use[: -len(DYNAMIC_NOTE)] for use in uses if use.endswith(DYNAMIC_NOTE)]
+    used = [f"{', '.join(kit)} from the kit"] if kit else []
+    if dynamic:
+        used.append(f"{', '.join(dynamic)}, which can hide a call to the kit")
     return (
         f"{question_id} asks you to write this yourself without the kit's {wanted}; your code uses "
-        f"{', '.join(uses)} from the kit, so {question_id} scores 0"
+        f"{' and '.join(used)}, so {question_id} scores 0"
     )

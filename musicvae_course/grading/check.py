@@ -7,6 +7,7 @@ copy of the caller's namespace. It never promises a grade (otter-grader#138).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protect as _protect
-from .cases import grading_metadata, shortcut_note, shortcut_uses
+from .cases import cell_tree, grading_metadata, scope_names, shortcut_note, shortcut_uses
 from .markers import GradingSourceError, cell_role, nbgrader_metadata, solution_question, split_tests
 
 
@@ -154,13 +155,23 @@ class Checker:
         for cell in cells:
             if cell_role(cell) == "test" and nbgrader_metadata(cell).get("grade_id") == question_id:
                 forbidden = grading_metadata(cell).get("forbidden") or []
-                solutions = [
-                    _text(c)
-                    for c in cells
-                    if cell_role(c) == "solution"
+                mine = [
+                    cell_role(c) == "solution"
                     and solution_question(str(nbgrader_metadata(c).get("grade_id"))) == question_id
+                    for c in cells
                 ]
-                uses = shortcut_uses(solutions, forbidden) if forbidden else []
+                solutions = [_text(c) for c, own in zip(cells, mine) if own]
+                others = [
+                    _text(c)
+                    for c, own in zip(cells, mine)
+                    if not own and c.get("cell_type") == "code" and cell_role(c) in ("solution", "plain")
+                ]
+                tests = cell_tree(_text(cell))[0]  # the answers: names the tests read that solution cells define
+                answers = {n.id for n in ast.walk(tests) if isinstance(n, ast.Name)} if tests else set()
+                answers &= set().union(
+                    *[scope_names(cell_tree(_text(c))[1])[1] for c in cells if cell_role(c) == "solution"]
+                )
+                uses = shortcut_uses(solutions, forbidden, answers, others) if forbidden else []
                 result = self._guarded(question_id, _text(cell), namespace)
                 if uses:
                     result.notes.append(

@@ -157,6 +157,12 @@ class _MvcGrader:
         kwargs = _mvc_rebuild(req["kwargs"], self._resolve)
         return self._reply(lambda: self._ns()[req["name"]](*args, **kwargs))
 
+    def define(self, source):
+        """Run the instructor's given helpers again (a student may have changed them); not through run_cell, so
+        input transformers do not touch them."""
+        exec(compile(source, "<given helpers>", "exec"), self._ns())
+        return "ok"
+
     def snapshot(self, names):
         """Copy the state of locked-cell objects with a state_dict (models), to restore before each question."""
         ns = self._ns()

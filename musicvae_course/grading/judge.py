@@ -148,8 +148,11 @@ class KernelLink:
                 f"the grader's helper in your kernel failed ({entry.get('ename')}: {entry.get('evalue')})"
             )
         try:
-            text = ast.literal_eval(entry["data"]["text/plain"])
-        except (KeyError, TypeError, ValueError, SyntaxError, MemoryError):
+            raw = entry["data"]["text/plain"]
+            if len(raw) > 2 * codec.MAX_TEXT + 2:  # the repr of a str at most doubles it (escaped backslashes)
+                raise ValueError("too big")
+            text = ast.literal_eval(raw)
+        except (KeyError, TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
             raise NotPlainData("the answer from your kernel was not readable") from None
         if type(text) is not str or len(text) > codec.MAX_TEXT:
             raise NotPlainData("the answer from your kernel was not readable (or too big)")
@@ -287,11 +290,13 @@ def run_question(
     budget: float,
     solution_sources: list[str],
     workdir: Path,
+    other_sources=(),
 ) -> QuestionResult:
     """Grade one question grader-side against the kernel's current state; never raises for student errors.
 
-    ``solution_sources``: the student's solution cells of this question (for the shortcut check); ``workdir``:
-    the kernel's working folder (tests that read files the student's code wrote find them relative to it).
+    ``solution_sources``: the student's solution cells of this question, ``other_sources``: the other cells the
+    student wrote and ran before the tests (both for the shortcut check); ``workdir``: the kernel's working
+    folder (tests that read files the student's code wrote find them relative to it).
     Raises KernelLost when the kernel died or hung (the caller restarts it; the result is then lost).
     """
     source = space.source
@@ -299,7 +304,8 @@ def run_question(
     cases = source.cases[question_id]
     forbidden = source.forbidden.get(question_id) or []
     if forbidden:
-        uses = shortcut_uses(solution_sources, forbidden)
+        answers = _names_used(question.test_source) & source.solution_names
+        uses = shortcut_uses(solution_sources, forbidden, answers, other_sources)
         if uses:
             note = shortcut_note(question_id, uses, forbidden)
             results = [CaseResult(c.case_id, c.requirement, False, 0.0, note) for c in cases]

@@ -171,11 +171,16 @@ class _KernelRun:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _test_question(run: _KernelRun, space: GraderSpace, question_id: str, solution_sources, problems) -> QuestionResult:
+def _test_question(
+    run: _KernelRun, space: GraderSpace, question_id: str, solution_sources, problems, other_sources=()
+) -> QuestionResult:
     budget = max(0.0, min(run.cell_timeout, run.deadline - time.monotonic()))
     run.kernel.execute("", 10, user_expressions={"r": "_mvc_grader.restore()"}, silent=True)
+    helpers = run.source.given_helpers.get(question_id)
+    if helpers:  # the tests call them in the kernel: the instructor's, not the student's edit
+        run.kernel.execute("", 10, user_expressions={"r": f"_mvc_grader.define({helpers!r})"}, silent=True)
     try:
-        return run_question(space, question_id, run.kernel, budget, solution_sources, run.workdir)
+        return run_question(space, question_id, run.kernel, budget, solution_sources, run.workdir, other_sources)
     except KernelLost as exc:
         run.restart(f"tests of {question_id}: {exc} while the tests ran; it was restarted", problems)
         q = run.source.questions[question_id]
@@ -220,7 +225,7 @@ def grade_notebook(
     grade.problems.extend(notes)
     space = grader_space(source, layout, scratch)
     grade.problems.extend(f"the grader's copy of given cell {gid} raised {msg}" for gid, msg in space.errors)
-    results, solution_sources = {}, {}
+    results, solution_sources, written = {}, {}, []  # written: (question id, source) of the cells the student wrote
     run = None
     try:
         run = _KernelRun(source, sandbox, layout, cell_timeout, started + timeout)
@@ -230,10 +235,13 @@ def grade_notebook(
                 break
             if step.kind == "tests":
                 qid = step.question_id
-                results[qid] = _test_question(run, space, qid, solution_sources.get(qid, []), grade.problems)
+                others = [text for owner, text in written if owner != qid]
+                results[qid] = _test_question(run, space, qid, solution_sources.get(qid, []), grade.problems, others)
                 continue
             if step.kind == "student" and step.question_id:
                 solution_sources.setdefault(step.question_id, []).append(step.source)
+            if step.kind == "student" and step.source not in source.demo_sources:
+                written.append((step.question_id, step.source))
             run.run_cell(step, grade.problems)
     except Exception as exc:  # noqa: BLE001 - the batch goes on: this notebook's untested questions score 0
         grade.problems.append(f"grading stopped early: {exc}")

@@ -17,7 +17,17 @@ from pathlib import Path
 import nbformat
 
 from .cases import grading_metadata, split_cases
-from .markers import cell_role, nbgrader_metadata, questions, read_notebook, solution_question, student_version
+from .markers import (
+    BEGIN_SOLUTION,
+    END_SOLUTION,
+    _marker_lines,
+    cell_role,
+    nbgrader_metadata,
+    questions,
+    read_notebook,
+    solution_question,
+    student_version,
+)
 
 
 @dataclass
@@ -105,6 +115,8 @@ class Source:
     solutions: dict = field(default_factory=dict)  # solution grade_id -> reference source
     digest: str = ""
     student_text: str = ""  # the student version as JSON text (put beside the kernel: check() reads it)
+    demo_sources: set = field(default_factory=set)  # the student version's plain code cells, as released
+    given_helpers: dict = field(default_factory=dict)  # question id -> functions its solution cells give as is
 
     def locked_sources(self) -> list[tuple[str, str]]:
         """(grade_id, source) of the locked given cells in order, as the instructor wrote them."""
@@ -143,7 +155,7 @@ def load_source(path) -> Source:
         if cells_by_id
         else set()
     )
-    cases, forbidden, solutions = {}, {}, {}
+    cases, forbidden, solutions, given = {}, {}, {}, {}
     for cell in nb.cells:
         role, gid = cell_role(cell), nbgrader_metadata(cell).get("grade_id")
         if role == "test":
@@ -157,6 +169,9 @@ def load_source(path) -> Source:
             forbidden[gid] = list(meta.get("forbidden", []))
         elif role == "solution":
             solutions[gid] = cell.source
+            helpers = _given_functions(cell.source, f"{path.name}, solution cell {gid}")
+            if helpers:
+                given[solution_question(gid)] = given.get(solution_question(gid), "") + helpers
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Source(
         path.name,
@@ -175,7 +190,24 @@ def load_source(path) -> Source:
         solutions,
         digest,
         nbformat.writes(graded_view),
+        {c.source for c in graded_view.cells if c.cell_type == "code" and cell_role(c) == "plain"},
+        given,
     )
+
+
+def _given_functions(source: str, where: str) -> str:
+    """The top-level functions of a solution cell outside its solution regions (``latent_gradients``: helpers the
+    tests call in the kernel, "given, do not change"), as source to run again before the question's tests."""
+    regions = _marker_lines(source, BEGIN_SOLUTION, END_SOLUTION, where)
+    lines = source.split("\n")
+    found = []
+    for node in _parse(source).body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+        if not any(first <= end and start <= node.end_lineno - 1 for start, end in regions):
+            found.append("\n".join(lines[first : node.end_lineno]) + "\n\n")
+    return "".join(found)
 
 
 def plan_submission(source: Source, submission) -> tuple[list[Step], list[str]]:
