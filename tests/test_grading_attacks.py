@@ -128,6 +128,41 @@ def test_returned_subclasses_are_refused_with_a_note_naming_their_type(attacked)
     assert "transpose gave a <class '__main__.AlwaysEqual'>; expected plain data" in feedback
 
 
+def test_what_a_submission_raised_stays_on_its_line_of_the_feedback(attacked):
+    _, root, _ = attacked
+    feedback = (root / "grades" / "feedback" / "attack_forge_feedback" / "melody.md").read_bytes().decode()
+    lines = feedback.split("\n")
+    assert [line for line in lines if line.startswith("#")] == [
+        "# melody.ipynb: 6 / 8 points",
+        "## Problems while running your notebook",
+    ]
+    assert sum(line.startswith("- **q") for line in lines) == 4
+    assert not {"\x1b", "\r", "\u2028"} & set(feedback)
+    assert "normalize raised ValueError:  # melody.ipynb: 8 / 8 points - **q1**: 2 / 2" in feedback
+
+
+def test_names_a_submission_chose_cannot_run_as_spreadsheet_formulas(attacked):
+    _, root, _ = attacked
+    for name in ("grades.csv", "grades_long.csv", "lms.csv", "similarity.csv"):
+        with open(root / "grades" / name, newline="") as handle:
+            assert not [cell for row in csv.reader(handle) for cell in row if cell[:1] in ("=", "+", "-", "@")]
+    assert "attack_broken_notebook,'=2+2.ipynb,,0,0,unreadable\n" in (root / "grades" / "grades_long.csv").read_text()
+
+
+def test_a_link_to_the_instructors_notebook_a_pipe_or_a_folder_is_not_graded(tmp_path):
+    # a copy of the submissions that keeps links and pipes (cp -a, rsync -a) hands the grader paths it reads with
+    # its rights, or that never end
+    for student in ("linker", "piper", "folder"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+    (tmp_path / "subs" / "linker" / "melody.ipynb").symlink_to(SOURCE)
+    os.mkfifo(tmp_path / "subs" / "piper" / "melody.ipynb")
+    (tmp_path / "subs" / "folder" / "melody.ipynb").mkdir()
+    grades = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "grades", jobs=1, sandbox="bwrap")
+    assert [(g.student, g.status, g.total) for g in grades] == [(s, "error", 0) for s in ("folder", "linker", "piper")]
+    assert grades[0].problems == ["melody.ipynb is not a plain file (a link, a folder, a pipe); not graded"]
+    assert "BEGIN SOLUTION" not in (tmp_path / "grades" / "records" / "linker" / "melody.json").read_text()
+
+
 # ------------------------------------------------ shortcuts taken another way; given helpers edited (one kernel)
 
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
-from musicvae_course.grading import Checker, autograde, codec
+from musicvae_course.grading import Checker, autograde, codec, reports
 from musicvae_course.grading.cases import case_points, shortcut_uses, split_cases
+from musicvae_course.grading.kernel import Kernel, Limits, bwrap_path, make_sandbox
 from musicvae_course.grading.reports import normalized_tokens, similar_pairs
 from musicvae_course.grading.session import GradingSession
 
@@ -270,3 +271,85 @@ def test_a_scratch_cell_that_imports_numpy_again_and_calls_the_kit_is_not_the_an
     # ...but a cell that binds a name the answer uses to kit code is part of it
     alias = "import numpy as np\nfrom musicvae_course.core import latent as np"
     assert shortcut_uses([answer], ["latent_point"], ["f1"], [alias]) == ["musicvae_course.core"]
+
+
+# ---------------------------------------------------------------------------------------------------- sandbox
+
+
+def test_a_kernel_cannot_fill_ram_through_dev_or_the_folders_that_hide_the_machine(tmp_path):
+    # tmpfs pages count against no rlimit of the kernel and the watchdog sees only its run folder: unbounded,
+    # /dev/shm, /dev or a hidden folder such as the home folder could take half the machine's memory
+    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
+    limits = Limits(tmp_bytes=8 * 1024**2)
+    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=limits)
+    folders = ["/dev/shm", "/dev", str(Path.home()), "/tmp"]
+    code = (
+        "import os\nwrote = {}\n"
+        f"for folder in {folders!r}:\n"
+        "    wrote[folder] = 0\n"
+        "    try:\n"
+        "        with open(os.path.join(folder, 'blob'), 'wb') as f:\n"
+        "            for _ in range(16):\n"
+        "                f.write(b'x' * 1024**2); f.flush(); os.fsync(f.fileno()); wrote[folder] += 1\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    (tmp_path / "course").mkdir()
+    kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
+    try:
+        assert kernel.execute(code, 60)["status"] == "ok"
+        reply = kernel.execute("", 10, user_expressions={"r": "wrote"})
+    finally:
+        kernel.close()
+    wrote = eval(reply["user_expressions"]["r"]["data"]["text/plain"])
+    assert wrote[str(Path.home())] == 0 and wrote["/dev"] == 0
+    assert 0 < wrote["/dev/shm"] <= 8 and 0 < wrote["/tmp"] <= 8  # honest shared memory and temp files still work
+
+
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_records_and_the_class_files(tmp_path):
+    # such a name reaches Python as lone surrogates; the record (JSON) holds them, UTF-8 text files cannot
+    name = b"\xff\xfe.ipynb".decode("utf-8", "surrogateescape")
+    autograde.write_record(tmp_path, autograde._plain_record("ada", name, "unreadable", f"{name} is not readable"))
+    reports.write_all(tmp_path, {})
+    assert "# ??.ipynb: 0 / 0 points" in (tmp_path / "feedback" / "ada" / f"{name[:-6]}.md").read_text()
+    assert "ada,??.ipynb,,0,0,unreadable" in (tmp_path / "grades_long.csv").read_text()
+
+
+def test_a_kernel_that_holds_memory_files_or_deleted_files_is_stopped_like_one_that_fills_its_folder(tmp_path):
+    # a memfd or a deleted file that is still open is RAM or disk that no rlimit counts and no folder lists
+    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
+    limits = Limits(disk_bytes=64 * 1024**2)
+    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=limits)
+    (tmp_path / "course").mkdir()
+    kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
+    code = (
+        "import os, time\nheld = []\n"
+        "for n in range(32):\n"
+        "    held.append(os.memfd_create('x') if n % 2 else os.open(f'deleted{n}', os.O_CREAT | os.O_WRONLY))\n"
+        "    if n % 2 == 0:\n"
+        "        os.unlink(f'deleted{n}')\n"
+        "    os.write(held[-1], b'x' * 16 * 1024**2)\n"
+        "    time.sleep(0.1)\n"
+        "time.sleep(2)"
+    )
+    try:
+        assert kernel.execute(code, 30)["status"] == "dead"
+        assert kernel.over_disk
+    finally:
+        kernel.close()
+
+
+def test_a_kernel_opens_a_bounded_number_of_sockets(tmp_path):
+    # a socket pair queues up to ~8 MB of the OS's memory, counted by no other limit: 20,000 would be 80 GB
+    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
+    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=Limits(open_files=256))
+    (tmp_path / "course").mkdir()
+    kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
+    code = "import socket\npairs = []\ntry:\n    while len(pairs) < 2000:\n        pairs.append(socket.socketpair())\n"
+    code += "except OSError:\n    pass"
+    try:
+        assert kernel.execute(code, 30)["status"] == "ok"
+        reply = kernel.execute("", 10, user_expressions={"r": "len(pairs)"})
+    finally:
+        kernel.close()
+    assert 50 < int(reply["user_expressions"]["r"]["data"]["text/plain"]) < 128

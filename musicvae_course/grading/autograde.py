@@ -36,7 +36,7 @@ from ..fileio import atomic_write, sha256_of
 from . import reports
 from .judge import QuestionResult
 from .kernel import Limits, Sandbox, make_sandbox
-from .markers import GradingSourceError, nbgrader_metadata
+from .markers import GradingSourceError, grade_id_of, source_of
 from .runs import failing_cells, ungraded_failures  # noqa: F401 - their home before; callers import them here
 from .session import Layout, NotebookGrade, grade_notebook
 from .source import load_source
@@ -116,9 +116,9 @@ def write_record(out_dir: Path, record: dict) -> None:
 def _solutions_of(nb, source) -> dict:
     found = {}
     for cell in nb.cells:
-        gid = nbgrader_metadata(cell).get("grade_id")
+        gid = grade_id_of(cell)
         if gid in source.solutions:
-            found.setdefault(gid, cell.get("source", ""))
+            found.setdefault(gid, source_of(cell))
     return found
 
 
@@ -174,7 +174,7 @@ def _scan(submissions_dir: Path, only_student: str | None):
 def _match_source(path: Path, nb, sources: dict) -> str | None:
     if path.name in sources:
         return path.name
-    ids = {nbgrader_metadata(c).get("grade_id") for c in nb.cells} - {None}
+    ids = {grade_id_of(c) for c in nb.cells} - {None}
     overlap = {name: len(ids & set(s.cells_by_id)) for name, s in sources.items()}
     best = [name for name, n in overlap.items() if n and n == max(overlap.values())]
     return best[0] if len(best) == 1 else None
@@ -255,6 +255,12 @@ def autograde(
         (out_dir / "records" / name).mkdir(parents=True, exist_ok=True)  # a student without notebooks counts too
         done = set()
         for path in files:
+            if path.is_symlink() or not path.is_file():  # a link is read with the grader's rights (to the
+                # instructor's notebook, say); a pipe would never end, a folder named *.ipynb not read at all
+                why = f"{path.name} is not a plain file (a link, a folder, a pipe); not graded"
+                write_record(out_dir, _plain_record(name, path.name, "error", why, sources.get(path.name)))
+                done.add(path.name)
+                continue
             data_bytes = path.read_bytes()
             sha = hashlib.sha256(data_bytes).hexdigest()
             try:

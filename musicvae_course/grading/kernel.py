@@ -5,11 +5,12 @@ The kernel runs under ``bwrap``: the whole file system read-only (``--ro-bind / 
 hidden except the package and the virtual environment, the source notebooks, submissions and grades hidden,
 a private size-limited ``/tmp``, its own user (``nobody``), PID, IPC, UTS and network namespaces (nothing
 survives the kernel; no network; ``kill(getppid())`` hits the namespace's init, which ignores it), dying with
-its parent, in a new session (no terminal injection), with rlimits on address space, CPU time, file size and
-processes. Its only writable folder is the run folder: the working tree (copies of the data the notebook
+its parent, in a new session (no terminal injection), with rlimits on address space, CPU time, file size, open
+files and processes. Its only writable folder is the run folder: the working tree (copies of the data the notebook
 reads) and the connection files, bound at the same path, so absolute paths agree on both sides. A watchdog
-kills the kernel when that folder grows past its limit. Without bwrap the kernel runs unsandboxed and
-:attr:`Sandbox.isolation` says ``none``.
+kills the kernel when that folder, with the files it holds open that no folder lists, grows past its limit;
+``/dev`` and the folders that hide the machine are read-only (tmpfs is RAM that no rlimit counts). Without
+bwrap the kernel runs unsandboxed and :attr:`Sandbox.isolation` says ``none``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import resource
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -57,6 +59,7 @@ class Limits:
     disk_bytes: int = 1024**3
     tmp_bytes: int = 256 * 1024**2
     processes: int = 512  # counted per real user, on top of what that user already runs
+    open_files: int = 1024  # each socket or pipe can queue megabytes of the OS's memory that no other limit counts
 
 
 @dataclass
@@ -135,6 +138,9 @@ def _preexec(limits: Limits):
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        files = limits.open_files if hard == resource.RLIM_INFINITY else min(limits.open_files, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
         running = sum(1 for p in os.listdir("/proc") if p.isdigit())  # NPROC counts the whole real user
         cap = running + limits.processes
         resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
@@ -157,6 +163,36 @@ def _folder_bytes(path: Path, stop_at: int) -> int:
                         continue
                     if total > stop_at:
                         return total
+        except OSError:
+            continue
+    return total
+
+
+def _held_bytes(root: int) -> int:
+    """Bytes of the files that ``root`` and its descendants hold open and no folder lists (memfds, deleted files):
+    memory or disk that neither the rlimits nor a walk of the run folder see."""
+    children: dict = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:  # "pid (name) state ppid ...", name may hold ")"
+                    children.setdefault(int(handle.read().rsplit(b")", 1)[1].split()[1]), []).append(entry)
+            except (OSError, ValueError, IndexError):
+                continue
+    total, seen, stack = 0, set(), [str(root)]
+    while stack:
+        pid = stack.pop()
+        stack += children.get(int(pid), [])
+        try:
+            with os.scandir(f"/proc/{pid}/fd") as entries:
+                for entry in entries:
+                    try:
+                        info = os.stat(entry.path)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and (info.st_dev, info.st_ino) not in seen:
+                        seen.add((info.st_dev, info.st_ino))
+                        total += info.st_blocks * 512
         except OSError:
             continue
     return total
@@ -185,18 +221,28 @@ class Kernel:
         (self.run_dir / "home").mkdir(exist_ok=True)
         if sandbox.mode == "bwrap":
             cmd = [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+            # /dev and the tmpfs that hide folders are RAM the kernel's rlimits and the watchdog do not see (half
+            # the machine's by default): read-only below, and the shared memory that honest code uses is sized.
+            cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/dev/shm"]
             # A private /tmp first: the kit, its venv or the run folder may lie under /tmp (a CI clone does),
             # and the binds below must land on top of it, not under it.
             cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp"]
+            hiding = []
             for path in sandbox.hidden:
                 if path.exists() and not self.run_dir.is_relative_to(path):
-                    cmd += ["--tmpfs", str(path)]
+                    hiding += ["--tmpfs", str(path)]
                 elif path.exists():  # the run folder lies inside: hide the siblings on its way instead
-                    cmd += _hide_around(path, self.run_dir)
+                    hiding += _hide_around(path, self.run_dir)
+            cmd += hiding
             for path in dict.fromkeys(sandbox.readable):
                 if any(path.is_relative_to(h) for h in sandbox.hidden):
                     cmd += ["--ro-bind", str(path), str(path)]
             cmd += ["--bind", str(self.run_dir), str(self.run_dir), "--chdir", str(workdir)]
+            tmpfs = [Path(p) for p in hiding[1::2]]
+            for i, folder in enumerate(tmpfs):  # after the binds, whose mount points lie in them
+                if not any(folder.is_relative_to(later) for later in tmpfs[i + 1 :]):  # else a later one covers it
+                    cmd += ["--remount-ro", str(folder)]
+            cmd += ["--remount-ro", "/dev"]
             cmd += ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
             cmd += ["--die-with-parent", "--new-session", "--", *python]
         else:
@@ -228,7 +274,7 @@ class Kernel:
         while not self._stop.wait(0.5):
             if self.proc.poll() is not None:
                 return
-            if _folder_bytes(self.run_dir, limit) > limit:
+            if _folder_bytes(self.run_dir, limit) + _held_bytes(self.proc.pid) > limit:
                 self.over_disk = True
                 self.kill()
                 return

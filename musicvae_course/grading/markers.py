@@ -68,6 +68,19 @@ def nbgrader_metadata(cell) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def grade_id_of(cell) -> str | None:
+    """The cell's ``grade_id`` when it is a string, else None: a submitted notebook may hold anything there (a
+    list cannot even be looked up in a dict)."""
+    grade_id = nbgrader_metadata(cell).get("grade_id")
+    return grade_id if type(grade_id) is str else None
+
+
+def source_of(cell) -> str:
+    """The cell's source, or "" when a submitted notebook that breaks the schema holds a number or a dict there."""
+    text = cell.get("source", "")
+    return text if type(text) is str else ""
+
+
 def is_instructor_only(cell) -> bool:
     """True for cells tagged ``instructor`` (removed from student versions, never run when grading)."""
     return INSTRUCTOR_TAG in cell.get("metadata", {}).get("tags", [])

@@ -37,6 +37,26 @@ def _number(value: float) -> str:
     return f"{round(value, 4):g}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _one_line(text) -> str:
+    """Text a submission chose (exception messages, class and file names) on one line and without terminal
+    escapes, so that it cannot start a heading or a score line of its own in the feedback."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def _encodable(text: str) -> str:
+    # a file name that is not UTF-8 reaches Python as lone surrogates, which no UTF-8 file can hold
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _csv_cell(value) -> str:
+    """A spreadsheet runs a cell that starts with one of ``=+-@`` as a formula; quoted, it stays text."""
+    text = _encodable(str(value))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def notebook_key(notebook: str) -> str:
     """``01_loading_the_pretrained_vae.ipynb`` -> ``01``; a name without a leading number -> its stem."""
     stem = Path(notebook).stem
@@ -173,7 +193,7 @@ def write_all(out_dir, sources: dict) -> None:
 
 def _write_csv(path: Path, rows) -> None:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([_csv_cell(v) for v in row] for row in rows)
     atomic_write(path, buffer.getvalue())
 
 
@@ -238,7 +258,7 @@ def similar_pairs(records: list[dict], sources: dict, threshold: float = SIMILAR
 
 def feedback_text(grade) -> str:
     """Markdown feedback for one notebook: score per question, per case why points were lost; no test source."""
-    lines = [f"# {grade.notebook}: {_number(grade.total)} / {_number(grade.max_points)} points", ""]
+    lines = [f"# {_one_line(grade.notebook)}: {_number(grade.total)} / {_number(grade.max_points)} points", ""]
     if grade.status != "graded":
         lines += [f"Status: {grade.status}", ""]
     for q in grade.questions:
@@ -249,13 +269,13 @@ def feedback_text(grade) -> str:
         lines.append(head + f" ({q.status})")
         failed = [c for c in q.cases if not c.passed]
         if failed:
-            lines += [f"  - {c.message or f'case {c.case_id} failed ({c.requirement})'}" for c in failed]
+            lines += [f"  - {_one_line(c.message or f'case {c.case_id} failed ({c.requirement})')}" for c in failed]
         elif q.detail:
-            lines.append(f"  - {q.detail}")
+            lines.append(f"  - {_one_line(q.detail)}")
     if grade.problems:
-        lines += ["", "## Problems while running your notebook", ""] + [f"- {p}" for p in grade.problems]
+        lines += ["", "## Problems while running your notebook", ""] + [f"- {_one_line(p)}" for p in grade.problems]
     if grade.grader_notes:
-        lines += ["", "## Grader notes", ""] + [f"- {n}" for n in grade.grader_notes[:30]]
+        lines += ["", "## Grader notes", ""] + [f"- {_one_line(n)}" for n in grade.grader_notes[:30]]
     if grade.isolation == "none" and grade.status == "graded":
         lines += ["", "_Graded without a sandbox (isolation: none)._"]
-    return "\n".join(lines) + "\n"
+    return _encodable("\n".join(lines) + "\n")

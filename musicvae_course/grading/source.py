@@ -22,10 +22,12 @@ from .markers import (
     END_SOLUTION,
     _marker_lines,
     cell_role,
+    grade_id_of,
     nbgrader_metadata,
     questions,
     read_notebook,
     solution_question,
+    source_of,
     student_version,
 )
 
@@ -216,9 +218,9 @@ def plan_submission(source: Source, submission) -> tuple[list[Step], list[str]]:
     for number, cell in enumerate(submission.cells, start=1):
         if cell.get("cell_type") != "code":
             continue
-        grade_id = nbgrader_metadata(cell).get("grade_id")
+        grade_id = grade_id_of(cell)
         known = source.cells_by_id.get(grade_id)
-        text = cell.get("source", "")
+        text = source_of(cell)
         if known is None or grade_id in seen:
             if known is not None and known[0] != "solution":
                 notes.append(f"cell {number} repeats {grade_id!r} and was not run")
