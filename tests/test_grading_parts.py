@@ -138,6 +138,7 @@ def test_the_shortcut_check_leaves_honest_lookups_alone(honest):
         ('getattr(model, "latent_" + "point")', "getattr with a computed name"),
         ('for name in ("a", hidden):\n    getattr(model, name)', "getattr with a computed name"),
         ('from operator import attrgetter\nf = attrgetter("latent_" + "point")', "attrgetter with a computed name"),
+        ("from operator import attrgetter\nf = attrgetter('encode', 'latent_' + 'point')", "attrgetter with"),
         ('import operator\nf = operator.attrgetter("encode.__globals__")', "__globals__"),
         ('import operator\nf = operator.attrgetter("core.latent.latent_point")', "latent_point"),
         ('kit = __import__("musicvae_" + "course")', "__import__"),

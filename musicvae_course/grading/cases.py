@@ -144,10 +144,10 @@ def _dynamic_uses(tree) -> list[str]:
             found += [p + DYNAMIC_NOTE for p in node.value.split(".") if DUNDER.match(p) and p not in HARMLESS_DUNDERS]
         elif isinstance(node, ast.Call) and _called_name(node.func) in ATTRIBUTE_CALLS:
             called = _called_name(node.func)
-            name = node.args[0 if called in ("attrgetter", "methodcaller") else 1] if node.args else None
-            if len(node.args) < 2 and called in ("getattr", "setattr"):
-                name = None
-            if not _literal_names(name, loops):
+            # the names it fetches: getattr's second argument, methodcaller's first, every one of attrgetter's
+            names = {"getattr": node.args[1:2], "setattr": node.args[1:2], "methodcaller": node.args[:1]}
+            names = names.get(called, node.args) or [None]
+            if not all(_literal_names(name, loops) for name in names):
                 found.append(f"{called} with a computed name" + DYNAMIC_NOTE)
     return found
 
