@@ -144,9 +144,9 @@ def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
     """
     try:
         table = parse_notes(data)
-    except MidiFormatError as err:
-        if isinstance(err, MidiLimitError):
-            raise
+    except MidiLimitError:
+        raise
+    except MidiFormatError:
         return
     # the notes the roll is made of, as the fast reader takes them: a drum or a note off the keyboard adds no step
     rolled = (table.channel != DRUM_CHANNEL) & (table.pitch >= LOWEST_PITCH) & (table.pitch <= HIGHEST_PITCH)

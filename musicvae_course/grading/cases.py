@@ -96,13 +96,25 @@ REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipytho
 REBINDING |= {"__globals__", "setattr", "delattr", "modules"}
 
 
+def runnable_source(source: str) -> str:
+    """Cell source without IPython-only lines (``%magic``, ``!shell``), blanked so line numbers stay: the grader
+    runs and reads plain Python."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+
+
 def cell_tree(source: str):
     """``(ast tree or None when it does not parse, text)`` of a cell without IPython magics (``%``, ``!`` lines)."""
-    text = "\n".join(line for line in source.split("\n") if not line.lstrip().startswith(("%", "!")))
+    text = runnable_source(source)
     try:
         return ast.parse(text), text
     except SyntaxError:
         return None, text
+
+
+def names_used(source: str) -> set[str]:
+    """Every name a cell reads or writes (``ast.Name``); empty when it does not parse."""
+    tree = cell_tree(source)[0]
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree else set()
 
 
 def scope_names(text: str) -> tuple[set[str], set[str]]:
@@ -212,7 +224,9 @@ def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other
             cells.append(None)
             continue
         reads = scope_names(text)[0]
-        binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(cell_tree(text)[0])))[1]
+        binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(ast.parse(text))))[
+            1
+        ]  # a fresh tree: it is edited
         dynamic = _dynamic_uses(tree)
         rebinds = any(use.split(" ")[0] in REBINDING for use in dynamic)
         cells.append((tree, reads, binds, dynamic, rebinds))

@@ -7,7 +7,6 @@ copy of the caller's namespace. It never promises a grade (otter-grader#138).
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import sys
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protect as _protect
-from .cases import cell_tree, grading_metadata, scope_names, shortcut_note, shortcut_uses
+from .cases import cell_tree, grading_metadata, names_used, scope_names, shortcut_note, shortcut_uses
 from .markers import GradingSourceError, cell_role, nbgrader_metadata, solution_question, split_tests
 
 
@@ -166,9 +165,7 @@ class Checker:
                     for c, own in zip(cells, mine)
                     if not own and c.get("cell_type") == "code" and cell_role(c) in ("solution", "plain")
                 ]
-                tests = cell_tree(_text(cell))[0]  # the answers: names the tests read that solution cells define
-                answers = {n.id for n in ast.walk(tests) if isinstance(n, ast.Name)} if tests else set()
-                answers &= set().union(
+                answers = names_used(_text(cell)) & set().union(  # what the tests use that solution cells define
                     *[scope_names(cell_tree(_text(c))[1])[1] for c in cells if cell_role(c) == "solution"]
                 )
                 uses = shortcut_uses(solutions, forbidden, answers, others) if forbidden else []

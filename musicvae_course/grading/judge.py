@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import codec, protect
-from .cases import Case, case_points, shortcut_note, shortcut_uses
+from .cases import Case, case_points, names_used, runnable_source, shortcut_note, shortcut_uses
 from .source import Source
 
 
@@ -83,11 +83,6 @@ def quiet():
         yield
 
 
-def _runnable(source: str) -> str:
-    """Cell source without IPython-only lines (``%magic``, ``!shell``): the grader runs plain Python."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
-
-
 class GraderSpace:
     """The grader's own namespace for one source notebook: its locked cells run in ``workdir``.
 
@@ -102,7 +97,7 @@ class GraderSpace:
         with working_directory(self.workdir), quiet():
             for grade_id, cell_source in source.locked_sources():
                 try:
-                    exec(compile(_runnable(cell_source), f"<given cell {grade_id}>", "exec"), self.namespace)
+                    exec(compile(runnable_source(cell_source), f"<given cell {grade_id}>", "exec"), self.namespace)
                 except BaseException as exc:  # noqa: BLE001 - a broken given cell is reported, not fatal
                     if isinstance(exc, KeyboardInterrupt):
                         raise
@@ -251,14 +246,6 @@ class _Proxy:
         return f"<your function {self._name}>"
 
 
-def _names_used(source: str) -> set[str]:
-    try:
-        tree = ast.parse(_runnable(source))
-    except SyntaxError:
-        return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-
-
 def _failure_message(exc: BaseException, case: Case, unusable: dict, test_bound=frozenset()) -> str:
     where = f"in case {case.case_id} ({case.requirement})"
     origin = getattr(exc, "_mvc_origin", None)
@@ -304,7 +291,7 @@ def run_question(
     cases = source.cases[question_id]
     forbidden = source.forbidden.get(question_id) or []
     if forbidden:
-        answers = _names_used(question.test_source) & source.solution_names
+        answers = names_used(question.test_source) & source.solution_names
         uses = shortcut_uses(solution_sources, forbidden, answers, other_sources)
         if uses:
             note = shortcut_note(question_id, uses, forbidden)
@@ -317,7 +304,7 @@ def run_question(
     for case in cases:
         for statement in case.statements:
             test_bound |= _bound_targets(statement.code)
-    wanted = (_names_used(question.test_source) & source.solution_names) - test_bound - source.locked_names
+    wanted = (names_used(question.test_source) & source.solution_names) - test_bound - source.locked_names
     unusable, passed, messages = {}, [], []
     lost = None
     try:

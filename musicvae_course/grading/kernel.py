@@ -170,7 +170,10 @@ def _folder_bytes(path: Path, stop_at: int) -> int:
 
 def _held_bytes(root: int) -> int:
     """Bytes of the files that ``root`` and its descendants hold open and no folder lists (memfds, deleted files):
-    memory or disk that neither the rlimits nor a walk of the run folder see."""
+    memory or disk that neither the rlimits nor a walk of the run folder see.
+
+    Read from /proc directly: psutil is not a dependency of the grader, and its ``open_files`` gives paths, not the
+    link count that tells a deleted file from a listed one."""
     children: dict = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():

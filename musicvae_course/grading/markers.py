@@ -183,6 +183,11 @@ class GradedStatement:
     is_test: bool  # False for assignments, imports and definitions (setup, not counted by check)
 
 
+def statement_lines(node) -> tuple[int, int]:
+    """0-based first and last line of a top-level statement, its decorators included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1, node.end_lineno - 1
+
+
 def split_tests(source: str, where: str = "test cell") -> list[GradedStatement]:
     """Split a test cell into top-level statements, each marked public or hidden by the marker regions.
 
@@ -196,9 +201,7 @@ def split_tests(source: str, where: str = "test cell") -> list[GradedStatement]:
     lines = source.split("\n")
     statements = []
     for node in tree.body:
-        decorators = getattr(node, "decorator_list", [])
-        first = min([node.lineno] + [d.lineno for d in decorators]) - 1  # 0-based line indices
-        last = node.end_lineno - 1
+        first, last = statement_lines(node)
         inside = [begin < first and last < end for begin, end in regions]
         if not any(inside) and any(first <= end and begin <= last for begin, end in regions):
             raise GradingSourceError(f"{where}, line {node.lineno}: a statement straddles a hidden-tests marker")

@@ -28,6 +28,7 @@ from .markers import (
     read_notebook,
     solution_question,
     source_of,
+    statement_lines,
     student_version,
 )
 
@@ -206,9 +207,9 @@ def _given_functions(source: str, where: str) -> str:
     for node in _parse(source).body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
-        if not any(first <= end and start <= node.end_lineno - 1 for start, end in regions):
-            found.append("\n".join(lines[first : node.end_lineno]) + "\n\n")
+        first, last = statement_lines(node)
+        if not any(first <= end and start <= last for start, end in regions):
+            found.append("\n".join(lines[first : last + 1]) + "\n\n")
     return "".join(found)
 
 
