@@ -4,6 +4,7 @@ the similarity report, GradingSession and the kit-hash stop (issue 10, issue 12 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -74,6 +75,34 @@ def test_the_decoder_bounds_the_size_and_names_foreign_types():
     assert isinstance(foreign, codec.Foreign) and "Rigged" in foreign.type_name
     with pytest.raises(TypeError, match="cannot be sent"):
         codec.encode(object())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" + "0," * 1000 + "]",  # any other literal: ast.literal_eval would build it, at any size
+        "'a' 'b'",  # two strings, joined by the parser: millions of them are gigabytes too
+        "b'{}'",
+        "'''{}'''",
+        r"'\\' '{}'",  # an escaped backslash, then the quote ends the string
+        "'{}\n'",
+        "{'a': 1}",
+    ],
+)
+def test_the_kernels_answer_is_read_only_as_the_repr_of_one_str(raw):
+    # a student can replace the helper in the kernel with one whose answer's repr is any text it likes
+    with pytest.raises(codec.DecodeError, match="repr"):
+        codec.read_repr(raw)
+
+
+def test_the_repr_of_honest_answers_reads_back_and_json_is_counted_before_it_is_parsed():
+    for text in ['{"ok": "can\'t"}', "{'ok': 1}", r'{"ok": "a\\b\n"}', json.dumps({"ok": "\u00e9\\'"})]:
+        assert codec.read_repr(repr(text)) == text
+    bomb = "[" + "[]," * (codec.MAX_SEPARATORS + 1) + "[]]"  # millions of lists, built before any check
+    for parse in (codec.loads, codec.decode):
+        with pytest.raises(codec.DecodeError, match="values"):
+            parse(bomb)
+    assert codec.decode(codec.encode([np.zeros((88, 32))] * 1000))[999].shape == (88, 32)
 
 
 # ------------------------------------------------------------------------------------------------------ cases
@@ -316,13 +345,17 @@ def test_a_file_name_that_is_not_utf8_does_not_stop_the_records_and_the_class_fi
     assert "ada,??.ipynb,,0,0,unreadable" in (tmp_path / "grades_long.csv").read_text()
 
 
+def _sandboxed_kernel(tmp_path, **limits) -> Kernel:
+    """A kernel in the bwrap sandbox with these ``Limits``, its course folder in ``tmp_path``."""
+    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
+    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=Limits(**limits))
+    (tmp_path / "course").mkdir()
+    return Kernel(tmp_path, tmp_path / "course", sandbox)
+
+
 def test_a_kernel_that_holds_memory_files_or_deleted_files_is_stopped_like_one_that_fills_its_folder(tmp_path):
     # a memfd or a deleted file that is still open is RAM or disk that no rlimit counts and no folder lists
-    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
-    limits = Limits(disk_bytes=64 * 1024**2)
-    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=limits)
-    (tmp_path / "course").mkdir()
-    kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
+    kernel = _sandboxed_kernel(tmp_path, disk_bytes=64 * 1024**2)
     code = (
         "import os, time\nheld = []\n"
         "for n in range(32):\n"
@@ -342,10 +375,7 @@ def test_a_kernel_that_holds_memory_files_or_deleted_files_is_stopped_like_one_t
 
 def test_a_kernel_opens_a_bounded_number_of_sockets(tmp_path):
     # a socket pair queues up to ~8 MB of the OS's memory, counted by no other limit: 20,000 would be 80 GB
-    assert bwrap_path(), "the sandbox tests need bubblewrap: apt-get install bubblewrap (CI installs it)"
-    sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=Limits(open_files=256))
-    (tmp_path / "course").mkdir()
-    kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
+    kernel = _sandboxed_kernel(tmp_path, open_files=256)
     code = "import socket\npairs = []\ntry:\n    while len(pairs) < 2000:\n        pairs.append(socket.socketpair())\n"
     code += "except OSError:\n    pass"
     try:
@@ -354,3 +384,107 @@ def test_a_kernel_opens_a_bounded_number_of_sockets(tmp_path):
     finally:
         kernel.close()
     assert 50 < int(reply["user_expressions"]["r"]["data"]["text/plain"]) < 128
+
+
+def test_a_kernel_that_starts_too_many_processes_is_stopped_even_when_the_grader_is_root(tmp_path):
+    # RLIMIT_NPROC exempts a real user root (the kernel's user outside its namespace when the grader runs as root):
+    # a fork bomb would take every PID of the machine, and the kernels graded beside it could not start
+    kernel = _sandboxed_kernel(tmp_path, processes=64)
+    code = "import subprocess, time\nheld = []\nfor _ in range(150):\n    try:\n"
+    code += "        held.append(subprocess.Popen(['sleep', '60']))\n    except OSError:\n        pass\ntime.sleep(5)"
+    try:
+        assert kernel.execute("import threading\nthreading.active_count()", 10)["status"] == "ok"  # honest: alive
+        assert kernel.execute(code, 30)["status"] == "dead"
+        assert kernel.over_processes and not kernel.over_disk
+    finally:
+        kernel.close()
+
+
+def test_a_kernel_whose_processes_together_pass_its_memory_limit_is_stopped(tmp_path):
+    # RLIMIT_AS bounds each process: forked children could each take the whole limit, and the machine's OOM killer
+    # would then choose among the other submissions' kernels and the grader's workers
+    kernel = _sandboxed_kernel(tmp_path, memory_bytes=1536 * 1024**2)
+    code = "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        try:\n"
+    code += "            blob = b'x' * (600 * 1024**2)\n            time.sleep(30)\n        finally:\n"
+    code += "            os._exit(0)\ntime.sleep(20)"  # bytes, not bytearray(n): its pages are only promised
+    try:
+        assert kernel.execute("blob = b'x' * (200 * 1024**2)", 10)["status"] == "ok"  # one process: within
+        adj = "open('/proc/self/oom_score_adj').read().strip()"  # out of memory: the kernel goes first, not a grader
+        reply = kernel.execute("", 10, user_expressions={"r": adj})
+        assert reply["user_expressions"]["r"]["data"]["text/plain"] == "'1000'"
+        assert kernel.execute(code, 30)["status"] == "dead"
+        assert kernel.over_memory and not kernel.over_processes
+    finally:
+        kernel.close()
+
+
+def test_a_submission_too_big_to_read_is_not_read(tmp_path):
+    # the batch's own process reads and parses each file, with no rlimit: a zip bomb's notebook would end the run
+    (tmp_path / "subs" / "mallory").mkdir(parents=True)
+    with open(tmp_path / "subs" / "mallory" / "melody.ipynb", "wb") as handle:
+        handle.truncate(autograde.MAX_NOTEBOOK_BYTES + 1)  # sparse: no disk used here
+    autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", jobs=1, sandbox="none")
+    record = json.loads((tmp_path / "out" / "records" / "mallory" / "melody.json").read_text())
+    assert record["status"] == "error" and "over the grader's limit" in record["problems"][0]
+    assert record["questions"] and all(q["points"] == 0 for q in record["questions"])
+
+
+def _grade_or_end_the_worker(job):
+    """A stand-in for the worker's grading: "mallory"'s notebook ends its process, as a crash in native code would."""
+    import os
+    import time
+
+    if job["student"] == "mallory":
+        time.sleep(0.5)  # the others are being graded beside it when it ends the pool
+        os._exit(1)
+    time.sleep(1)
+    record = autograde._plain_record(job["student"], "melody.ipynb", "graded", "graded")
+    autograde.write_record(Path(job["out_dir"]), record)
+    return record
+
+
+def test_a_submission_that_ends_its_worker_does_not_take_the_ones_graded_beside_it(tmp_path):
+    # the pool ends for every notebook in it, and which one did it is unknown: those are graded again alone
+    todo = [
+        {"student": s, "path": f"{s}/melody.ipynb", "source_path": str(SOURCE), "out_dir": str(tmp_path)}
+        for s in ("ada", "bob", "mallory", "zoe")
+    ]
+    for job in todo:
+        job["limits"] = {"memory_bytes": 4 * 1024**3}
+    lines = []
+    autograde._run_jobs(todo, 3, tmp_path, {}, lambda: None, lines.append, grade=_grade_or_end_the_worker)
+    status = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "records").glob("*/*.json")}
+    assert status == {"ada": "graded", "bob": "graded", "mallory": "error", "zoe": "graded"}
+    assert sum("grading mallory" in line for line in lines) == 3  # beside others once, then alone twice
+
+
+def test_a_kernel_gets_neither_the_graders_environment_nor_roots_files(tmp_path, monkeypatch):
+    # what a kernel can read it can hand to its student in an exception message, in the feedback: an LMS token in
+    # the grader's environment, or (a root grader's kernel was root outside its namespace) /etc/shadow
+    monkeypatch.setenv("CANVAS_API_TOKEN", "s3cret")
+    kernel = _sandboxed_kernel(tmp_path)
+    code = "import os\ntry:\n    shadow = open('/etc/shadow').read()\n"
+    code += "except OSError as exc:\n    shadow = type(exc).__name__"
+    code += "\nopen('written.txt', 'w').write('the run folder is writable')"
+    try:
+        assert kernel.execute(code, 30)["status"] == "ok"
+        reply = kernel.execute("", 10, user_expressions={"r": "(shadow, 'CANVAS_API_TOKEN' in os.environ)"})
+    finally:
+        kernel.close()
+    shadow, token = eval(reply["user_expressions"]["r"]["data"]["text/plain"])
+    assert token is False
+    if os.geteuid() == 0 and Path("/etc/shadow").exists():
+        assert kernel.sandbox.user == 65534 and shadow == "PermissionError"
+    assert (tmp_path / "course" / "written.txt").exists()
+
+
+def test_a_student_folder_that_is_a_link_is_not_read(tmp_path):
+    # a link named like a student, to the instructor's sources: its notebooks would be read with the grader's
+    # rights and score full marks
+    submissions = tmp_path / "subs"
+    (submissions / "ada").mkdir(parents=True)
+    (submissions / "ada" / "melody.ipynb").write_text(SOURCE.read_text())
+    (submissions / "mallory").symlink_to(SOURCE.parent, target_is_directory=True)
+    found, stray = autograde._scan(submissions, None)
+    assert found == {"ada": [submissions / "ada" / "melody.ipynb"], "mallory": []}
+    assert any("mallory" in line and "link" in line for line in stray)

@@ -42,6 +42,10 @@ from .session import Layout, NotebookGrade, grade_notebook
 from .source import load_source
 
 RECORD_VERSION = 1
+#: A submitted file is read whole, and its JSON parsed, in the process that runs the batch, which no rlimit bounds:
+#: a zip bomb's 20 GB "notebook" (or a sparse file) would end the run for the whole class. Outputs make notebooks
+#: big (embedded audio and figures: a few MB); grading never reads them.
+MAX_NOTEBOOK_BYTES = 256 * 1024**2
 
 
 class KitChanged(RuntimeError):
@@ -140,6 +144,7 @@ def _grade_job(job: dict) -> dict:
         [Path(p) for p in job["hidden"]],
         [Path(p) for p in job["readable"]],
         Limits(**job["limits"]),
+        job["user"],
     )
     layout = Layout(job["layout"][0], {k: Path(v) for k, v in job["layout"][1].items()})
     grade = grade_notebook(
@@ -163,6 +168,10 @@ def _scan(submissions_dir: Path, only_student: str | None):
     for entry in sorted(submissions_dir.iterdir()):
         if entry.is_dir():
             if only_student is not None and entry.name != only_student:
+                continue
+            if entry.is_symlink():  # its files would be read with the grader's rights (the instructor's notebooks)
+                stray.append(f"{entry}: a link, not a student folder; not graded")
+                found[entry.name] = []
                 continue
             files = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
             found[entry.name] = files
@@ -231,6 +240,12 @@ def autograde(
             "WARNING: bubblewrap (bwrap) is not available: student code runs UNSANDBOXED with your permissions; "
             "grades are recorded with isolation: none. Install bubblewrap (Debian: apt-get install bubblewrap)."
         )
+    if box.mode == "bwrap" and box.user is None and os.geteuid() == 0:
+        log(
+            "WARNING: grading as root, and kernels cannot run as an unprivileged user here: student code can read "
+            "files that only root may read in the system folders (/etc, /var, /run) and show them in its feedback. "
+            "Grade as an ordinary user."
+        )
     layout = Layout.for_source_dir(source_dir, data)
     watched = kit_files(source_dir, layout)
     baseline = hash_files(watched)
@@ -255,9 +270,16 @@ def autograde(
         (out_dir / "records" / name).mkdir(parents=True, exist_ok=True)  # a student without notebooks counts too
         done = set()
         for path in files:
-            if path.is_symlink() or not path.is_file():  # a link is read with the grader's rights (to the
-                # instructor's notebook, say); a pipe would never end, a folder named *.ipynb not read at all
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_NOTEBOOK_BYTES:
+                # a link is read with the grader's rights (to the instructor's notebook, say); a pipe would never
+                # end, a folder named *.ipynb not read at all
                 why = f"{path.name} is not a plain file (a link, a folder, a pipe); not graded"
+                if path.is_file() and not path.is_symlink():
+                    why = (
+                        f"{path.name} is {path.stat().st_size / 1e6:,.0f} MB, over the grader's limit of "
+                        f"{MAX_NOTEBOOK_BYTES / 1e6:g} MB; clear its outputs (Kernel > Restart & Clear Output) and "
+                        "hand it in again"
+                    )
                 write_record(out_dir, _plain_record(name, path.name, "error", why, sources.get(path.name)))
                 done.add(path.name)
                 continue
@@ -313,6 +335,7 @@ def autograde(
                     "hidden": [str(p) for p in box.hidden],
                     "readable": [str(p) for p in box.readable],
                     "limits": asdict(box.limits),
+                    "user": box.user,
                     "layout": [layout.workdir_name, {k: str(v) for k, v in layout.files.items()}],
                 }
             )
@@ -350,9 +373,20 @@ def limit_worker_memory(memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, hard))
 
 
-def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
-    pending, retried = list(todo), set()
+def _run_jobs(todo, jobs, out_dir, sources, check_kit, log, grade=None):
+    """Grade ``todo`` in ``jobs`` worker processes (``grade``: the function a worker runs, :func:`_grade_job`).
+
+    A submission can end its worker (memory outside the rlimits, a crash in native code), and that ends the pool,
+    so the notebooks graded beside it fail too and nothing says which one did it. Those notebooks are suspects:
+    each is graded again alone, and only one that ends its worker twice while alone is recorded as the cause.
+    """
+    grade = grade or _grade_job
+    pending, suspects, strikes = list(todo), set(), {}
     memory = max(job["limits"]["memory_bytes"] for job in todo) if todo else Limits().memory_bytes
+
+    def key(job):
+        return job["student"], job["path"]
+
     while pending:
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(pending)),
@@ -364,10 +398,18 @@ def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
             broken = False
             while (pending or running) and not broken:
                 while pending and len(running) < jobs:
+                    alone = key(pending[0]) in suspects
+                    if (alone and running) or any(key(j) in suspects for j in running.values()):
+                        break  # a suspect runs alone: if the pool ends then, it was that notebook
                     check_kit()
-                    job = pending.pop(0)
-                    log(f"grading {job['student']}/{Path(job['path']).name}")
-                    running[pool.submit(_grade_job, job)] = job
+                    try:
+                        future = pool.submit(grade, pending[0])
+                    except BrokenProcessPool:  # a worker ended since the last wait: its futures say which
+                        break
+                    job = running[future] = pending.pop(0)
+                    log(f"grading {job['student']}/{Path(job['path']).name}" + (" (alone)" if alone else ""))
+                if not running:  # no notebook ended it: the workers themselves cannot start here
+                    raise RuntimeError("the grading worker processes ended before grading anything")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = running.pop(future)
@@ -378,13 +420,14 @@ def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
                         log(f"  {job['student']}/{record['notebook']}: {total:g}/{top:g} in {record['seconds']:.1f} s")
                     except BrokenProcessPool:
                         broken = True
-                        key = (job["student"], job["path"])
-                        if key in retried:  # killed its grading process twice: recorded, the batch goes on
+                        if key(job) in suspects:  # it ran alone
+                            strikes[key(job)] = strikes.get(key(job), 0) + 1
+                        if strikes.get(key(job), 0) >= 2:  # ended its grading process twice: recorded, batch goes on
                             _record_error(
                                 out_dir, job, sources, "the grading process was killed while grading this notebook"
                             )
                         else:
-                            retried.add(key)
+                            suspects.add(key(job))
                             pending.insert(0, job)
                     except Exception as exc:  # noqa: BLE001 - a grader bug must not lose the batch
                         _record_error(
@@ -392,6 +435,5 @@ def _run_jobs(todo, jobs, out_dir, sources, check_kit, log):
                         )
                     reports.write_all(out_dir, sources)
             if broken:
+                suspects.update(key(job) for job in running.values())
                 pending = [job for job in running.values()] + pending
-                for job in running.values():
-                    retried.add((job["student"], job["path"]))

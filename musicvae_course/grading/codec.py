@@ -20,6 +20,7 @@ data that its own functions could have returned anyway: the verdict is computed 
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import sys
@@ -28,6 +29,10 @@ MAX_TEXT = 64 * 1024 * 1024  # characters of one encoded value (a few (88, 32) r
 MAX_NODES = 200_000
 MAX_DEPTH = 32
 DTYPE_KINDS = "biuf"  # bool, int, uint, float; no object, string, complex or structured arrays
+# json.loads builds every value before _strict can count them: 64 MB of "[[],[],..." would be 20 million lists
+# (gigabytes, seconds) in the grader. Each value but the first follows a "[", "," or ":", so counting those
+# characters (strings included, which only overcounts) bounds the values; a tagged array is about ten of them.
+MAX_SEPARATORS = 16 * MAX_NODES
 
 
 class DecodeError(ValueError):
@@ -240,12 +245,43 @@ def decode(text, *, max_text: int = MAX_TEXT):
         raise DecodeError(f"expected JSON text, got {type(text).__name__}")
     if len(text) > max_text:
         raise DecodeError(f"the value is {len(text):,} characters encoded (limit {max_text:,})")
+    counter = [0]
+    return _strict(loads(text), 0, counter)
+
+
+def loads(text: str):
+    """``json.loads`` of text from a kernel, refused (DecodeError) before parsing when it could hold more values
+    than the decoder accepts, or when it is not JSON."""
+    if type(text) is not str:
+        raise DecodeError(f"expected JSON text, got {type(text).__name__}")
+    if text.count(",") + text.count("[") + text.count(":") > MAX_SEPARATORS:
+        raise DecodeError(f"more than {MAX_NODES:,} values")
     try:
-        node = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"not valid JSON ({exc})") from None
-    counter = [0]
-    return _strict(node, 0, counter)
+
+
+def read_repr(raw) -> str:
+    """The str whose ``repr`` a kernel sent (IPython's ``text/plain`` of the helper's JSON answer), or DecodeError.
+
+    ``ast.literal_eval`` would parse any literal the student's code chose to answer with (a replaced helper can
+    return an object whose ``repr`` is 128 MB of ``[0,0,...``): that is minutes and gigabytes of the grader's
+    time, outside every limit of the kernel. Only one quoted string, with no prefix and no second string after it,
+    is parsed; its size is bounded by the caller.
+    """
+    if type(raw) is not str or len(raw) < 2 or raw[0] not in "'\"" or raw[-1] != raw[0]:
+        raise DecodeError("not the repr of a str")
+    body = raw[1:-1].replace("\\\\", "").replace("\\" + raw[0], "")  # escaped backslashes first, then quotes
+    if raw[0] in body or "\n" in body:  # an unescaped quote ends the string early; a repr is one line
+        raise DecodeError("not the repr of a single str")
+    try:
+        text = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise DecodeError("not the repr of a str") from None
+    if type(text) is not str:
+        raise DecodeError("not the repr of a str")
+    return text
 
 
 def _no_constant(name):

@@ -146,8 +146,8 @@ class KernelLink:
             raw = entry["data"]["text/plain"]
             if len(raw) > 2 * codec.MAX_TEXT + 2:  # the repr of a str at most doubles it (escaped backslashes)
                 raise ValueError("too big")
-            text = ast.literal_eval(raw)
-        except (KeyError, TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
+            text = codec.read_repr(raw)
+        except (KeyError, TypeError, ValueError):  # DecodeError is a ValueError
             raise NotPlainData("the answer from your kernel was not readable") from None
         if type(text) is not str or len(text) > codec.MAX_TEXT:
             raise NotPlainData("the answer from your kernel was not readable (or too big)")
@@ -160,7 +160,7 @@ class KernelLink:
         if type(answer) is not str:
             raise NotPlainData("the grader's helper in your kernel was replaced")
         try:
-            kinds = json.loads(answer)
+            kinds = codec.loads(answer)
         except ValueError:
             kinds = {}
         kinds = kinds if type(kinds) is dict else {}
@@ -170,9 +170,9 @@ class KernelLink:
         if type(answer) is not str:
             raise NotPlainData("the grader's helper in your kernel was replaced")
         try:
-            node = json.loads(answer)
-        except ValueError:
-            raise NotPlainData("the answer from your kernel was not readable") from None
+            node = codec.loads(answer)
+        except codec.DecodeError as exc:
+            raise NotPlainData(f"the answer from your kernel was refused: {exc}") from None
         if type(node) is not dict or len(node) != 1:
             raise NotPlainData("the answer from your kernel was not readable")
         if "raised" in node:

@@ -17,135 +17,47 @@ from __future__ import annotations
 
 import os
 import queue
-import resource
 import secrets
-import shutil
 import signal
 import stat
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-GRACE_SECONDS = 2.0
-#: Top-level folders a kernel sees (read-only); every other one is hidden behind an empty tmpfs.
-SYSTEM_DIRS = {
-    "usr",
-    "bin",
-    "sbin",
-    "lib",
-    "lib32",
-    "lib64",
-    "libx32",
-    "etc",
-    "dev",
-    "proc",
-    "sys",
-    "run",
-    "var",
-    "tmp",
-}  # how long an interrupted kernel gets to answer before it is killed
+from .sandbox import (  # noqa: F401 - callers import the sandbox's names from here too
+    NOBODY,
+    SYSTEM_DIRS,
+    Limits,
+    Sandbox,
+    _bwrap_command,
+    _give,
+    _preexec,
+    bwrap_path,
+    make_sandbox,
+    root_userns,
+    unprivileged_user,
+)
 
-
-@dataclass
-class Limits:
-    """Resource limits of a student kernel: bytes of address space, CPU seconds, bytes per file and on disk."""
-
-    memory_bytes: int = 6 * 1024**3
-    cpu_seconds: int = 3600
-    file_bytes: int = 256 * 1024**2
-    disk_bytes: int = 1024**3
-    tmp_bytes: int = 256 * 1024**2
-    processes: int = 512  # counted per real user, on top of what that user already runs
-    open_files: int = 1024  # each socket or pipe can queue megabytes of the OS's memory that no other limit counts
-
-
-@dataclass
-class Sandbox:
-    """How kernels are isolated: ``mode`` "bwrap" or "none", the paths hidden from them, limits."""
-
-    mode: str
-    hidden: list = field(default_factory=list)
-    readable: list = field(default_factory=list)  # re-exposed inside hidden paths (package, venv)
-    limits: Limits = field(default_factory=Limits)
-
-    @property
-    def isolation(self) -> str:
-        return "bwrap" if self.mode == "bwrap" else "none"
-
-
-def bwrap_path() -> str | None:
-    """The ``bwrap`` executable when it exists and can make namespaces here, else None."""
-    exe = shutil.which("bwrap")
-    if exe is None or not sys.platform.startswith("linux"):
-        return None
-    probe = subprocess.run(
-        [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-        capture_output=True,
-        timeout=30,
-    )
-    return exe if probe.returncode == 0 else None
-
-
-def make_sandbox(choice: str, kit_root: Path, hidden=(), limits: Limits | None = None) -> Sandbox:
-    """``choice``: "auto" (bwrap when it works), "bwrap" (required) or "none". ``hidden``: extra folders to hide.
-
-    The kit's repository root is hidden except the package folder and the interpreter's environment when they
-    lie inside it.
-    """
-    if choice not in ("auto", "bwrap", "none"):
-        raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none', not {choice!r}")
-    mode = "none"
-    if choice != "none":
-        if bwrap_path():
-            mode = "bwrap"
-        elif choice == "bwrap":
-            raise RuntimeError("sandbox='bwrap' but bubblewrap is missing or cannot create namespaces here")
-    kit_root = Path(kit_root).resolve()
-    package = Path(__file__).resolve().parents[1]
-    # Everything outside the system folders is hidden (other copies of the sources, other users' files);
-    # the package and the interpreter are then shown again, read-only.
-    others = [p for p in Path("/").iterdir() if p.name not in SYSTEM_DIRS and p.is_dir() and not p.is_symlink()]
-    readable = [package]
-    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
-        readable.append(Path(prefix).resolve())  # the interpreter and its libraries (a venv's base too)
-    hide = [kit_root, Path.home(), *others, Path("/var/tmp"), *[Path(h).resolve() for h in hidden]]
-    return Sandbox(mode, list(dict.fromkeys(hide)), readable, limits or Limits())
-
-
-def _hide_around(folder: Path, keep: Path) -> list[str]:
-    """bwrap options hiding everything in ``folder`` except the path down to ``keep`` (bound later)."""
-    options = []
-    inside = keep.relative_to(folder).parts
-    current = folder
-    for part in inside:
-        try:
-            siblings = [p for p in current.iterdir() if p.name != part and p.is_dir() and not p.is_symlink()]
-        except OSError:
-            siblings = []
-        for sibling in siblings:
-            options += ["--tmpfs", str(sibling)]
-        current = current / part
-    return options
-
-
-def _preexec(limits: Limits):
-    def apply():
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        files = limits.open_files if hard == resource.RLIM_INFINITY else min(limits.open_files, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
-        running = sum(1 for p in os.listdir("/proc") if p.isdigit())  # NPROC counts the whole real user
-        cap = running + limits.processes
-        resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
-
-    return apply
+GRACE_SECONDS = 2.0  # how long an interrupted kernel gets to answer before it is killed
+#: What a kernel inherits of the grader's environment: what Python and the libraries need to start. The rest (an
+#: LMS token, cloud keys, paths) could be shown to the student in an exception message in the feedback.
+KERNEL_ENV = {
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONUTF8",
+    "PYTHONIOENCODING",
+    "PYTHONDONTWRITEBYTECODE",
+    "LD_LIBRARY_PATH",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+}
 
 
 def _folder_bytes(path: Path, stop_at: int) -> int:
@@ -168,9 +80,34 @@ def _folder_bytes(path: Path, stop_at: int) -> int:
     return total
 
 
-def _held_bytes(root: int) -> int:
-    """Bytes of the files that ``root`` and its descendants hold open and no folder lists (memfds, deleted files):
-    memory or disk that neither the rlimits nor a walk of the run folder see.
+@dataclass
+class Usage:
+    """What a kernel's processes hold: ``held`` bytes of files open that no folder lists, ``tasks`` (processes and
+    threads), ``memory`` bytes (proportional set size: a page shared by forked children counts once)."""
+
+    held: int = 0
+    tasks: int = 0
+    memory: int = 0
+
+
+def _pss_bytes(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _held_usage(root: int) -> Usage:
+    """:class:`Usage` of ``root`` and its descendants. Held files: memfds and deleted files, memory or disk that
+    neither the rlimits nor a walk of the run folder see. Tasks: ``RLIMIT_NPROC`` does not bind a grader that runs
+    as root (the kernel's real user outside its namespace is then root, which the limit exempts), so a fork bomb
+    would take every PID of the machine and the kernels graded beside it could not start. Memory: ``RLIMIT_AS``
+    bounds each process, so ten forked children could take ten times the kernel's memory, and the machine's
+    out-of-memory killer would then pick among the other submissions' kernels and the grader's workers.
 
     Read from /proc directly: psutil is not a dependency of the grader, and its ``open_files`` gives paths, not the
     link count that tells a deleted file from a listed one."""
@@ -182,10 +119,15 @@ def _held_bytes(root: int) -> int:
                     children.setdefault(int(handle.read().rsplit(b")", 1)[1].split()[1]), []).append(entry)
             except (OSError, ValueError, IndexError):
                 continue
-    total, seen, stack = 0, set(), [str(root)]
+    usage, seen, stack = Usage(), set(), [str(root)]
     while stack:
         pid = stack.pop()
         stack += children.get(int(pid), [])
+        try:
+            usage.tasks += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            usage.tasks += 1  # it just ended; still a PID until reaped
+        usage.memory += _pss_bytes(pid)
         try:
             with os.scandir(f"/proc/{pid}/fd") as entries:
                 for entry in entries:
@@ -195,10 +137,10 @@ def _held_bytes(root: int) -> int:
                         continue
                     if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and (info.st_dev, info.st_ino) not in seen:
                         seen.add((info.st_dev, info.st_ino))
-                        total += info.st_blocks * 512
+                        usage.held += info.st_blocks * 512
         except OSError:
             continue
-    return total
+    return usage
 
 
 class KernelDied(RuntimeError):
@@ -219,47 +161,34 @@ class Kernel:
             str(ipc / "kernel.json"), transport="ipc", ip=str(ipc / "k"), key=secrets.token_hex(32).encode()
         )
         python = [sys.executable, "-m", "ipykernel_launcher", "-f", conn_file, "--HistoryManager.enabled=False"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER_"))}
+        env = {k: v for k, v in os.environ.items() if k in KERNEL_ENV or k.startswith("LC_")}
         env.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HOME=str(self.run_dir / "home"))
         (self.run_dir / "home").mkdir(exist_ok=True)
-        if sandbox.mode == "bwrap":
-            cmd = [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-            # /dev and the tmpfs that hide folders are RAM the kernel's rlimits and the watchdog do not see (half
-            # the machine's by default): read-only below, and the shared memory that honest code uses is sized.
-            cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/dev/shm"]
-            # A private /tmp first: the kit, its venv or the run folder may lie under /tmp (a CI clone does),
-            # and the binds below must land on top of it, not under it.
-            cmd += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp"]
-            hiding = []
-            for path in sandbox.hidden:
-                if path.exists() and not self.run_dir.is_relative_to(path):
-                    hiding += ["--tmpfs", str(path)]
-                elif path.exists():  # the run folder lies inside: hide the siblings on its way instead
-                    hiding += _hide_around(path, self.run_dir)
-            cmd += hiding
-            for path in dict.fromkeys(sandbox.readable):
-                if any(path.is_relative_to(h) for h in sandbox.hidden):
-                    cmd += ["--ro-bind", str(path), str(path)]
-            cmd += ["--bind", str(self.run_dir), str(self.run_dir), "--chdir", str(workdir)]
-            tmpfs = [Path(p) for p in hiding[1::2]]
-            for i, folder in enumerate(tmpfs):  # after the binds, whose mount points lie in them
-                if not any(folder.is_relative_to(later) for later in tmpfs[i + 1 :]):  # else a later one covers it
-                    cmd += ["--remount-ro", str(folder)]
-            cmd += ["--remount-ro", "/dev"]
-            cmd += ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
-            cmd += ["--die-with-parent", "--new-session", "--", *python]
-        else:
-            cmd = python
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=str(workdir),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,  # the kernel's own messages are no feedback; its replies are
-            preexec_fn=_preexec(sandbox.limits),
-        )
+        if sandbox.user is not None:  # its run folder is the only place a kernel writes
+            _give(self.run_dir, sandbox.user)
+        userns = root_userns() if sandbox.user is not None else None
+        try:
+            cmd = (
+                _bwrap_command(sandbox, self.run_dir, Path(workdir), python, userns)
+                if sandbox.mode == "bwrap"
+                else python
+            )
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=str(workdir),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # the kernel's own messages are no feedback; its replies are
+                preexec_fn=_preexec(sandbox.limits),
+                pass_fds=() if userns is None else (userns,),
+            )
+        finally:
+            if userns is not None:
+                os.close(userns)
         self.over_disk = False
+        self.over_processes = False
+        self.over_memory = False
         self._stop = threading.Event()
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._watch.start()
@@ -277,7 +206,15 @@ class Kernel:
         while not self._stop.wait(0.5):
             if self.proc.poll() is not None:
                 return
-            if _folder_bytes(self.run_dir, limit) + _held_bytes(self.proc.pid) > limit:
+            usage = _held_usage(self.proc.pid)
+            if usage.tasks > self.sandbox.limits.processes:
+                self.over_processes = True
+            elif usage.memory > self.sandbox.limits.memory_bytes:
+                self.over_memory = True
+            if self.over_processes or self.over_memory:
+                self.kill()
+                return
+            if _folder_bytes(self.run_dir, limit) + usage.held > limit:
                 self.over_disk = True
                 self.kill()
                 return

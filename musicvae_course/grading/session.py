@@ -163,6 +163,10 @@ class _KernelRun:
             )
             if self.kernel.over_disk:
                 what = f"wrote more than {self.sandbox.limits.disk_bytes / 1e6:g} MB of files"
+            if self.kernel.over_processes:
+                what = f"started more than {self.sandbox.limits.processes} processes or threads"
+            if self.kernel.over_memory:
+                what = f"used more than {self.sandbox.limits.memory_bytes / 1e9:g} GB of memory in all its processes"
             self.restart(f"{step.label} {what}; the kernel was restarted and this cell skipped", problems)
 
     def close(self):
