@@ -233,6 +233,8 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     )
     names = list(dict.fromkeys(str(s) for s in file_meter.signatures))  # "3/4", "4/4" ... in order, once each
     signatures = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    if not source.time_signature_changes:  # the bars drawn are MIDI's default, not the file's word: say so
+        signatures = "no time signature: 4/4"
     figure.suptitle(
         f"{Path(args.midi).name} ({signatures}): {bar_number_span(file_meter.downbeats, 0, shown)} shown; "
         f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"

@@ -1,5 +1,7 @@
 """python -m musicvae_course sample|interpolate|reconstruct: MIDI and PNG files from a checkpoint."""
 
+from pathlib import Path
+
 import numpy as np
 import pretty_midi
 import pytest
@@ -136,3 +138,38 @@ def test_reconstruct_picture_draws_the_files_own_bars_and_says_which(checkpoint,
         assert time_signatures(tmp_path / written) == [TimeSignature(3, 4, 0)]
     bars = next(c for c in figure.axes[0].collections if c.get_gid() == "bar-lines")
     assert sorted(float(segment[0][0]) for segment in bars.get_segments()) == [s - 0.5 for s in range(12, 128, 12)]
+
+
+def test_reconstruct_reads_the_meter_from_any_track_and_says_when_a_file_has_none(checkpoint, tmp_path, monkeypatch):
+    import mido
+
+    import musicvae_course.__main__ as cli
+
+    def write(name, meter_events):
+        mid = mido.MidiFile(type=1, ticks_per_beat=96)  # a DAW export: tempo alone in track 0, meter with the notes
+        mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000)]))
+        notes = []
+        for i in range(48):  # eighth notes, 96 steps: 8 bars of 6/8
+            pitch = 60 + i % 7
+            notes += [
+                mido.Message("note_on", note=pitch, time=8 if i else 0),
+                mido.Message("note_off", note=pitch, time=40),
+            ]
+        mid.tracks.append(mido.MidiTrack(meter_events + notes))
+        mid.save(str(tmp_path / name))
+        return str(tmp_path / name)
+
+    figures = {}
+    monkeypatch.setattr(cli, "_png", lambda figure, path: figures.__setitem__(path.parent.name, figure) or path)
+    jig = write("jig.mid", [mido.MetaMessage("time_signature", numerator=6, denominator=8)])
+    plain = write("plain.mid", [])
+    for source in (jig, plain):
+        out = tmp_path / Path(source).stem
+        assert main(["reconstruct", source, "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 0
+    (title,) = [text.get_text() for text in figures["jig"].texts]
+    assert title.startswith("jig.mid (6/8): bars 1-")  # pretty_midi alone read 4/4: the meter is not in track 0
+    bars = next(c for c in figures["jig"].axes[0].collections if c.get_gid() == "bar-lines")
+    assert sorted(float(segment[0][0]) + 0.5 for segment in bars.get_segments())[:3] == [12, 24, 36]
+    assert time_signatures(tmp_path / "jig" / "original.mid") == [TimeSignature(6, 8, 0)]
+    (title,) = [text.get_text() for text in figures["plain"].texts]
+    assert title.startswith("plain.mid (no time signature: 4/4): bars 1-")

@@ -194,3 +194,16 @@ def test_a_long_note_outside_the_roll_does_not_make_the_roll_too_long_for_either
     body = b"\x00\x90\x3c\x64\x60\x80\x3c\x00\x00" + far_note + b"\x64" + vlq(30_000 * 96) + off + b"\x00\xff\x2f\x00"
     rolls = [read(smf(body, division=96), None) for read in READERS]
     assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])
+
+
+def test_an_smpte_file_is_refused_as_smpte_not_as_corrupt_by_both_readers(tmp_path):
+    # SMPTE timing is valid MIDI (film scoring, some DAW exports); the reference called it a corrupt header
+    data = smf(held_note(480), division=0xE728)  # -25 frames per second x 40 ticks per frame
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="SMPTE") as refused:
+            read(data)
+        assert "corrupt" not in str(refused.value)
+    path = tmp_path / "film.mid"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"film\.mid: .*SMPTE"):
+        time_signatures(path)

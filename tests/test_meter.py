@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import mido
 import numpy as np
 import pretty_midi
 import pytest
@@ -21,7 +22,7 @@ from musicvae_course.core.meter import (
     window_in_bars,
     write_time_signatures,
 )
-from musicvae_course.core.pianoroll import midi_to_pianoroll, pianoroll_to_midi
+from musicvae_course.core.pianoroll import load_pretty_midi, midi_to_pianoroll, pianoroll_to_midi
 
 
 def make_midi(signatures, last_step, tempi=((0.0, 120.0),)):
@@ -86,6 +87,43 @@ def test_duplicate_events_count_once_and_a_file_without_any_is_four_four(tmp_pat
     assert bar_lines(reread(make_midi([(3, 4, 0), (3, 4, 0), (3, 4, 12)], 36), tmp_path)) == [0, 12, 24]
     assert [tuple(s) for s in time_signatures(reread(make_midi([(3, 4, 0), (3, 4, 0)], 12), tmp_path))] == [(3, 4, 0)]
     assert bar_lines(reread(make_midi([], 40), tmp_path)) == [0, 16, 32]
+
+
+def write_tracks(path, tracks, ticks_per_quarter=480):
+    """A type-1 file of mido tracks, each ``[(tick, message), ...]``; the last holds one note 40 quarters long."""
+    note = [
+        (0, mido.Message("note_on", note=60, velocity=80)),
+        (40 * ticks_per_quarter, mido.Message("note_off", note=60)),
+    ]
+    mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_quarter)
+    for events in [*tracks[:-1], tracks[-1] + note]:
+        track, now = mido.MidiTrack(), 0
+        for tick, message in sorted(events, key=lambda event: event[0]):
+            track.append(message.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def signature(numerator, denominator):
+    return mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
+
+
+def test_time_signatures_in_any_track_are_read(tmp_path):
+    # DAW exports and music21 put the meter in other tracks than the first; pretty_midi reads the first one's
+    # only, so this 6/8 tune (tempo alone in track 0, the meter with the notes in track 2) was barred as 4/4
+    tempo = (0, mido.MetaMessage("set_tempo", tempo=600_000))
+    path = write_tracks(tmp_path / "daw.mid", [[tempo], [], [(0, signature(6, 8)), (96 * 9, signature(9, 8))]], 96)
+    assert [tuple(s) for s in time_signatures(path)] == [(6, 8, 0), (9, 8, 36)]
+    assert bar_lines(path) == [0, 12, 24, 36, 54, 72, 90, 108, 126, 144]
+    assert meter(path).beats[:8] == [0, 6, 12, 18, 24, 30, 36, 42]
+    assert meter(load_pretty_midi(path)) == meter(path)  # the kit's PrettyMIDI holds them too
+    # one event per track at the same tick, as music21 writes them, counts once; where they differ the last
+    # one read (file order, track by track) wins
+    path = write_tracks(tmp_path / "two.mid", [[(0, signature(4, 4))], [(0, signature(3, 4))]])
+    assert time_signatures(path) == [TimeSignature(3, 4, 0)]
+    assert bar_lines(path)[:3] == [0, 12, 24]
 
 
 def test_tempo_changes_do_not_move_the_bars(tmp_path):
@@ -183,3 +221,19 @@ def test_a_meter_past_the_last_tick_pretty_midi_writes_is_refused_by_name():
     pm = pianoroll_to_midi(np.ones((88, 4), bool))
     with pytest.raises(ValueError, match="step 100,000 .*MAX_TICK"):
         write_time_signatures(pm, [TimeSignature(4, 4, 0), TimeSignature(3, 4, 100_000)])
+
+
+def test_an_uploaded_file_is_drawn_from_its_first_full_bar_not_its_pickup(tmp_path):
+    from musicvae_course.ui.rolldraw import first_window
+
+    # a quarter-note pickup, marked by a 1/4 bar as notation programs export it, then 4/4 quarter notes: the
+    # canvas (bar lines every 16 steps) showed the pickup at step 0 and the music's bars 4 steps late
+    pm = make_midi([(1, 4, 0), (4, 4, 4)], 0)
+    pm.instruments[0].notes = [pretty_midi.Note(80, 60 + i % 5, i * 0.5, i * 0.5 + 0.4) for i in range(17)]
+    path = reread(pm, tmp_path)
+    np.testing.assert_array_equal(first_window(path), midi_to_pianoroll(path)[:, 4:36])
+    # a file without one: 4/4 from step 0, as before
+    pm = make_midi([], 0)
+    pm.instruments[0].notes = [pretty_midi.Note(80, 60 + i % 5, i * 0.5, i * 0.5 + 0.4) for i in range(17)]
+    path = reread(pm, tmp_path)
+    np.testing.assert_array_equal(first_window(path), midi_to_pianoroll(path)[:, :32])

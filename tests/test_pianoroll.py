@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from midi_corpus import smf
 
-from musicvae_course.core.midi_fast import read_pianoroll
+from musicvae_course.core.midi_fast import MidiSkip, read_pianoroll, read_pianoroll_reference
 from musicvae_course.core.pianoroll import (
     LOWEST_PITCH,
     N_PITCHES,
@@ -81,6 +81,21 @@ def test_mid_file_tempo_change_does_not_move_the_grid(tmp_path, tempo_track):
         tempo_track=tempo_track,
     )
     assert np.array_equal(midi_to_pianoroll(changed), at_120)
+
+
+@pytest.mark.parametrize("tempo_track", [0, 1])
+def test_both_readers_measure_a_file_in_the_same_seconds_wherever_its_tempo_is(tmp_path, tempo_track):
+    # 10 BPM for 70 quarter notes is 7 minutes, over a 6-minute limit; pretty_midi (the reference) reads tempo in
+    # the first track only, so a tempo in track 1 left it at 120 BPM (35 s) while the fast reader applied it
+    path = write_midi(tmp_path / "slow.mid", [(60, 0, 70)], tempi=[(0, 10.0)], tempo_track=tempo_track)
+    verdicts = []
+    for read in (read_pianoroll, read_pianoroll_reference):
+        try:
+            verdicts.append(read(path, max_seconds=360).shape)
+        except MidiSkip as err:
+            verdicts.append(str(err))
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0] == ("too long: 7 min (limit 6 min)" if tempo_track == 0 else (88, 280))
 
 
 def test_empty_file_gives_an_empty_roll(tmp_path):

@@ -291,3 +291,17 @@ def test_live_curves_redraw_one_figure_and_fit_live_trains_epoch_by_epoch(tmp_pa
     assert [row["epoch"] for row in history] == [1, 2] and (tmp_path / "last.pt").is_file()
     own = [line for line in figure.axes[0].get_lines() if line.get_label() == "train -ELBO"]
     assert len(own) == 1 and list(own[0].get_xdata()) == [1, 2]
+
+
+@pytest.mark.parametrize("panels", [1, 4])
+def test_step_labels_never_overlap_where_a_pickup_puts_a_bar_next_to_the_edge(panels):
+    # an eighth-note pickup (1/8, then 6/8) puts a bar at step 2: its label "2" was drawn over the "0"
+    from musicvae_course.core.meter import TimeSignature, meter_grid
+
+    piece = meter_grid([TimeSignature(1, 8, 0), TimeSignature(6, 8, 2)], 128)
+    figure = plots.visualize_pianoroll(np.zeros((panels, 88, 128), bool), bar_lines=piece)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    assert [int(t) for t in ax.get_xticks()][:2] == [2, 14]  # the downbeat keeps its label; the edge gives way
+    boxes = [label.get_window_extent() for label in ax.get_xticklabels() if label.get_text()]
+    assert len(boxes) >= 5 and all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:]))

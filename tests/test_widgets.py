@@ -314,3 +314,26 @@ def test_the_drawable_widget_reconstructs_what_is_drawn(model):
     [clear] = widgets.find_widgets(box, "mvc-clear-button")
     clear.click()
     assert box.canvas.cells == [] and box.canvas.overlay == []
+
+
+def test_an_uploaded_piece_is_drawn_in_its_own_meter_and_a_cleared_canvas_in_the_models(model, tmp_path):
+    # a waltz on the canvas with 4/4 bar lines would put its downbeats mid-bar
+    import datetime
+
+    from musicvae_course.core.meter import write_time_signatures
+    from musicvae_course.core.pianoroll import pianoroll_to_midi
+    from musicvae_course.ui import rolldraw
+
+    path = tmp_path / "waltz.mid"
+    write_time_signatures(pianoroll_to_midi(np.tile(_melody(), 2)), ["3/4"]).write(str(path))
+    box = rolldraw.drawable_roll_widget(model)
+    assert (box.canvas.bar_lines, box.canvas.beat_lines) == ([0, 16, 32], list(range(0, 33, 4)))
+    [upload] = widgets.find_widgets(box, "mvc-upload")
+    data = path.read_bytes()
+    sent = {"name": "waltz.mid", "type": "audio/midi", "size": len(data), "content": memoryview(data)}
+    upload.value = ({**sent, "last_modified": datetime.datetime(2026, 1, 1)},)  # as the browser sends it
+    assert box.canvas.cells and box.canvas.bar_lines == [0, 12, 24]
+    assert box.canvas.beat_lines == list(range(0, 33, 4))
+    [clear] = widgets.find_widgets(box, "mvc-clear-button")
+    clear.click()
+    assert box.canvas.bar_lines == [0, 16, 32]

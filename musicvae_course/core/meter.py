@@ -9,7 +9,12 @@ Rules
 -----
 * Every time-signature event starts a new bar (the MIDI convention), at its own step; bars of that signature follow
   until the next event or the end of the piece. A file without time-signature events is 4/4 (the MIDI default).
-* Several events at the same step (music21 writes one per track) count once: the last one read wins.
+  A first event after step 0 leaves 4/4 bars before it, the last one cut short where it occurs.
+* Events are read from every track, as players and notation programs read them (DAW exports and music21 put them
+  in other tracks than the first; pretty_midi alone reads the first track's only). A ``PrettyMIDI`` passed in
+  holds what it was read with: use a path, or ``load_pretty_midi(path)``, not ``pretty_midi.PrettyMIDI(path)``.
+* Several events at the same step (music21 writes one per track) count once: the last one read wins, in file
+  order (track by track).
 * A **pickup** (anacrusis) that the file marks with a short time signature (e.g. 2/8 then 6/8, as MuseScore
   writes irregular bars) comes out right by the first rule. MIDI has no pickup event, so a file that starts a
   pickup with the full signature (music21's export does) cannot say so: pass ``pickup_steps`` (the pickup's
@@ -100,7 +105,8 @@ def time_signatures(midi) -> list[TimeSignature]:
     """The file's time signatures with the step each starts at (one per step; 4/4 at 0 if the file has none).
 
     Args:
-        midi: a MIDI path or a ``pretty_midi.PrettyMIDI``.
+        midi: a MIDI path or a ``pretty_midi.PrettyMIDI`` (events from every track when read by the kit's
+            ``load_pretty_midi``; see the module docstring).
 
     Returns:
         :class:`TimeSignature` list sorted by step; the first starts at step 0 (a file whose first event comes

@@ -25,7 +25,7 @@ Taught, as a black box, in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,7 +56,10 @@ class NoteTable:
 
     ``pitch``, ``start``, ``end``, ``channel``: int64 arrays of equal length (``end > start``).
     ``ticks_per_quarter``: the header's resolution. ``max_tick``: the last event's tick in any track.
-    ``tempos``: ``[(tick, microseconds per quarter)]`` from every track, in file order.
+    ``tempos``: ``[(tick, microseconds per quarter)]`` from the first track, in file order: the reference's tempo
+    map (pretty_midi reads tempo events there only), so that both readers measure a file in the same seconds.
+    ``time_signatures``: ``[(tick, numerator, denominator)]`` from every track, in file order (the denominator as
+    mido decodes it: 2 to the power of the event's byte).
     """
 
     ticks_per_quarter: int
@@ -66,6 +69,7 @@ class NoteTable:
     channel: np.ndarray
     max_tick: int
     tempos: list
+    time_signatures: list = field(default_factory=list)
 
 
 def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None = None) -> NoteTable:
@@ -91,6 +95,7 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
     pos = 8 + header_size
     notes: list = []
     tempos: list = []
+    signatures: list = []
     max_tick = n_events = 0
     for track in range(n_tracks):
         if pos + 8 > len(data):
@@ -102,7 +107,8 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
         if begin + size > len(data):
             raise MidiFormatError(f"truncated MIDI: track {track} declares {size} bytes, {len(data) - begin} left")
         try:
-            last, events = _parse_track(data, begin, begin + size, track, notes, tempos, max_notes)
+            metas = (tempos if track == 0 else [], signatures)  # tempo: the reference's map, the first track's
+            last, events = _parse_track(data, begin, begin + size, track, notes, metas, max_notes)
         except IndexError:
             raise MidiFormatError(f"corrupt or truncated MIDI: track {track} runs past its end") from None
         max_tick = max(max_tick, last)
@@ -121,11 +127,13 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
         channel=(packed >> 7) & 0x0F,
         max_tick=max_tick,
         tempos=tempos,
+        time_signatures=signatures,
     )
 
 
-def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> tuple[int, int]:
-    """Walk one track's events, appending closed notes to ``notes``; returns the track's last tick and events.
+def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, int]:
+    """Walk one track's events, appending closed notes to ``notes`` and tempo and time-signature events to the
+    two lists of ``metas``; returns the track's last tick and events.
 
     One loop, no objects per event: this is the module's hot path, ordered for the usual event (a one-byte
     delta, then a note-on or note-off, often in running status). A note is one int,
@@ -138,6 +146,7 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> tuple[int,
     open_notes: dict = {}
     get, pop = open_notes.get, open_notes.pop
     add = notes.append
+    tempos, signatures = metas
     limit = max_notes - len(notes)
     events = 0
     while pos < stop:
@@ -225,6 +234,8 @@ def _parse_track(data, pos, stop, track, notes, tempos, max_notes) -> tuple[int,
                 if length < 3:
                     raise MidiFormatError(f"corrupt MIDI: track {track}: tempo event of {length} bytes")
                 tempos.append((tick, int.from_bytes(data[pos : pos + 3], "big")))
+            elif meta == 0x58 and length >= 2:  # time signature: the meter is its first 2 bytes (mido wants 4)
+                signatures.append((tick, data[pos], 1 << data[pos + 1]))
             pos += length
         elif kind == 0xF0 or kind == 0xF7:
             length, pos = _variable_int(data, pos)
@@ -257,8 +268,8 @@ def _variable_int(data, pos) -> tuple[int, int]:
 def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
     """Seconds from the start to ``tick`` under the file's tempo map (120 BPM until the first tempo event).
 
-    As pretty_midi: tempo events from all tracks, sorted by tick (a stable sort, so file order breaks ties and
-    the last event on a tick wins).
+    As pretty_midi: ``tempos`` from the first track (``NoteTable.tempos``), sorted by tick (a stable sort, so
+    file order breaks ties and the last event on a tick wins).
     """
     seconds, last_tick, mspq = 0.0, 0, 500_000
     for at, value in sorted(tempos, key=lambda item: item[0]):
@@ -292,3 +303,24 @@ def unknown_meta_events_keep_their_time():
         yield
     finally:
         midifiles.build_meta_message = build
+
+
+def with_every_tracks_time_signatures(pm, table: NoteTable):
+    """``pm`` (the ``pretty_midi.PrettyMIDI`` of the file ``table`` was parsed from) with the time signatures of
+    every track, in place; returned for chaining.
+
+    pretty_midi reads time signatures from the first track only, as the SMF spec places them; but DAW exports,
+    type-1 files whose first track is empty and music21's exports (one event per part) put them in other tracks,
+    and players, notation programs and mido read them there. Events are taken in file order (track by track) and
+    sorted by tick, stably, so where several share a tick the last one read wins (:mod:`~.meter` keeps one per
+    step). An event of numerator 0 has no bar and no ``pretty_midi.TimeSignature``: it is left out (pretty_midi
+    refuses a file with one in its first track).
+    """
+    import pretty_midi
+
+    events = sorted((e for e in table.time_signatures if e[1] > 0), key=lambda e: e[0])
+    pm.time_signature_changes = [
+        pretty_midi.TimeSignature(numerator, denominator, pm.tick_to_time(tick))
+        for tick, numerator, denominator in events
+    ]
+    return pm

@@ -41,8 +41,8 @@ def read_pianoroll(midi, max_seconds: float | None = MAX_SECONDS, max_steps: int
 
     Args:
         midi: path to a ``.mid`` file (a regular file; symlinks are followed), or its bytes.
-        max_seconds: refuse files whose last note ends later than this many seconds (tempo map applied);
-            ``None`` for no limit.
+        max_seconds: refuse files whose last note ends later than this many seconds (the first track's tempo
+            map applied, as the reference applies it); ``None`` for no limit.
         max_steps: refuse files longer than this many sixteenth steps (``MAX_STEPS``), before allocating.
 
     Returns:

@@ -18,17 +18,14 @@ Conventions (the model card's, made precise)
 
 The one rounding rule (shared with the fast path)
 -------------------------------------------------
-``onset = round(start_tick * 4 / ticks_per_quarter)`` and
-``offset = round(end_tick * 4 / ticks_per_quarter)`` (round half to even,
-as numpy does); the note covers steps ``onset .. max(offset, onset + 1) - 1``.
+``onset = round(start_tick * 4 / ticks_per_quarter)`` and ``offset = round(end_tick * 4 / ticks_per_quarter)``
+(round half to even, as numpy does); the note covers steps ``onset .. max(offset, onset + 1) - 1``.
 So a non-zero note shorter than a sixteenth still sounds for one step.
-Notes of zero length in ticks (grace notes) are dropped: they have no duration
-on this grid. Notes outside MIDI 21-108 are dropped (an 88-key roll has no row
-for them). Drum tracks are skipped: their pitches name instruments, not notes.
-Overlapping notes of the same pitch merge (the roll is a union). In a file,
-a note-off (or a note-on of velocity 0) closes every open note of its key
-(track, channel, pitch) that started on an earlier tick, so a re-struck key
-ends at the first note-off (pretty_midi's rule; ``midi_events`` reproduces it).
+Notes of zero length in ticks (grace notes) are dropped: they have no duration on this grid. Notes outside
+MIDI 21-108 are dropped (an 88-key roll has no row for them). Drum tracks are skipped: their pitches name
+instruments, not notes. Overlapping notes of the same pitch merge (the roll is a union). In a file, a note-off
+(or a note-on of velocity 0) closes every open note of its key (track, channel, pitch) that started on an
+earlier tick, so a re-struck key ends at the first note-off (pretty_midi's rule; ``midi_events`` reproduces it).
 """
 
 from __future__ import annotations
@@ -129,14 +126,12 @@ def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
         raise ValueError(f"{display_name(path)}: not a readable MIDI file ({err})") from None
 
 
-REFERENCE_BOUNDS_CHECK = (
-    True  #: bound a file's roll before pretty_midi allocates its tick tables (benchmarks may turn it off)
-)
+REFERENCE_BOUNDS_CHECK = True  #: bound a roll before pretty_midi allocates its tick tables (benchmarks turn it off)
 
 
-def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
+def _check_bounds(data: bytes, division: int, max_steps: int):
     """Refuse, before pretty_midi sees it, a file whose roll would be longer than ``max_steps`` steps, or that is
-    over a limit of the event parser (``MidiLimitError``: ticks, lengths, notes, events).
+    over a limit of the event parser (``MidiLimitError``: ticks, lengths, notes, events); return its note table.
 
     pretty_midi allocates tables as long as the file's last tick (hundreds of MB for a 44-byte file at 1 tick per
     quarter), and mido an object per event. The kit's event parser (``midi_events``, the same note table, tested
@@ -147,7 +142,7 @@ def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
     except MidiLimitError:
         raise
     except MidiFormatError:
-        return
+        return None
     # the notes the roll is made of, as the fast reader takes them: a drum or a note off the keyboard adds no step
     rolled = (table.channel != DRUM_CHANNEL) & (table.pitch >= LOWEST_PITCH) & (table.pitch <= HIGHEST_PITCH)
     if rolled.any():
@@ -157,32 +152,37 @@ def _check_bounds(data: bytes, division: int, max_steps: int) -> None:
                 f"the roll would be {steps:,} steps long, more than the limit of {max_steps:,} "
                 "(MAX_STEPS; raise max_steps to allow it)"
             )
+    return table
 
 
 def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
     """The reference parse: ``pretty_midi.PrettyMIDI`` of a file's bytes; ``ValueError`` saying why not.
 
     A time division of 0 or in SMPTE frames is refused from the header first (pretty_midi would divide by it).
+    Time signatures come from every track, not pretty_midi's first only (``with_every_tracks_time_signatures``).
     """
     import io
     import warnings
 
     import pretty_midi
 
+    from .midi_events import with_every_tracks_time_signatures
+
     if data[:4] != b"MThd":  # said plainly: mido's words for these are "EOFError" and "MThd not found"
         raise ValueError("empty file (0 bytes)" if not data else f"not a MIDI file (starts with {data[:8]!r})")
     division = int.from_bytes(data[12:14], "big") if len(data) >= 14 else 1
-    if division == 0 or division & 0x8000:
-        raise ValueError(f"corrupt MIDI header: time division 0x{division:04x} is not ticks per quarter note")
-    if REFERENCE_BOUNDS_CHECK:
-        _check_bounds(data, division, max_steps)
+    if division == 0 or division & 0x8000:  # SMPTE is valid MIDI (film, some DAWs): say so, not "corrupt"
+        what = "in SMPTE frames per second (no beat grid), not supported" if division & 0x8000 else "0: corrupt"
+        raise ValueError(f"MIDI header: time division 0x{division:04x} is {what}; the kit needs ticks per quarter")
+    table = _check_bounds(data, division, max_steps) if REFERENCE_BOUNDS_CHECK else None
     try:
         with warnings.catch_warnings(), unknown_meta_events_keep_their_time():
             # "tempo events on non-zero tracks": harmless on a tick grid.
             warnings.simplefilter("ignore", RuntimeWarning)
-            return pretty_midi.PrettyMIDI(io.BytesIO(data))
+            pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
     except Exception as err:  # mido raises many types for damaged files
         raise ValueError(f"corrupt or truncated MIDI ({type(err).__name__}: {err})") from None
+    return pm if table is None else with_every_tracks_time_signatures(pm, table)
 
 
 def midi_to_pianoroll(midi, max_steps: int = MAX_STEPS, timeout: float | None = None) -> np.ndarray:

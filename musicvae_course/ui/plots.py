@@ -154,6 +154,24 @@ def _pitch_labels(low: int, high: int, sounding, max_labels: int = 30) -> list[i
     return kept
 
 
+def _step_ticks(bars, n_steps: int, width_in: float) -> list[int]:
+    """Steps to label on the step axis: 0 and the bar lines ``bars``, less any label that would touch the one
+    before it on axes ``width_in`` inches wide. A pickup of an eighth puts a bar 2 steps from 0: its label wins,
+    since it names a downbeat and 0 names only the edge."""
+    inches_per_step = width_in / max(n_steps, 1)
+
+    def half_width(step: int) -> float:  # a tick label in inches, half of it: digits at 10 pt, and a gap
+        return (0.08 * len(str(step)) + 0.06) / 2
+
+    kept: list[int] = []
+    for step in bars:
+        if not kept or (step - kept[-1]) * inches_per_step >= half_width(step) + half_width(kept[-1]):
+            kept.append(step)
+    if not kept or kept[0] * inches_per_step >= half_width(kept[0]) + half_width(0):
+        kept.insert(0, 0)
+    return kept
+
+
 def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ())) -> None:
     """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines')."""
     ax.set_ylim(low - 0.5, high + 0.5)
@@ -166,7 +184,8 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), 
     ax.set_yticklabels([pitch_name(p) for p in labelled], fontsize="small" if len(labelled) > 8 else None)
     ax.set_ylabel("pitch")
     bar_steps, beat_steps = grid
-    ax.set_xticks([0, *bar_steps] if len(bar_steps) <= 12 else [0, *bar_steps[1::2]])
+    width_in = (ax.figure.get_figwidth() if ax.figure is not None else 8.0) * ax.get_position().width
+    ax.set_xticks(_step_ticks(bar_steps if len(bar_steps) <= 12 else bar_steps[1::2], n_steps, width_in))
     ax.set_xlabel("step (sixteenth notes)")
     if not bars:
         return

@@ -30,6 +30,7 @@ Stable DOM classes (browser tests, styling):
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import html
 import io
@@ -40,8 +41,9 @@ import numpy as np
 import torch
 
 from ..core.latent import _evaluating
+from ..core.meter import bar_steps, beat_steps, meter, meter_grid
 from ..core.model import model_input
-from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS, midi_to_pianoroll, pianoroll_to_midi, segments
+from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS, midi_to_pianoroll, pianoroll_to_midi
 from ..core.seeding import DEFAULT_SEED
 from . import audio, plots, rollview
 from .rolldraw_front import CSS, ESM
@@ -91,16 +93,79 @@ def reconstruct_and_vary(model, roll, n: int = 4, spread: float = DEFAULT_SPREAD
 
 def first_window(path, min_notes: int = 4) -> np.ndarray:
     """The first 2-bar window (``(88, 32)`` bool) of a MIDI file that starts with music: at least
-    ``min_notes`` notes start in it, half of them in its first bar (else its first window with notes).
-    Errors name the file."""
+    ``min_notes`` notes start in it, half of them in its first 16 steps (else its first window with notes).
+
+    Windows start on the file's downbeats (:func:`~musicvae_course.core.meter.meter`; 4/4 from step 0 for a file
+    without a time signature), on full bars only: a pickup is left out. Errors name the file.
+    """
+    return _first_window(path, min_notes)[0]
+
+
+def _first_window(path, min_notes: int = 4):
+    """(window ``(88, 32)`` bool, its bar lines, its beat lines): :func:`first_window` and where the file's own
+    bars and beats fall in it, as steps 0..32 (:func:`window_lines`)."""
     roll = midi_to_pianoroll(path)
-    windows = segments(roll, min_notes=1)
-    if len(windows) == 0:
+    if not roll.any():
         raise ValueError(f"{Path(path).name}: no pitched notes to draw")
-    starts = windows & ~np.concatenate([np.zeros_like(windows[:, :, :1]), windows[:, :, :-1]], axis=2)
-    per_bar = starts.reshape(len(windows), N_PITCHES, 2, SEGMENT_STEPS // 2).sum(axis=(1, 3))
-    rich = np.flatnonzero((per_bar.sum(axis=1) >= min_notes) & (2 * per_bar[:, 0] >= min_notes))
-    return windows[int(rich[0]) if rich.size else 0]
+    n_steps = roll.shape[1]
+    # notes starting at each step; a note held into a window's first step counts there too (as in segments)
+    onsets = (roll & ~np.concatenate([np.zeros_like(roll[:, :1]), roll[:, :-1]], axis=1)).sum(axis=0)
+    before = np.concatenate([[0], np.cumsum(onsets)])  # onsets before each step, 0 .. n_steps
+
+    def notes_in(start: int, length: int) -> int:
+        stop = min(start + length, n_steps)
+        return int(roll[:, start].sum() + before[stop] - before[start + 1])
+
+    try:
+        grid = meter(path)
+    except ValueError:  # a meter the kit cannot bar (4/128): MIDI's default, 4/4 from the start
+        grid = meter_grid("4/4", n_steps)
+    full_bars = _full_bar_starts(grid, n_steps)
+    counts = [(start, notes_in(start, SEGMENT_STEPS), notes_in(start, SEGMENT_STEPS // 2)) for start in full_bars]
+    rich = [start for start, notes, first in counts if notes >= min_notes and 2 * first >= min_notes]
+    with_notes = [start for start, notes, _ in counts if notes]
+    # no full bar with notes (a file that is all pickup): from its first note
+    start = rich[0] if rich else with_notes[0] if with_notes else int(np.flatnonzero(roll.any(axis=0))[0])
+    window = np.pad(roll[:, start : start + SEGMENT_STEPS], ((0, 0), (0, max(0, start + SEGMENT_STEPS - n_steps))))
+    return (window, *window_lines(grid, start))
+
+
+def window_lines(grid, start: int, steps: int = SEGMENT_STEPS) -> tuple[list[int], list[int]]:
+    """Where the bars and beats of ``grid`` (a :class:`~musicvae_course.core.meter.Meter`) fall in the window of
+    ``steps`` sixteenth steps that starts at step ``start``: (bar lines, beat lines), steps ``0 .. steps``. Past the
+    music's end the bars of its last signature go on, so the canvas stays barred where the window is padded."""
+    last = grid.signatures[-1]
+    bar, beat = int(bar_steps(last)), int(beat_steps(last))
+    downbeats = list(grid.downbeats) or [0]
+    beats = list(grid.beats) or [0]
+    # bars and beats of the last signature on from the last downbeat, to the window's end
+    downbeats += range(downbeats[-1] + bar, start + steps + 1, bar) if bar else []
+    beats += range(beats[-1] + beat, start + steps + 1, beat) if beat else []
+    inside = range(start, start + steps + 1)
+    return sorted({d - start for d in downbeats if d in inside}), sorted({b - start for b in beats if b in inside})
+
+
+FOUR_FOUR = window_lines(meter_grid("4/4", SEGMENT_STEPS), 0)  #: the model's window: 2 bars of 4/4
+
+
+def _full_bar_starts(grid, n_steps: int) -> list[int]:
+    """Steps below ``n_steps`` where a full bar of ``grid`` (a file's meter) starts: not a bar a change of time
+    signature cuts short, nor a pickup (a first bar shorter than the next, as a file marks one with a short
+    signature)."""
+    starts = [signature.step for signature in grid.signatures]
+    downbeats = grid.downbeats
+    lengths = [end - step for step, end in zip(downbeats, downbeats[1:])]  # the last bar runs on to the end
+    full = []
+    for index, step in enumerate(downbeats):
+        if step >= n_steps:
+            break
+        if index < len(lengths):
+            signature = grid.signatures[max(bisect.bisect_right(starts, step) - 1, 0)]
+            pickup = index == 0 and len(lengths) > 1 and lengths[0] < lengths[1]
+            if pickup or lengths[index] < bar_steps(signature):
+                continue
+        full.append(step)
+    return full
 
 
 def midi_bytes(rolls, bpm: float = 120.0) -> bytes:
@@ -136,6 +201,11 @@ def _read_upload(value) -> tuple[str, bytes]:
 def window_from_upload(value) -> tuple[str, np.ndarray]:
     """Name and first 2-bar window of an uploaded MIDI file. Raises ``ValueError`` naming the file if it is
     too big or not MIDI."""
+    return _upload_window(value)[:2]
+
+
+def _upload_window(value) -> tuple:
+    """(name, window, bar lines, beat lines) of an upload: :func:`window_from_upload` and its meter's lines."""
     name, content = _read_upload(value)
     if len(content) > MAX_UPLOAD_BYTES:
         raise ValueError(f"{name}: {len(content):,} bytes; a MIDI file of this kind is far smaller")
@@ -143,7 +213,7 @@ def window_from_upload(value) -> tuple[str, np.ndarray]:
         path = Path(folder) / Path(name).name
         path.write_bytes(content)
         try:
-            return name, first_window(path)
+            return (name, *_first_window(path))
         except (ValueError, FileNotFoundError) as error:  # the message names the temporary path
             raise ValueError(str(error).replace(str(path), name)) from None
 
@@ -169,6 +239,8 @@ def _drawable_class():
         high = traitlets.Int(DEFAULT_RANGE[1]).tag(sync=True)
         steps = traitlets.Int(SEGMENT_STEPS).tag(sync=True)
         cell_px = traitlets.Int(14).tag(sync=True)
+        bar_lines = traitlets.List(traitlets.Int(), list(FOUR_FOUR[0])).tag(sync=True)  # steps, 0 .. steps
+        beat_lines = traitlets.List(traitlets.Int(), list(FOUR_FOUR[1])).tag(sync=True)
 
     return DrawableRoll
 
@@ -268,16 +340,18 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
 
     def clear(_button=None):
         canvas.cells, canvas.overlay = [], []
+        canvas.bar_lines, canvas.beat_lines = FOUR_FOUR  # a drawing is in the model's window: 2 bars of 4/4
         info.value = "cleared: draw notes (press, drag), then reconstruct"  # sent after the cells: a sign they are
 
     def on_upload(change):
         if not change["new"]:
             return
         try:
-            name, window = window_from_upload(change["new"])
+            name, window, bars, beats = _upload_window(change["new"])
         except ValueError as error:
             info.value = f"could not use the upload: {error}"
             return
+        canvas.bar_lines, canvas.beat_lines = bars, beats  # the piece's own bars: 3/4 is not drawn as 4/4
         canvas.cells = roll_to_cells(window, low, high)
         reconstruct()
         info.value = (

@@ -1,12 +1,12 @@
 """The browser half of the drawable piano roll: an anywidget ES module and its CSS (no build step).
 
 Kept apart from :mod:`musicvae_course.ui.rolldraw` because it is JavaScript, not Python. The canvas shows rows
-``high`` (top) ... ``low`` (bottom), ``steps`` columns, bar lines every 16 steps and beat lines every 4 (the
-model's window: 2 bars of 4/4). A press toggles the cell under the pointer; dragging paints (or erases, if the
-press erased) every cell it crosses, the line between two pointer events included; the change is sent to Python
-once, when the button is released. Cells of
-``overlay`` (the model's reconstruction) are outlined in orange, so the drawing and the model's answer can be
-compared on one grid.
+``high`` (top) ... ``low`` (bottom), ``steps`` columns, bar lines at the steps of ``bar_lines`` and beat lines at
+those of ``beat_lines`` (by default the model's window, 2 bars of 4/4; for an uploaded piece, its own meter). A
+press toggles the cell under the pointer; dragging paints (or erases, if the press erased) every cell it crosses,
+the line between two pointer events included; the change is sent to Python once, when the button is released.
+Cells of ``overlay`` (the model's reconstruction) are outlined in orange, so the drawing and the model's answer
+can be compared on one grid.
 """
 
 ESM = r"""
@@ -46,9 +46,10 @@ function render({ model, el }) {
       ctx.fillStyle = pitch % 12 === 0 ? "#000000" : "#777777";
       ctx.fillText(NAMES[pitch % 12] + (Math.floor(pitch / 12) - 1), 2, y + g.px / 2);
     }
+    const bars = new Set(model.get("bar_lines")), beats = new Set(model.get("beat_lines"));
     for (let s = 0; s <= g.steps; s++) {
-      ctx.strokeStyle = s % 16 === 0 ? "#444444" : s % 4 === 0 ? "#aaaaaa" : "#e4e4e4";
-      ctx.lineWidth = s % 16 === 0 ? 1.5 : 1;
+      ctx.strokeStyle = bars.has(s) ? "#444444" : beats.has(s) ? "#aaaaaa" : "#e4e4e4";
+      ctx.lineWidth = bars.has(s) ? 1.5 : 1;
       ctx.beginPath();
       ctx.moveTo(LABEL_PX + s * g.px + 0.5, 0);
       ctx.lineTo(LABEL_PX + s * g.px + 0.5, g.rows * g.px);
@@ -119,6 +120,8 @@ function render({ model, el }) {
   model.on("change:overlay", draw);
   model.on("change:low", draw);
   model.on("change:high", draw);
+  model.on("change:bar_lines", draw);
+  model.on("change:beat_lines", draw);
   draw();
 }
 export default { render };
