@@ -2,7 +2,8 @@
 """Write docs/exercise_mistakes.md: each exercise's plausible wrong attempts and what the checks say about them.
 
 The table is generated from the mutation suite's fixtures, ``tests/fixtures/exercises/<notebook>/<question>/*.py``
-(each the solution cell of a wrong attempt, headed by ``# mistake: ...`` and ``# loses: <case ids>``), and from the
+(each the solution cell of a wrong attempt, headed by ``# mistake: ...`` and ``# loses: <case ids>``; honest answers
+written another way under ``<question>/honest/``, headed by ``# honest: ...``), and from the
 notebooks' test cells (the requirement text of each ``# CASE`` line, the points and weights). tests/test_exercises.py
 grades every fixture and checks that it fails exactly the cases it names, and that this file is up to date, so the
 table cannot drift from what the checks say::
@@ -70,6 +71,30 @@ def read_mistakes(fixtures: Path = FIXTURES) -> list[Mistake]:
     return [read_mistake(p) for p in sorted(fixtures.glob("*/q*/*.py"))]
 
 
+def read_honest(fixtures: Path = FIXTURES) -> list[Mistake]:
+    """The honest alternatives, ``<notebook>/<question>/honest/*.py``, headed ``# honest: <how it differs>``: answers
+    written another way than the reference (numpy, loops, another formula) that must keep full marks. As
+    :class:`Mistake` with nothing to lose."""
+    found = []
+    for path in sorted(fixtures.glob("*/q*/honest/*.py")):
+        text = path.read_text(encoding="utf-8")
+        match = re.match(r"^# honest: (.+)\n", text)
+        if not match:
+            raise ValueError(f"{path}: the first line must be '# honest: <how it differs from the reference>'")
+        question = path.parent.parent.name
+        found.append(
+            Mistake(
+                path.parent.parent.parent.name,
+                question,
+                path.stem,
+                match.group(1).strip(),
+                [],
+                {f"{question}_solution": text},
+            )
+        )
+    return found
+
+
 def _test_cells(notebook: Path) -> dict[str, dict]:
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     found = {}
@@ -129,6 +154,12 @@ def render(fixtures: Path = FIXTURES, notebooks: Path = NOTEBOOKS) -> str:
                 failed = "; ".join(f"`{c}`: {cases.get(c, '(all-or-nothing)')}" for c in m.loses)
             out.append(f"| {m.question} | {m.description} | {failed} | {kept:.2f} / {test['points']} |")
         out.append("")
+        honest = [h for h in read_honest(fixtures) if h.notebook == notebook]
+        if honest:
+            out += ["Honest answers written another way, each graded and keeping full marks:", ""]
+            out += ["| question | how it differs from the reference |", "|---|---|"]
+            out += [f"| {h.question} | {h.description} |" for h in honest]
+            out.append("")
     return "\n".join(out)
 
 

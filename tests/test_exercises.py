@@ -36,6 +36,7 @@ runner = _load("exercise_standin_runner", FIXTURES / "standin_runner.py")
 table = _load("make_mistakes_table", ROOT / "scripts" / "make_mistakes_table.py")
 
 MISTAKES = table.read_mistakes(FIXTURES)
+HONEST = table.read_honest(FIXTURES)
 NOTEBOOKS = sorted({m.notebook for m in MISTAKES})
 QUESTIONS = sorted({(m.notebook, m.question) for m in MISTAKES})
 
@@ -84,6 +85,13 @@ def test_a_wrong_attempt_loses_points_on_exactly_the_cases_it_names(sessions, mi
     result = sessions(mistake.notebook).grade_question(mistake.question, solutions=mistake.solutions)
     assert result.points < result.max_points, _describe(result)
     assert sorted(_failed(result)) == sorted(mistake.loses), _describe(result)
+
+
+@pytest.mark.parametrize("answer", HONEST, ids=[h.test_id for h in HONEST])
+def test_an_honest_answer_written_another_way_keeps_full_marks(sessions, answer):
+    # numpy instead of torch, loops, another formula: what the text allows must not cost points
+    result = sessions(answer.notebook).grade_question(answer.question, solutions=answer.solutions)
+    assert result.points == pytest.approx(result.max_points), _describe(result)
 
 
 def test_every_exercise_has_at_least_four_wrong_attempts():
