@@ -10,6 +10,7 @@
 writes::
 
     nbgrader_course/
+        README.md                 for the instructor: what is theirs alone, what goes to students
         nbgrader_config.py        timeouts for the course's cells; feedback without hidden tests (see below)
         source/01_loading_the_pretrained_vae/
             01_loading_the_pretrained_vae.ipynb   the instructor source, instructor-only cells removed
@@ -26,7 +27,13 @@ its name.
 nbgrader's feedback HTML shows test cells as they ran during autograding, hidden tests included, and a failing
 test's traceback quotes its code. The generated ``nbgrader_config.py`` therefore adds ``ClearHiddenTests`` and
 a preprocessor that shortens the tracebacks of test cells to their last line (``AssertionError: <message>``) to
-``nbgrader generate_feedback``, so students read the message of a failed hidden test, never its code.
+``nbgrader generate_feedback``, so students read the message of a failed hidden test, never its code. It also
+adds a step to ``nbgrader generate_assignment`` that keeps in each test cell's ``metadata.grading.weights`` only
+the public cases: the kit's weights name the hidden cases too, and nbgrader copies cell metadata as it is.
+
+The course folder is the instructor's: ``source/`` holds the solutions and hidden tests, nbgrader's
+``gradebook.db``, ``submitted/`` and ``autograded/`` the students' work. Students get ``release/<assignment>/``
+only (through ``nbgrader release_assignment`` or a copy), never this folder or the kit's repository.
 """
 
 from __future__ import annotations
@@ -45,7 +52,10 @@ INSTRUCTOR_TAG = "instructor"
 CONFIG = '''\
 """nbgrader configuration written by the course kit's scripts/make_nbgrader_course.py."""
 
+import re
+
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -69,7 +79,44 @@ class ShortTestTracebacks(NbGraderPreprocessor):
 
 # Feedback without the hidden tests' code (nbgrader's default feedback shows it, see jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTestTracebacks, CSSHTMLHeaderPreprocessor]
+
+CASE_LINE = re.compile(r"^\\s*#\\s*CASE\\s+([A-Za-z0-9_.-]+)\\s*:", re.M)
+
+
+class DropHiddenCaseWeights(NbGraderPreprocessor):
+    """Keep in a test cell's metadata.grading.weights only the cases its (public) source still has.
+
+    The kit's weights name every case of a question, hidden ones too ("exact", "gradients"...); nbgrader copies
+    cell metadata into the release as it is. Runs after ClearHiddenTests; nbgrader itself does not use weights.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        grading = cell.metadata.get("grading")
+        if cell.cell_type == "code" and isinstance(grading, dict) and isinstance(grading.get("weights"), dict):
+            public = set(CASE_LINE.findall(cell.source))
+            grading["weights"] = {{k: v for k, v in grading["weights"].items() if k in public}}
+        return cell, resources
+
+
+# The release without the hidden cases' names: nbgrader's own list, DropHiddenCaseWeights after ClearHiddenTests.
+_steps = list(GenerateAssignment.class_traits()["preprocessors"].default())
+c.GenerateAssignment.preprocessors = _steps[: _steps.index(ClearHiddenTests) + 1] + [DropHiddenCaseWeights] + \\
+    _steps[_steps.index(ClearHiddenTests) + 1 :]
 '''
+
+
+COURSE_README = """\
+# nbgrader course folder: for the instructor only
+
+Written by the course kit's `scripts/make_nbgrader_course.py`. Do not share this folder, nor the kit's
+repository: `source/` holds the solutions and the hidden tests, and nbgrader's `gradebook.db`, `submitted/`,
+`autograded/` and `feedback/` hold the students' work and grades.
+
+What students get: `release/<assignment>/` only, made by `nbgrader generate_assignment <assignment>` (solutions
+become stubs, hidden tests and outputs removed, hidden test cases left out of the cells' metadata) and handed out
+by `nbgrader release_assignment` or as a copy of that folder. Feedback: `nbgrader generate_feedback`, whose HTML
+this folder's `nbgrader_config.py` keeps free of hidden test code.
+"""
 
 
 def notebook_for_nbgrader(notebook: dict) -> tuple[dict, list[str]]:
@@ -101,6 +148,7 @@ def make_course(course: Path, sources: Path, only: list[str] | None = None, cell
         raise SystemExit(f"{sources}: no notebooks")
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(CONFIG.format(cell_timeout=cell_timeout), encoding="utf-8")
+    (course / "README.md").write_text(COURSE_README, encoding="utf-8")
     assignments = []
     for path in notebooks:
         assignment = path.stem
@@ -134,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     assignments = make_course(Path(args.course), Path(args.source), args.only, args.cell_timeout)
     print(f"{args.course}: assignments {', '.join(assignments)}")
     print(f"next: cd {args.course} && nbgrader generate_assignment <assignment>  (then release, collect, autograde)")
+    print(f"{args.course} is the instructor's (source/: solutions, hidden tests): students get release/<assignment>/")
     return 0
 
 

@@ -117,3 +117,35 @@ def test_feedback_html_shows_no_hidden_test_code_although_the_graded_notebook_ho
         page = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
         shown = html.unescape(re.sub(r"<[^>]+>", "", page))  # the text a student reads, highlighting removed
         assert sorted(line for line in hidden if line in shown) == [], f"{student}'s feedback shows hidden tests"
+
+
+def test_release_metadata_names_no_hidden_test_case(course):
+    # The kit's metadata.grading.weights name every case of a question; nbgrader copies cell metadata into the
+    # release as it is, so without the course's DropHiddenCaseWeights step students could read the hidden cases'
+    # names ("exact", "gradients"...) and what each is worth.
+    case = re.compile(r"^\s*#\s*CASE\s+([A-Za-z0-9_.-]+)\s*:", re.M)
+    released = json.loads((course / "release" / ASSIGNMENT / NOTEBOOK).read_text())
+    source = json.loads((course / "source" / ASSIGNMENT / NOTEBOOK).read_text())
+    hidden = {}  # grade_id -> the ids of its hidden cases
+    for cell, text in zip(source["cells"], sources(source)):
+        weights = cell["metadata"].get("grading", {}).get("weights", {})
+        if weights:
+            public = set(case.findall(HIDDEN.sub("", text)))
+            hidden[cell["metadata"]["nbgrader"]["grade_id"]] = set(weights) - public
+    assert sum(map(len, hidden.values())) >= 5, "the source names hidden cases (else this test proves nothing)"
+    weighted = 0
+    for cell, text in zip(released["cells"], sources(released)):
+        weights = cell["metadata"].get("grading", {}).get("weights")
+        if weights is not None:
+            grade_id = cell["metadata"]["nbgrader"]["grade_id"]
+            weighted += 1
+            assert set(weights) <= set(case.findall(text)), (grade_id, weights)
+            assert not set(weights) & hidden[grade_id], (grade_id, weights)
+    assert weighted >= 3  # the public cases' weights stay
+
+
+def test_course_folder_says_it_is_the_instructors_and_what_students_get(tmp_path):
+    make_nbgrader_course.make_course(tmp_path / "course", ROOT / "notebooks", only=[NOTEBOOK])
+    readme = (tmp_path / "course" / "README.md").read_text()
+    assert "instructor only" in readme and "solutions" in readme and "hidden tests" in readme
+    assert "release/<assignment>/" in readme

@@ -7,6 +7,7 @@ copy of the caller's namespace. It never promises a grade (otter-grader#138).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sys
@@ -28,10 +29,12 @@ class CheckResult:
     failures: list[str] = field(default_factory=list)
     setup_error: str | None = None
     notes: list[str] = field(default_factory=list)  # shortcuts used, protected objects the tests saw changed
+    not_done: bool = False  # the tests met the stub's NotImplementedError, or a name only the stub cell defines
+    missing: str | None = None  # that name, when it is a name
 
     @property
     def ok(self) -> bool:
-        return self.setup_error is None and self.passed == self.total
+        return self.setup_error is None and not self.not_done and self.passed == self.total
 
     def __str__(self) -> str:
         text = self._report()
@@ -39,6 +42,16 @@ class CheckResult:
 
     def _report(self) -> str:
         q = self.question_id
+        if self.not_done:
+            what = (
+                f"`{self.missing}` is not defined yet (your code in the solution cell of {q} should define it)"
+                if self.missing
+                else f"the solution cell of {q} still raises NotImplementedError"
+            )
+            return (
+                f"{q}: not done yet: {what}. Replace `raise NotImplementedError()` with your code, run that cell, "
+                f'then check("{q}") again.'
+            )
         if self.setup_error:
             return f"{q}: the public tests could not run: {self.setup_error}"
         if self.total == 0:
@@ -52,18 +65,14 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def _hint(exc: BaseException, question_id: str) -> str:
-    if isinstance(exc, NotImplementedError):
-        return (
-            f" (the solution cell of {question_id} still raises NotImplementedError: replace "
-            "`raise NotImplementedError()` with your code and run that cell)"
-        )
+def _hint(exc: BaseException) -> str:
     if isinstance(exc, NameError):
         return " (run the cell that defines it first)"
     return ""
 
 
-def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> CheckResult:
+def _run_public_tests(question_id: str, test_source: str, namespace: dict, own: frozenset = frozenset()) -> CheckResult:
+    """``own``: the names the tests use that only an answer defines (missing while a stub stops its cell)."""
     statements = [s for s in split_tests(test_source, question_id) if not s.hidden]
     scratch = dict(namespace)  # tests may assign names; the student's namespace stays as it was
     tests = [s for s in statements if s.is_test]
@@ -84,7 +93,14 @@ def _run_public_tests(question_id: str, test_source: str, namespace: dict) -> Ch
                 else f"  test {number} failed:\n    {snippet}"
             )
         except Exception as exc:
-            text = f"{type(exc).__name__}: {exc}{_hint(exc, question_id)}"
+            message = str(exc)
+            if isinstance(exc, NotImplementedError) and not message:  # the stub: `raise NotImplementedError()`
+                result.not_done = True  # one plain line, not the same traceback-like report for every test
+                return result
+            if isinstance(exc, NameError) and getattr(exc, "name", None) in own:  # a stub cell stopped early
+                result.not_done, result.missing = True, exc.name
+                return result
+            text = f"{type(exc).__name__}{': ' + message if message else ''}{_hint(exc)}"
             if not statement.is_test:
                 result.setup_error = f"`{snippet}` raised {text}"
                 return result
@@ -169,7 +185,11 @@ class Checker:
                     *[scope_names(cell_tree(_text(c))[1])[1] for c in cells if cell_role(c) == "solution"]
                 )
                 uses = shortcut_uses(solutions, forbidden, answers, others) if forbidden else []
-                result = self._guarded(question_id, _text(cell), namespace)
+                # A name the tests use that no cell of the file defines (a stub that replaced a whole cell): only
+                # the answer defines it. A name some cell defines is missing because that cell has not run.
+                given = set().union(*[scope_names(cell_tree(_text(c))[1])[1] for c in cells if c is not cell])
+                own = frozenset(names_used(_text(cell)) - given - set(dir(builtins)))
+                result = self._guarded(question_id, _text(cell), namespace, own)
                 if uses:
                     result.notes.append(
                         shortcut_note(question_id, uses, forbidden).replace("scores 0", "would score 0 when graded")
@@ -181,7 +201,7 @@ class Checker:
             f"{', '.join(map(str, known)) or 'none'}"
         )
 
-    def _guarded(self, question_id: str, source: str, namespace: dict) -> CheckResult:
+    def _guarded(self, question_id: str, source: str, namespace: dict, own: frozenset = frozenset()) -> CheckResult:
         """Public tests with the protected objects in eval mode; changes the tests saw are undone and named."""
         guarded = {n: o for n, o in self.protect.items() if _protect.protectable(o)}
         snaps = {n: _protect.snapshot(o) for n, o in guarded.items()}
@@ -189,7 +209,7 @@ class Checker:
             _protect.set_eval(obj)
         evaluated = {n: _protect.snapshot(o) for n, o in guarded.items()}
         try:
-            result = _run_public_tests(question_id, source, namespace)
+            result = _run_public_tests(question_id, source, namespace, own)
         finally:
             changed = {n: _protect.changes(n, o, evaluated[n]) for n, o in guarded.items()}
             for name, obj in guarded.items():
