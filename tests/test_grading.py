@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell
 
-from musicvae_course.grading import Checker, autograde
+from musicvae_course.grading import Checker, autograde, runs
 from musicvae_course.grading.cli import main
 from musicvae_course.grading.markers import (
     CODE_STUB,
@@ -94,6 +94,22 @@ def test_student_version_strips_solutions_hidden_tests_instructor_cells_and_outp
     assert _cell(student, "q1_solution").metadata["deletable"] is False
     assert "editable" not in _cell(student, "q1_solution").metadata
     assert student_version(source, "melody.ipynb") == student  # deterministic
+
+
+def test_student_version_names_no_hidden_case_in_its_weights(tmp_path):
+    # a hidden case's id says what it checks ("exact", "gradients"); the student copy keeps the public ones' weights
+    # and grading still weighs every case by the instructor's source
+    source = nbformat.read(SOURCE, as_version=4)
+    cell = _cell(source, "q1")
+    cell.source = "# CASE sums: sums to one\n" + cell.source.replace(
+        "### BEGIN HIDDEN TESTS\n", "### BEGIN HIDDEN TESTS\n# CASE unchanged_input: zero sums and the input\n"
+    )
+    cell.metadata["grading"] = {"weights": {"sums": 1, "unchanged_input": 3}, "forbidden": ["sorted"]}
+    student = student_version(source, "melody.ipynb")
+    assert _cell(student, "q1").metadata["grading"] == {"weights": {"sums": 1}, "forbidden": ["sorted"]}
+    assert "unchanged_input" not in nbformat.writes(student)
+    nbformat.write(source, tmp_path / "melody.ipynb")
+    assert [c.weight for c in load_source(tmp_path / "melody.ipynb").cases["q1"]] == [1.0, 3.0]
 
 
 def test_strip_solutions_keeps_code_outside_the_markers():
@@ -205,7 +221,7 @@ def test_a_broken_source_is_reported_and_the_others_still_written(tmp_path):
 
 
 def test_student_version_fails_only_in_graded_cells(student_dir):
-    failures = autograde.failing_cells(student_dir / "melody.ipynb", cell_timeout=60)
+    failures = runs.failing_cells(student_dir / "melody.ipynb", cell_timeout=60)
     assert {(f["role"], f["grade_id"], f["ename"]) for f in failures} == {
         ("test", "q1", "NotImplementedError"),
         ("test", "q2", "NotImplementedError"),
@@ -213,7 +229,7 @@ def test_student_version_fails_only_in_graded_cells(student_dir):
         ("test", "q3", "NameError"),
         ("test", "q4", "NotImplementedError"),
     }
-    assert autograde.ungraded_failures(student_dir / "melody.ipynb", cell_timeout=60) == []
+    assert runs.ungraded_failures(student_dir / "melody.ipynb", cell_timeout=60) == []
 
 
 def test_ungraded_cell_that_needs_a_solution_is_reported(tmp_path):
@@ -222,7 +238,7 @@ def test_ungraded_cell_that_needs_a_solution_is_reported(tmp_path):
     (tmp_path / "src").mkdir()
     nbformat.write(nb, tmp_path / "src" / "melody.ipynb")
     make_student_version(tmp_path / "src" / "melody.ipynb", tmp_path / "student" / "melody.ipynb")
-    (failure,) = autograde.ungraded_failures(tmp_path / "student" / "melody.ipynb", cell_timeout=60)
+    (failure,) = runs.ungraded_failures(tmp_path / "student" / "melody.ipynb", cell_timeout=60)
     assert failure.startswith("cell 5 raised NotImplementedError")
 
 

@@ -20,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from musicvae_course.fileio import sha256_of
 from musicvae_course.grading import autograde, student_version
-from musicvae_course.grading.kernel import Limits, bwrap_path
+from musicvae_course.grading.sandbox import Limits, bwrap_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
 SOURCE = FIXTURES / "source" / "melody.ipynb"

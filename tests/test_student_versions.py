@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from musicvae_course.grading import make_student_versions
-from musicvae_course.grading.autograde import ungraded_failures
 from musicvae_course.grading.check import Checker
+from musicvae_course.grading.runs import ungraded_failures
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES, STUDENT = ROOT / "notebooks", ROOT / "student"

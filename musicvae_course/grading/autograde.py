@@ -35,9 +35,8 @@ import nbformat
 from ..fileio import atomic_write, sha256_of
 from . import reports
 from .judge import QuestionResult
-from .kernel import Limits, Sandbox, make_sandbox
 from .markers import GradingSourceError, grade_id_of, source_of
-from .runs import failing_cells, ungraded_failures  # noqa: F401 - their home before; callers import them here
+from .sandbox import Limits, Sandbox, make_sandbox
 from .session import Layout, NotebookGrade, grade_notebook
 from .source import load_source
 

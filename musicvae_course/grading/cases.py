@@ -41,6 +41,16 @@ def grading_metadata(cell) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def drop_hidden_weights(cell) -> None:
+    """Keep in a student test cell's ``metadata.grading.weights`` only the cases its source still shows: a hidden
+    case's id says what it checks (``exact``, ``gradients``). Grading reads the weights from the instructor's
+    source, so nothing else changes."""
+    grading = grading_metadata(cell)
+    if isinstance(grading.get("weights"), dict):
+        public = {"main"} | {m.group(1) for line in cell.source.split("\n") if (m := CASE_LINE.match(line))}
+        grading["weights"] = {k: v for k, v in grading["weights"].items() if k in public}
+
+
 def split_cases(source: str, weights: dict | None = None, where: str = "test cell") -> list[Case]:
     """The test cell's cases in order; a cell without CASE lines is one case ``main`` (all or nothing).
 

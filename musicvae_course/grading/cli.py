@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             return 1 if problems else 0
         return 1 if any("not processed" in p for p in problems) else 0
 
-    from . import autograde  # imported here: it pulls in nbclient/jupyter_client
+    from . import autograde, runs  # imported here: they pull in nbclient/jupyter_client
 
     if args.command == "run-student-versions":
         bad = 0
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             print(f"no notebooks in {args.student_dir}", file=sys.stderr)
             return 1
         for path in paths:
-            failures = autograde.ungraded_failures(path, cell_timeout=args.cell_timeout)
+            failures = runs.ungraded_failures(path, cell_timeout=args.cell_timeout)
             for failure in failures:
                 print(f"{path}: {failure}", file=sys.stderr)
             bad += len(failures)

@@ -27,21 +27,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sandbox import (  # noqa: F401 - callers import the sandbox's names from here too
-    NOBODY,
-    SYSTEM_DIRS,
-    Limits,
-    Sandbox,
-    _bwrap_command,
-    _give,
-    _preexec,
-    bwrap_path,
-    make_sandbox,
-    root_userns,
-    unprivileged_user,
-)
+from . import codec
+from .sandbox import Sandbox, _bwrap_command, _give, _preexec, root_userns
 
 GRACE_SECONDS = 2.0  # how long an interrupted kernel gets to answer before it is killed
+#: The largest frame the grader accepts on the shell channel; libzmq drops a bigger one unread (and disconnects the
+#: kernel, which reconnects). The largest honest reply carries a user expression's repr of codec.MAX_TEXT characters:
+#: the repr at most doubles them (escaped backslashes) and the message's JSON doubles them again.
+SHELL_MAX_BYTES = 4 * codec.MAX_TEXT + 1024**2
+CONTROL_MAX_BYTES = 64 * 1024  # control carries only the small interrupt_reply
+RECEIVE_HWM = 4  # frames of whole messages queued unread: the grader reads one reply at a time
 #: What a kernel inherits of the grader's environment: what Python and the libraries need to start. The rest (an
 #: LMS token, cloud keys, paths) could be shown to the student in an exception message in the feedback.
 KERNEL_ENV = {
@@ -143,6 +138,18 @@ def _held_usage(root: int) -> Usage:
     return usage
 
 
+def _bounded_context():
+    """A ZMQ context whose sockets take at most ``SHELL_MAX_BYTES`` a frame and queue few messages unread: the
+    defaults (no size limit, 1000 messages) let a hostile kernel make the grader receive gigabytes. Options set on a
+    context are the defaults of the sockets created after."""
+    import zmq  # like jupyter_client, imported when a kernel starts, not with the package
+
+    context = zmq.Context()
+    context.setsockopt(zmq.MAXMSGSIZE, SHELL_MAX_BYTES)
+    context.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+    return context
+
+
 class KernelDied(RuntimeError):
     """The kernel process ended (killed itself, crashed, or was stopped by a limit)."""
 
@@ -153,6 +160,7 @@ class Kernel:
     def __init__(self, run_dir: Path, workdir: Path, sandbox: Sandbox, startup_timeout: float = 60):
         from jupyter_client import BlockingKernelClient
         from jupyter_client.connect import write_connection_file
+        from zmq import MAXMSGSIZE
 
         self.run_dir, self.sandbox = Path(run_dir), sandbox
         ipc = self.run_dir / "ipc"
@@ -192,9 +200,16 @@ class Kernel:
         self._stop = threading.Event()
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._watch.start()
-        self.client = BlockingKernelClient()
+        self.context = _bounded_context()
+        self.client = BlockingKernelClient(context=self.context)
         self.client.load_connection_file(conn_file)
-        self.client.start_channels()
+        self.context.setsockopt(MAXMSGSIZE, CONTROL_MAX_BYTES)
+        self.client.control_channel  # noqa: B018 - creates the control socket under the control bound
+        self.context.setsockopt(MAXMSGSIZE, SHELL_MAX_BYTES)
+        # IOPub carries only outputs, which feedback never shows: not subscribing means a kernel that floods it
+        # publishes to nobody, instead of making the grader receive and parse each message. Stdin (no input is
+        # allowed) and the heartbeat (liveness is the process's) are not needed either.
+        self.client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=True)
         try:
             self._wait_ready(startup_timeout)
         except Exception:
@@ -266,18 +281,19 @@ class Kernel:
         deadline = time.monotonic() + max(0.0, timeout)
         interrupted = None
         while True:
-            self._drain_iopub()
+            # The clock is read on every message, not only when none comes: a kernel that keeps sending replies
+            # to other requests must not hold the grader past the time limit.
+            if not self.alive:
+                return {"status": "dead"}
+            now = time.monotonic()
+            if interrupted is None and now > deadline:
+                self.interrupt()
+                interrupted = now
+            elif interrupted is not None and now > interrupted + GRACE_SECONDS:
+                return {"status": "hung"}
             try:
                 reply = self.client.get_shell_msg(timeout=0.2)
             except queue.Empty:
-                if not self.alive:
-                    return {"status": "dead"}
-                now = time.monotonic()
-                if interrupted is None and now > deadline:
-                    self.interrupt()
-                    interrupted = now
-                elif interrupted is not None and now > interrupted + GRACE_SECONDS:
-                    return {"status": "hung"}
                 continue
             if reply["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -285,14 +301,6 @@ class Kernel:
             if interrupted is not None:
                 content["status"] = "timeout"
             return content
-
-    def _drain_iopub(self):
-        # Outputs are not kept (feedback never shows them); reading them keeps ZMQ's queue short.
-        for _ in range(10_000):
-            try:
-                self.client.get_iopub_msg(timeout=0)
-            except queue.Empty:
-                return
 
     def interrupt(self):
         msg = self.client.session.msg("interrupt_request", {})
@@ -320,3 +328,4 @@ class Kernel:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        self.context.destroy(linger=0)  # the client destroys only a context it created itself

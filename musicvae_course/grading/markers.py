@@ -1,8 +1,8 @@
-"""Grading from one source: student versions, ``check("q1")`` for students, and the grading CLI.
+"""The marker conventions of the source notebooks, their questions, and the student versions made from them.
 
 Used by every notebook with exercises (01_loading_the_pretrained_vae.ipynb, 02_latent_space_with_widgets.ipynb,
-03_fine_tuning_on_a_subset.ipynb, 04_generation.ipynb). The autograder itself lives in
-:mod:`musicvae_course.grading.autograde`; this module holds what both sides share.
+03_fine_tuning_on_a_subset.ipynb, 04_generation.ipynb); ``check`` (:mod:`.check`) and the autograder
+(:mod:`.autograde`) both read notebooks through it.
 
 Marker conventions (nbgrader's own, so the same source notebooks also work with nbgrader):
 
@@ -11,8 +11,8 @@ Marker conventions (nbgrader's own, so the same source notebooks also work with 
 * **Test cell** of a question: ``grade: true, solution: false, locked: true, points: N``. Its ``grade_id`` *is the
   question id* (``"q1"``): ``check("q1")`` and the grades CSV use it. Lines above ``### BEGIN HIDDEN TESTS`` are the
   public tests; the region between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` is removed from the
-  student version. A question scores all its points when every statement of its test cell (public and hidden)
-  runs without raising, else 0 (nbgrader's rule).
+  student version. ``# CASE id: requirement`` lines split a test cell into cases worth partial credit
+  (:mod:`.cases`); a cell without them scores all its points or none (nbgrader's rule).
 * **Solution cell**: ``solution: true, grade: false, locked: false``, ``grade_id`` = ``"<question id>_solution"``
   (a second cell for the same question: ``"q1_solution_2"``). ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
   becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` (indented like the marker); a solution cell
@@ -22,11 +22,6 @@ Marker conventions (nbgrader's own, so the same source notebooks also work with 
 * **Instructor-only cell**: cell tag ``instructor``. Removed from the student version, not run when grading.
 * Markers must stand alone on their line, exactly as written above; a line that merely mentions
   ``BEGIN SOLUTION``/``HIDDEN TESTS`` otherwise is an error (nbgrader would silently leave it, solution and all).
-
-``check`` reads the test cell of the notebook file (public part only; the hidden part is dropped even when run on
-the instructor's source) and runs its top-level statements one by one against a copy of the caller's namespace.
-Every statement except assignments, imports and definitions counts as one test. It never promises a grade
-(otter-grader#138: "All tests passed" while hidden tests failed confused students).
 """
 
 from __future__ import annotations
@@ -346,6 +341,9 @@ def student_version(nb, name: str = "notebook"):
             cell.metadata["deletable"] = False
         elif role == "test":
             cell.source = strip_hidden_tests(cell.source, where)
+            from .cases import drop_hidden_weights  # cases builds on this module
+
+            drop_hidden_weights(cell)
         if role in ("test", "locked"):
             cell.metadata["deletable"] = False
             cell.metadata["editable"] = False

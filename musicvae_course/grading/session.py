@@ -23,7 +23,8 @@ from pathlib import Path
 
 from . import codec
 from .judge import GraderSpace, KernelLost, QuestionResult, run_question
-from .kernel import Kernel, KernelDied, Sandbox, make_sandbox
+from .kernel import Kernel, KernelDied
+from .sandbox import Sandbox, make_sandbox
 from .source import Source, Step, load_source, plan_submission
 
 MAX_RESTARTS = 3
