@@ -5,6 +5,7 @@ Each command writes MIDI files and a PNG picture into ``--out``::
     python -m musicvae_course sample -n 8 --temperature 1.0 --out demo/samples
     python -m musicvae_course interpolate --from a.mid --to b.mid --steps 8 --out demo/interp
     python -m musicvae_course reconstruct song.mid --out demo/recon
+    python -m musicvae_course reconstruct hymn.mid --pickup 4 --out demo/hymn  # bars after a quarter pickup
 
 ``--checkpoint`` picks the model: default the bundled one, ``hub`` for the
 card's original, or a path. A user error (a missing or unreadable file, a
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bounded(int, 1, MAX_OUTPUTS, "a number of segments"),
         default=16,
         help="2-bar windows to reconstruct from the start (default 16)",
+    )
+    reconstruct.add_argument(
+        "--pickup",
+        type=_bounded(int, 0, 64, "a number of sixteenths"),
+        default=0,
+        help="sixteenths before the first full bar, for a file that writes its pickup with the full time signature "
+        "(music21's exports do): the picture's bar lines start after it (default 0)",
     )
     for command in (sample, interpolate, reconstruct):
         _common(command)
@@ -213,7 +221,7 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
         source = load_pretty_midi(args.midi)  # parsed once: the roll and the meter both come from it
         roll = midi_to_pianoroll(source)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
         try:
-            file_meter = meter(source)
+            file_meter = meter(source, pickup_steps=args.pickup)
         except ValueError as err:  # the file's meter cannot be barred: say which file
             raise ValueError(f"{args.midi}: {err}") from None
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)

@@ -116,16 +116,21 @@ def test_reconstruct_writes_original_and_reconstruction_of_equal_length(checkpoi
     assert (out / "reconstruction.png").stat().st_size > 0
 
 
+def _waltz(path: Path, n_notes: int, span: int) -> Path:
+    """A MIDI file in 3/4 from tick 0: ``n_notes`` quarter notes climbing through ``span`` semitones from C4."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, 60 + i % span, i * 0.5, i * 0.5 + 0.45) for i in range(n_notes)]
+    pm.instruments.append(piano)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
+    pm.write(str(path))
+    return path
+
+
 def test_reconstruct_picture_draws_the_files_own_bars_and_says_which(checkpoint, tmp_path, monkeypatch):
     import musicvae_course.__main__ as cli
 
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120)  # a waltz: 3/4, a bar is 12 sixteenths
-    piano = pretty_midi.Instrument(0)
-    piano.notes = [pretty_midi.Note(80, 60 + i % 7, i * 0.5, i * 0.5 + 0.45) for i in range(48)]
-    pm.instruments.append(piano)
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
-    source = tmp_path / "waltz.mid"
-    pm.write(str(source))
+    source = _waltz(tmp_path / "waltz.mid", 48, 7)  # 3/4: a bar is 12 sixteenths
     figures = {}
     monkeypatch.setattr(cli, "_png", lambda figure, path: figures.setdefault(path.name, figure) and path)
     args = ["reconstruct", str(source), "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--device", "cpu"]
@@ -138,6 +143,23 @@ def test_reconstruct_picture_draws_the_files_own_bars_and_says_which(checkpoint,
         assert time_signatures(tmp_path / written) == [TimeSignature(3, 4, 0)]
     bars = next(c for c in figure.axes[0].collections if c.get_gid() == "bar-lines")
     assert sorted(float(segment[0][0]) for segment in bars.get_segments()) == [s - 0.5 for s in range(12, 128, 12)]
+
+
+def test_reconstruct_bars_a_pickup_the_file_writes_with_the_full_signature(checkpoint, tmp_path, monkeypatch):
+    # music21 writes a hymn's quarter-note pickup under a plain 3/4 from tick 0: its bars are 4 steps late
+    import musicvae_course.__main__ as cli
+
+    source = _waltz(tmp_path / "hymn.mid", 25, 5)
+    figures = {}
+    monkeypatch.setattr(cli, "_png", lambda figure, path: figures.__setitem__(path.parent.name, figure) or path)
+    for pickup in ("0", "4"):
+        args = ["reconstruct", str(source), "--checkpoint", str(checkpoint), "--device", "cpu", "--pickup", pickup]
+        assert main([*args, "--out", str(tmp_path / pickup)]) == 0
+    for pickup, first in (("0", [12, 24, 36]), ("4", [4, 16, 28])):
+        bars = next(c for c in figures[pickup].axes[0].collections if c.get_gid() == "bar-lines")
+        assert sorted(round(float(segment[0][0]) + 0.5) for segment in bars.get_segments())[:3] == first
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(source), "--pickup", "-4"])
 
 
 def test_reconstruct_reads_the_meter_from_any_track_and_says_when_a_file_has_none(checkpoint, tmp_path, monkeypatch):

@@ -334,6 +334,18 @@ def test_an_uploaded_piece_is_drawn_in_its_own_meter_and_a_cleared_canvas_in_the
     upload.value = ({**sent, "last_modified": datetime.datetime(2026, 1, 1)},)  # as the browser sends it
     assert box.canvas.cells and box.canvas.bar_lines == [0, 12, 24]
     assert box.canvas.beat_lines == list(range(0, 33, 4))
+    # the reconstruction below and each variation are drawn in the piece's meter too, from its downbeat
+    assert _lines(box.views["reconstruction"]) == ([12, 24], [4, 8, 16, 20, 28])
+    bars, beats = _lines(box.views["variations"])
+    assert bars == [12, 24, 32, 44, 56, 64, 76, 88, 96, 108, 120] and 36 in beats and 32 not in beats
     [clear] = widgets.find_widgets(box, "mvc-clear-button")
     clear.click()
     assert box.canvas.bar_lines == [0, 16, 32]
+    assert _lines(box.views["reconstruction"]) == ([16], [4, 8, 12, 20, 24, 28])
+    assert _lines(box.views["variations"])[0] == list(range(16, 128, 16))
+
+
+def _lines(view) -> tuple[list[int], list[int]]:
+    """The steps where a PianoRollView draws its bar and beat lines (a line between steps t-1 and t is at t)."""
+    found = {c.get_gid(): sorted(round(s[0][0] + 0.5) for s in c.get_segments()) for c in view.ax.collections}
+    return found["bar-lines"], found["beat-lines"]

@@ -172,6 +172,12 @@ def _step_ticks(bars, n_steps: int, width_in: float) -> list[int]:
     return kept
 
 
+def _set_step_ticks(ax, n_steps: int, bar_steps) -> None:
+    """Label the step axis at the bar lines (every other one past 12 bars), no two labels touching."""
+    width_in = (ax.figure.get_figwidth() if ax.figure is not None else 8.0) * ax.get_position().width
+    ax.set_xticks(_step_ticks(bar_steps if len(bar_steps) <= 12 else bar_steps[1::2], n_steps, width_in))
+
+
 def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ())) -> None:
     """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines')."""
     ax.set_ylim(low - 0.5, high + 0.5)
@@ -184,8 +190,7 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), 
     ax.set_yticklabels([pitch_name(p) for p in labelled], fontsize="small" if len(labelled) > 8 else None)
     ax.set_ylabel("pitch")
     bar_steps, beat_steps = grid
-    width_in = (ax.figure.get_figwidth() if ax.figure is not None else 8.0) * ax.get_position().width
-    ax.set_xticks(_step_ticks(bar_steps if len(bar_steps) <= 12 else bar_steps[1::2], n_steps, width_in))
+    _set_step_ticks(ax, n_steps, bar_steps)
     ax.set_xlabel("step (sixteenth notes)")
     if not bars:
         return

@@ -42,8 +42,17 @@ import torch
 
 from ..core.latent import _evaluating
 from ..core.meter import bar_steps, beat_steps, meter, meter_grid
+from ..core.midi_limits import READ_TIMEOUT_S
 from ..core.model import model_input
-from ..core.pianoroll import LOWEST_PITCH, N_PITCHES, SEGMENT_STEPS, midi_to_pianoroll, pianoroll_to_midi
+from ..core.pianoroll import (
+    LOWEST_PITCH,
+    N_PITCHES,
+    SEGMENT_STEPS,
+    load_pretty_midi,
+    midi_to_pianoroll,
+    pianoroll_to_midi,
+)
+from ..core.safe_files import display_name, time_limit
 from ..core.seeding import DEFAULT_SEED
 from . import audio, plots, rollview
 from .rolldraw_front import CSS, ESM
@@ -104,7 +113,9 @@ def first_window(path, min_notes: int = 4) -> np.ndarray:
 def _first_window(path, min_notes: int = 4):
     """(window ``(88, 32)`` bool, its bar lines, its beat lines): :func:`first_window` and where the file's own
     bars and beats fall in it, as steps 0..32 (:func:`window_lines`)."""
-    roll = midi_to_pianoroll(path)
+    with time_limit(READ_TIMEOUT_S, f"reading {display_name(str(path))}"):
+        source = load_pretty_midi(path)  # parsed once: the roll and the meter both come from it
+    roll = midi_to_pianoroll(source)
     if not roll.any():
         raise ValueError(f"{Path(path).name}: no pitched notes to draw")
     n_steps = roll.shape[1]
@@ -117,7 +128,7 @@ def _first_window(path, min_notes: int = 4):
         return int(roll[:, start].sum() + before[stop] - before[start + 1])
 
     try:
-        grid = meter(path)
+        grid = meter(source)
     except ValueError:  # a meter the kit cannot bar (4/128): MIDI's default, 4/4 from the start
         grid = meter_grid("4/4", n_steps)
     full_bars = _full_bar_starts(grid, n_steps)
@@ -338,9 +349,17 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
         data = midi_bytes(latest["generated"], bpm)
         download.children = [download_link(data, "my_drawing_variations.mid", "download: reconstruction, variations")]
 
+    def show_meter(bars: list[int], beats: list[int]) -> None:
+        """Bar and beat lines (steps 0..32 of the window) on the canvas, the reconstruction and each variation."""
+        canvas.bar_lines, canvas.beat_lines = bars, beats
+        panel.view.set_grid(bars, beats)
+        # each variation is a window of its own, drawn from the window's first downbeat: its lines repeat
+        tiled = [[k * SEGMENT_STEPS + s for k in range(n_variations) for s in lines] for lines in (bars, beats)]
+        grid_view.set_grid(*tiled)
+
     def clear(_button=None):
         canvas.cells, canvas.overlay = [], []
-        canvas.bar_lines, canvas.beat_lines = FOUR_FOUR  # a drawing is in the model's window: 2 bars of 4/4
+        show_meter(*FOUR_FOUR)  # a drawing is in the model's window: 2 bars of 4/4
         info.value = "cleared: draw notes (press, drag), then reconstruct"  # sent after the cells: a sign they are
 
     def on_upload(change):
@@ -351,7 +370,7 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
         except ValueError as error:
             info.value = f"could not use the upload: {error}"
             return
-        canvas.bar_lines, canvas.beat_lines = bars, beats  # the piece's own bars: 3/4 is not drawn as 4/4
+        show_meter(bars, beats)  # the piece's own bars: 3/4 is not drawn as 4/4
         canvas.cells = roll_to_cells(window, low, high)
         reconstruct()
         info.value = (
@@ -384,4 +403,5 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
     reconstruct()  # the images show from the start (the starting roll's reconstruction, or silence)
     box.add_class("mvc-drawable-roll-widget")
     box.canvas, box.reconstruct, box.hear_phrase, box.make_midi = canvas, reconstruct, hear_phrase, make_midi
+    box.views = {"reconstruction": panel.view, "variations": grid_view}  # their bar lines follow the upload
     return box

@@ -10,7 +10,7 @@ import io
 import numpy as np
 
 from ..core.pianoroll import N_PITCHES, binarize, single_roll
-from .plots import DEFAULT_CMAP, _draw_roll, add_colorbar, grid_lines
+from .plots import DEFAULT_CMAP, _draw_roll, _set_step_ticks, add_colorbar, grid_lines
 
 
 class PianoRollView:
@@ -100,6 +100,21 @@ class PianoRollView:
         if self.threshold is not None:
             data = binarize(data, self.threshold)
         self.image.set_data(data.astype(np.float32))
+        if not self._standalone:
+            self.figure.canvas.draw_idle()
+
+    def set_grid(self, bars, beats) -> None:
+        """Move the bar and beat lines, e.g. to an uploaded piece's meter (steps of the view, ``0 .. n_steps``;
+        lines on the view's edges are left out, as in :func:`~musicvae_course.ui.plots.grid_lines`)."""
+        inside = {
+            "bar-lines": sorted({int(s) for s in bars if 0 < s < self.n_steps}),
+            "beat-lines": sorted({int(s) for s in beats if 0 < s < self.n_steps} - {int(s) for s in bars}),
+        }
+        for lines in self.ax.collections:
+            if lines.get_gid() in inside:  # x in steps, y in axes (0..1), as _style_axes draws them
+                lines.set_segments([[(s - 0.5, 0.0), (s - 0.5, 1.0)] for s in inside[lines.get_gid()]])
+        _set_step_ticks(self.ax, self.n_steps, inside["bar-lines"])
+        self._background = None  # the tick labels are in the cached background
         if not self._standalone:
             self.figure.canvas.draw_idle()
 
