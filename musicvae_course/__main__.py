@@ -210,7 +210,7 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
     import torch
 
-    from .core.meter import bar_number_span, meter
+    from .core.meter import bar_number_span, meter, meter_grid
     from .core.metrics import frame_scores, onset_scores
     from .core.midi_limits import READ_TIMEOUT_S
     from .core.pianoroll import load_pretty_midi, midi_to_pianoroll, segments
@@ -221,9 +221,10 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
         source = load_pretty_midi(args.midi)  # parsed once: the roll and the meter both come from it
         roll = midi_to_pianoroll(source)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
         try:
-            file_meter = meter(source, pickup_steps=args.pickup)
-        except ValueError as err:  # the file's meter cannot be barred: say which file
-            raise ValueError(f"{args.midi}: {err}") from None
+            file_meter, unbarred = meter(source, pickup_steps=args.pickup), False
+        except ValueError as err:  # a meter the kit cannot bar (4/128): the notes can still be reconstructed
+            print(f"{args.midi}: {err}; its bars are drawn in 4/4", file=sys.stderr)
+            file_meter, unbarred = meter_grid("4/4", max(roll.shape[1], 1), args.pickup), True
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
     if len(windows) == 0:
         raise ValueError(f"{args.midi}: no pitched notes in the 88-key range (MIDI 21-108) to reconstruct")
@@ -243,6 +244,8 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     signatures = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     if not source.time_signature_changes:  # the bars drawn are MIDI's default, not the file's word: say so
         signatures = "no time signature: 4/4"
+    elif unbarred:
+        signatures = "a time signature the kit cannot bar: 4/4"
     figure.suptitle(
         f"{Path(args.midi).name} ({signatures}): {bar_number_span(file_meter.downbeats, 0, shown)} shown; "
         f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"

@@ -195,3 +195,9 @@ def test_reconstruct_reads_the_meter_from_any_track_and_says_when_a_file_has_non
     assert time_signatures(tmp_path / "jig" / "original.mid") == [TimeSignature(6, 8, 0)]
     (title,) = [text.get_text() for text in figures["plain"].texts]
     assert title.startswith("plain.mid (no time signature: 4/4): bars 1-")
+    odd = tmp_path / "odd.mid"  # a 4/128 signature: its notes are still reconstructed, in 4/4 bars, and it says so
+    odd.write_bytes(Path(jig).read_bytes().replace(b"\xff\x58\x04\x06\x03", b"\xff\x58\x04\x04\x07"))
+    assert main(["reconstruct", str(odd), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "odd")]) == 0
+    (title,) = [text.get_text() for text in figures["odd"].texts]
+    assert title.startswith("odd.mid (a time signature the kit cannot bar: 4/4): bars 1-")
+    assert time_signatures(tmp_path / "odd" / "original.mid") == [TimeSignature(4, 4, 0)]  # as drawn
