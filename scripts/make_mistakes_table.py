@@ -29,8 +29,9 @@ CASE_LINE = re.compile(r"^\s*# CASE ([A-Za-z0-9_]+): (.+?)\s*$")
 
 
 @dataclass
-class Mistake:
-    """One wrong attempt: the solution cell source, what is wrong with it, and the cases it must fail."""
+class Attempt:
+    """One attempt at a question kept as a fixture: its solution cell source, how it differs from the reference,
+    and the cases it must fail (none for an honest answer written another way)."""
 
     notebook: str  # file stem, e.g. "01_loading_the_pretrained_vae"
     question: str  # e.g. "q1"
@@ -44,7 +45,7 @@ class Mistake:
         return f"{self.notebook[:2]}-{self.question}-{self.name}"
 
 
-def read_mistake(path: Path) -> Mistake:
+def read_mistake(path: Path) -> Attempt:
     """Parse one fixture; ValueError naming the file when a header line is missing."""
     text = path.read_text(encoding="utf-8")
     header = {}
@@ -56,7 +57,7 @@ def read_mistake(path: Path) -> Mistake:
     if "mistake" not in header or "loses" not in header:
         raise ValueError(f"{path}: the first lines must be '# mistake: ...' and '# loses: <case ids>'")
     question = path.parent.name
-    return Mistake(
+    return Attempt(
         notebook=path.parent.parent.name,
         question=question,
         name=path.stem,
@@ -66,15 +67,15 @@ def read_mistake(path: Path) -> Mistake:
     )
 
 
-def read_mistakes(fixtures: Path = FIXTURES) -> list[Mistake]:
+def read_mistakes(fixtures: Path = FIXTURES) -> list[Attempt]:
     """All fixtures, sorted by notebook, question and file name."""
     return [read_mistake(p) for p in sorted(fixtures.glob("*/q*/*.py"))]
 
 
-def read_honest(fixtures: Path = FIXTURES) -> list[Mistake]:
+def read_honest(fixtures: Path = FIXTURES) -> list[Attempt]:
     """The honest alternatives, ``<notebook>/<question>/honest/*.py``, headed ``# honest: <how it differs>``: answers
-    written another way than the reference (numpy, loops, another formula) that must keep full marks. As
-    :class:`Mistake` with nothing to lose."""
+    written another way than the reference (numpy, loops, another formula) that must keep full marks: attempts
+    with nothing to lose."""
     found = []
     for path in sorted(fixtures.glob("*/q*/honest/*.py")):
         text = path.read_text(encoding="utf-8")
@@ -83,7 +84,7 @@ def read_honest(fixtures: Path = FIXTURES) -> list[Mistake]:
             raise ValueError(f"{path}: the first line must be '# honest: <how it differs from the reference>'")
         question = path.parent.parent.name
         found.append(
-            Mistake(
+            Attempt(
                 path.parent.parent.parent.name,
                 question,
                 path.stem,
