@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--segment",
         type=_bounded(int, 0, 10**9, "a segment index"),
         default=0,
-        help="which 2-bar segment of each file (counted in bars)",
+        help="the 2 bars of each file from the downbeat of this bar (0 = its first, in its own meter)",
     )
     interpolate.add_argument("--steps", type=_bounded(int, 2, MAX_OUTPUTS, "a number of steps"), default=8)
     interpolate.add_argument("--method", choices=("linear", "slerp"), default="slerp")
@@ -98,23 +98,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _segment_of(path: str, bar: int) -> np.ndarray:
-    """The 2-bar window starting at ``bar`` of a MIDI file: ``(88, 32)`` bool."""
-    from .core.pianoroll import midi_to_pianoroll, segments
+def _segment_of(path: str, bar: int):
+    """The 2-bar window (32 sixteenths) of a MIDI file from the downbeat of its bar ``bar`` (0 = its first bar, in
+    the file's own bars): ``((88, 32) bool, the time signature in force there)``. A file whose meter the kit cannot
+    bar is counted in 4/4."""
+    from .core.meter import meter, meter_grid, parse_time_signature
+    from .core.midi_limits import READ_TIMEOUT_S
+    from .core.pianoroll import load_pretty_midi, midi_to_pianoroll
+    from .core.safe_files import time_limit
 
-    windows = segments(midi_to_pianoroll(path), min_notes=0)
-    if not 0 <= bar < len(windows):
-        raise ValueError(f"{path}: has {len(windows)} two-bar segments; --segment {bar} is not one")
-    return windows[bar]
+    with time_limit(READ_TIMEOUT_S, f"reading {path}"):
+        source = load_pretty_midi(path)  # parsed once: the roll and the meter both come from it
+        roll = midi_to_pianoroll(source)
+        try:
+            grid = meter(source)
+        except ValueError:
+            grid = meter_grid("4/4", max(roll.shape[1], 1))
+    downbeats = [step for step in grid.downbeats if step < roll.shape[1]]
+    if not 0 <= bar < len(downbeats):
+        raise ValueError(f"{path}: has {len(downbeats)} bars with music; --segment {bar} is not one")
+    start = downbeats[bar]
+    window = np.zeros((roll.shape[0], SEGMENT_STEPS), dtype=bool)
+    window[:, : roll.shape[1] - start] = roll[:, start : start + SEGMENT_STEPS]
+    signature = [s for s in grid.signatures if s.step <= start][-1]
+    return window, parse_time_signature(str(signature))
 
 
-def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str) -> list[Path]:
-    """Each roll ``(88, 32)`` as MIDI, all of them in a row as ``<picture>.mid``, a PNG grid."""
+def _frames_meter(signature, frames: int) -> list:
+    """Time signatures for ``frames`` 2-bar windows played one after another, each from a downbeat: a window that
+    does not fill its last bar (3/4: 2 bars and 8 sixteenths) ends with a short bar, so the next starts on one."""
+    from .core.meter import TimeSignature, bar_steps
+
+    bar = bar_steps(signature)
+    full = int(SEGMENT_STEPS // bar) * bar
+    rest = SEGMENT_STEPS - full
+    found = []
+    for frame in range(frames):
+        found.append(signature._replace(step=frame * SEGMENT_STEPS))
+        if rest:
+            numerator, denominator = int(rest * 4), 64  # in 64ths (a bar is a whole number of them), then reduced
+            while numerator % 2 == 0 and denominator > 4:
+                numerator, denominator = numerator // 2, denominator // 2
+            found.append(TimeSignature(numerator, denominator, frame * SEGMENT_STEPS + int(full)))
+    return found
+
+
+def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str, signature=None) -> list[Path]:
+    """Each roll ``(88, 32)`` as MIDI, all of them in a row as ``<picture>.mid``, a PNG grid; each window is barred
+    from its start in ``signature`` (a :class:`~musicvae_course.core.meter.TimeSignature`; default the model's
+    4/4)."""
     from .ui.plots import plot_pianoroll_grid
 
-    written = [_midi(roll, out / f"{name}.mid", args) for roll, name in zip(rolls, names)]
-    written.append(_midi(np.concatenate(list(rolls), axis=-1), out / f"{picture}.mid", args))
-    return written + [_png(plot_pianoroll_grid(rolls, titles=names), out / f"{picture}.png")]
+    one = [] if signature is None else [signature]
+    written = [_midi(roll, out / f"{name}.mid", args, one) for roll, name in zip(rolls, names)]
+    row = [] if signature is None else _frames_meter(signature, len(rolls))
+    written.append(_midi(np.concatenate(list(rolls), axis=-1), out / f"{picture}.mid", args, row))
+    figure = plot_pianoroll_grid(rolls, titles=names, time_signature=None if signature is None else str(signature))
+    return written + [_png(figure, out / f"{picture}.png")]
 
 
 def _midi(roll: np.ndarray, path: Path, args, time_signatures=()) -> Path:
@@ -189,16 +229,21 @@ def _run(args) -> int:
             rolls = model.decode(z.to(device)).squeeze(1).cpu().numpy()
             written = _write(rolls, [f"sample_{i:02d}" for i in range(args.n)], out, args, "samples")
         elif args.command == "interpolate":
-            ends = []
+            ends, signatures = [], set()
             for path in (args.start, args.end):
                 if path is None:
                     ends.append(torch.randn(1, model.latent_dim, generator=generator).to(device))
                 else:
-                    x = torch.as_tensor(_segment_of(path, args.segment), dtype=torch.float32)
+                    window, signature = _segment_of(path, args.segment)
+                    signatures.add(signature)
+                    x = torch.as_tensor(window, dtype=torch.float32)
                     ends.append(model.encode(x[None, None].to(device))[0])  # z = mu
             rolls = model.interpolate(*ends, steps=args.steps, method=args.method)
             rolls = rolls.squeeze(1).cpu().numpy()
-            written = _write(rolls, [f"step_{i:02d}" for i in range(args.steps)], out, args, "interpolation")
+            # the ends' own meter when they share one; a path between two meters (or prior codes) in the model's 4/4
+            signature = signatures.pop() if len(signatures) == 1 else None
+            names = [f"step_{i:02d}" for i in range(args.steps)]
+            written = _write(rolls, names, out, args, "interpolation", signature)
         else:
             written = _reconstruct(model, args, out)
     for path in written:

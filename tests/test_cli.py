@@ -12,7 +12,7 @@ from musicvae_course.__main__ import main
 from musicvae_course.core.checkpoint import save_checkpoint
 from musicvae_course.core.meter import TimeSignature, time_signatures
 from musicvae_course.core.model import MusicVAE
-from musicvae_course.core.pianoroll import midi_to_pianoroll, pianoroll_to_midi
+from musicvae_course.core.pianoroll import LOWEST_PITCH, midi_to_pianoroll, pianoroll_to_midi
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,37 @@ def test_reconstruct_writes_original_and_reconstruction_of_equal_length(checkpoi
     np.testing.assert_array_equal(original, expected[:, : original.shape[1]])
     assert original.shape[1] >= 93 and not expected[:, original.shape[1] :].any()
     assert (out / "reconstruction.png").stat().st_size > 0
+
+
+def test_interpolate_counts_and_draws_bars_in_the_files_meter(checkpoint, tmp_path, monkeypatch):
+    # --segment 1 of a waltz is its second bar (step 12), not step 16; its frames are barred in 3/4, and the row of
+    # frames as one file gets a short bar after each, so every frame starts on a downbeat
+    import musicvae_course.__main__ as cli
+
+    waltz = _waltz(tmp_path / "waltz.mid", 24, 7)
+    window, signature = cli._segment_of(str(waltz), 1)
+    assert signature == TimeSignature(3, 4, 0)
+    assert set(window[:, :3].nonzero()[0]) == {60 + 3 - LOWEST_PITCH}  # the 4th quarter note (C4 + 3), not the 5th
+    figures = {}
+    monkeypatch.setattr(cli, "_png", lambda figure, path: figures.__setitem__(path.parent.name, figure) or path)
+    common = ["--segment", "1", "--steps", "3", "--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert main(["interpolate", "--from", str(waltz), "--to", str(waltz), *common, "--out", str(tmp_path / "w")]) == 0
+    for ax in figures["w"].axes[:3]:
+        bars = next(c for c in ax.collections if c.get_gid() == "bar-lines")
+        assert sorted(round(float(segment[0][0]) + 0.5) for segment in bars.get_segments()) == [12, 24]
+    assert time_signatures(tmp_path / "w" / "step_01.mid") == [TimeSignature(3, 4, 0)]
+    row = time_signatures(tmp_path / "w" / "interpolation.mid")
+    assert row[:4] == [
+        TimeSignature(3, 4, 0),
+        TimeSignature(2, 4, 24),
+        TimeSignature(3, 4, 32),
+        TimeSignature(2, 4, 56),
+    ]
+    four = tmp_path / "four.mid"
+    pianoroll_to_midi(np.concatenate(list(tiny_segments(2, 0)), axis=-1), path=four)
+    assert main(["interpolate", "--from", str(waltz), "--to", str(four), *common, "--out", str(tmp_path / "x")]) == 0
+    bars = next(c for c in figures["x"].axes[0].collections if c.get_gid() == "bar-lines")
+    assert [round(float(segment[0][0]) + 0.5) for segment in bars.get_segments()] == [16]  # two meters: 4/4
 
 
 def _waltz(path: Path, n_notes: int, span: int) -> Path:
