@@ -345,8 +345,10 @@ def test_built_segments_follow_the_reference_rule(corpus):
     expected = [segments(midi_to_pianoroll(path)) for path in ds.files]
     assert np.array_equal(ds.segments, np.concatenate(expected))
     assert np.array_equal(ds.file_ids, np.repeat(np.arange(len(expected)), [len(e) for e in expected]))
-    with pytest.raises(FileNotFoundError, match="index.json"):
-        load_dataset(corpus)
+    with pytest.raises(FileNotFoundError, match=r"index.json.*holds MIDI files: read them into a cache with build_"):
+        load_dataset(corpus)  # a folder of MIDI where its cache is wanted: the error says what to do
+    with pytest.raises(FileNotFoundError, match=r"index.json\) and not a .npz file$"):
+        load_dataset(ds.save_npz(corpus / "d.npz").parent / "elsewhere")  # not there at all: no such hint
 
 
 # --- the reference's note pairing, case by case -----------------------------------------------------

@@ -24,6 +24,7 @@ bytes per segment compressed: 300k segments fit in ~10 MB) and
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,6 +349,19 @@ def _check_npz(path: Path) -> None:
         )
 
 
+def _holds_midi(folder: Path, look: int = 2000) -> bool:
+    """Whether ``folder`` has MIDI files among its first ``look`` entries, subfolders included: a look, not a walk
+    of all of LMD's 178,000 files."""
+    seen = 0
+    for _, folders, names in os.walk(folder):  # links are not followed: no loops
+        if any(name.lower().endswith(MIDI_SUFFIXES) for name in names):
+            return True
+        seen += len(folders) + len(names)
+        if seen > look:
+            return False
+    return False
+
+
 def load_dataset(path) -> PianoRollDataset:
     """Open a cache folder written by ``build_dataset`` (memory-mapped) or a ``.npz`` from ``save_npz``."""
     path = Path(path)
@@ -356,7 +370,10 @@ def load_dataset(path) -> PianoRollDataset:
         with np.load(path, allow_pickle=False) as archive:
             return PianoRollDataset.from_packed(archive["packed"], archive["file_ids"], archive["files"].tolist())
     if not (path / "index.json").is_file():
-        raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file")
+        hint = ""
+        if _holds_midi(path):  # the likeliest mix-up: a folder of MIDI files where their cache is wanted
+            hint = f"; it holds MIDI files: read them into a cache with build_dataset({str(path)!r}, cache_dir=...)"
+        raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file{hint}")
     with Cache(path, None) as cache:
         ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
     skipped = [(p, e["reason"]) for p, e in cache.entries.items() if e["reason"]]
