@@ -155,6 +155,47 @@ def test_a_dataset_npz_declaring_too_much_is_refused_before_loading(tmp_path, mo
         load_dataset(tmp_path / "x.npz")
 
 
+def _npy_header(shape, descr: str) -> bytes:
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape!r}, }}"
+    header += " " * (63 - len(header) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+
+
+def _odd_npz(path, kind):
+    import zipfile
+
+    if kind == "huge_shape":  # 138 bytes declaring 352 TB: numpy tried to allocate it (a bare MemoryError)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("packed.npy", _npy_header((10**12, 352), "|u1"))
+        return r"packed\.npy of shape \(1000000000000, 352\) declares 352,000,000,000,000 bytes, holds 138"
+    arrays = {"packed": np.zeros((2, 352), np.uint8), "file_ids": np.array([0, 1]), "files": np.array(["a", "b"])}
+    arrays.update(
+        {
+            "objects": {"packed": np.array([{}, 1], dtype=object)},  # "Object arrays cannot be loaded ..."
+            "no_packed": {"packed": None},  # "KeyError: 'packed is not a file in the archive'"
+            "float_rows": {"packed": np.zeros((2, 352))},  # accepted, then unpackbits failed on every segment
+            "ids_past_files": {"file_ids": np.array([0, 7])},  # accepted: split_by_file named no file for id 7
+        }[kind]
+    )
+    np.savez(path, **{name: array for name, array in arrays.items() if array is not None})
+    return {
+        "objects": "packed.npy of shape \\(2,\\) declares objects",
+        "no_packed": "not a dataset .npz of save_npz .*has \\{'file_ids'",
+        "float_rows": "not a dataset .npz of save_npz .*'packed': 'float64\\(2, 352\\)'",
+        "ids_past_files": "file_ids 0..7 outside the 2 files",
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["huge_shape", "objects", "no_packed", "float_rows", "ids_past_files"])
+def test_a_dataset_npz_that_save_npz_did_not_write_is_refused_naming_the_file(tmp_path, kind):
+    from musicvae_course.core.data import load_dataset
+
+    path = tmp_path / "odd.npz"
+    words = _odd_npz(path, kind)
+    with pytest.raises(ValueError, match=rf"odd\.npz: .*{words}"):
+        load_dataset(path)
+
+
 @pytest.mark.parametrize("kwargs", [{"n": 0}, {"n": -2}, {"n": 10**9}, {"n": 2.5}, {"temperature": float("nan")}])
 def test_sampling_arguments_are_checked_before_allocating(model, kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

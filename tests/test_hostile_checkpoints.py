@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tracemalloc
 import zipfile
 
 import pytest
 import torch
 
+from musicvae_course.core import checkpoint, checkpoint_checks, midi_limits
 from musicvae_course.core.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
 from musicvae_course.core.model import MusicVAE
 
@@ -175,3 +177,80 @@ def test_killed_saves_leave_no_temporary_files_behind_at_the_next_save(tmp_path)
     running.write_bytes(b"\0")  # a save in progress right now: kept
     save_checkpoint(model, tmp_path / "last.pt")
     assert not leftover.exists() and running.exists()
+
+
+@pytest.mark.parametrize("where", ["model_state", "training_state"])
+def test_a_tensor_whose_shape_is_far_larger_than_its_storage_is_refused_before_any_computation(tmp_path, state, where):
+    # a (50000, 50000) view of one stored float (stride 0): 4 bytes in the zip, 10 GB at its first computation
+    # (a raw "DefaultCPUAllocator: can't allocate memory"; 20000 x 20000 was allocated: 1.6 GB)
+    view = torch.zeros(1).as_strided((50_000, 50_000), (0, 0))
+    saved = {"config": {"latent_dim": 8}, "model_state": dict(state)}
+    if where == "model_state":
+        saved["model_state"]["encoder.0.weight"] = view
+    else:
+        saved["training_state"] = {"optimizer": {"state": {0: {"exp_avg": view}}}}
+    path = tmp_path / "view.pt"
+    torch.save(saved, path)
+    words = "model_state.encoder.0.weight" if where == "model_state" else "training_state.optimizer.state.0.exp_avg"
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=rf"view\.pt: tensor {words} of shape \(50000, 50000\).*MAX_CHECK"):
+            load_pretrained(path)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 64 * MB
+
+
+def test_containers_nested_thousands_deep_are_refused_by_name(tmp_path, state):
+    # a config nested 2,000 deep was loaded, and then the model's load_report could not be printed (RecursionError)
+    deep: dict = {}
+    for _ in range(2_000):
+        deep = {"a": deep}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # to write it
+    try:
+        path = _save(tmp_path / "deep.pt", {"latent_dim": 8, "deep": deep}, dict(state))
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(CheckpointError, match=r"deep\.pt: containers nested more than 100 deep, at config\.deep\.a"):
+        load_pretrained(path)
+
+
+def test_containers_shared_so_often_that_walking_them_never_ends_are_refused(tmp_path, state, monkeypatch):
+    # 60 lists of two references to the next: a small pickle, 2**60 entries; its load_report's repr never ended
+    shared: list = []
+    for _ in range(60):
+        shared = [shared, shared]
+    path = _save(tmp_path / "shared.pt", {"latent_dim": 8, "shared": shared}, dict(state))
+    monkeypatch.setattr(checkpoint_checks, "MAX_CHECKPOINT_ENTRIES", 10_000)  # the default takes 2 s to reach
+    with pytest.raises(CheckpointError, match=r"shared\.pt: more than 10,000 entries .*MAX_CHECKPOINT_ENTRIES"):
+        load_pretrained(path)
+
+
+def test_a_pickle_over_its_limit_is_refused_before_loading_even_when_deflated(tmp_path, state, monkeypatch):
+    # 1,000,000 keys sharing one tensor: 3 MB deflated, 20 MB of pickle: 30 s and 430 MB to load, then refused
+    path = tmp_path / "keys.pt"
+    torch.save({f"k{i}": torch.zeros(1) for i in range(3000)}, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data, zipfile.ZIP_DEFLATED if name.endswith(".pkl") else zipfile.ZIP_STORED)
+    monkeypatch.setattr(checkpoint_checks, "MAX_CHECKPOINT_PICKLE_BYTES", 16_384)
+    with pytest.raises(CheckpointError, match=r"keys\.pt: entry keys/data\.pkl is [\d,]+ bytes of pickled .*16,384"):
+        load_checkpoint(path)
+    bundled = zipfile.ZipFile(load_pretrained.__globals__["_bundled_path"]())
+    pickled = max(info.file_size for info in bundled.infolist() if info.filename.endswith(".pkl"))
+    assert pickled * 100 < midi_limits.MAX_CHECKPOINT_PICKLE_BYTES  # far above the kit's own checkpoints
+
+
+def test_a_state_dict_of_thousands_of_tensors_is_refused_and_leftovers_are_listed_briefly(tmp_path, state, monkeypatch):
+    # matching 1,000,000 tensors by shape took 36 s and its message listed every one of them (14 MB)
+    many = {**state, **{f"extra{i}": torch.zeros(1) for i in range(50)}}
+    path = _save(tmp_path / "many.pt", {"latent_dim": 8}, many)
+    with pytest.raises(CheckpointError, match=r"left over: extra0 \(1,\), .*extra19 \(1,\), and 30 more\.$"):
+        load_pretrained(path)
+    monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_TENSORS", 60)
+    with pytest.raises(CheckpointError, match=r"many\.pt: [\d,]+ entries in its state dict, more than .*60 .*TENSORS"):
+        load_checkpoint(path)

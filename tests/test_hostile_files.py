@@ -161,3 +161,36 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, 
     ds = build_dataset(folder, cache_dir=tmp_path / "cache", workers=0, progress=False)
     assert [(Path(p).name, r) for p, r in ds.report.skipped] == [("locked", "folder not readable: Permission denied")]
     assert [Path(f).name for f in ds.files] == ["good.mid"]
+
+
+@pytest.mark.parametrize("workers, reader", MODES)
+def test_a_file_whose_read_fails_is_named_and_skipped_and_the_rest_kept(tmp_path, workers, reader):
+    # /proc/self/mem is a regular file whose read fails with EIO, as a failing disk or share does: a raw
+    # "OSError: [Errno 5] Input/output error" named no file in the direct readers and was not a MidiSkip
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    _good(folder / "good.mid")
+    os.symlink("/proc/self/mem", folder / "eio.mid")
+    for read in (read_pianoroll, read_pianoroll_reference):
+        with pytest.raises(MidiSkip, match="cannot read .*Input/output error"):
+            read(str(folder / "eio.mid"))
+    with pytest.raises(ValueError, match=r"eio\.mid: not a readable MIDI file \(cannot read"):
+        midi_to_pianoroll(folder / "eio.mid")
+    ds = build_dataset(folder, workers=workers, reader=reader, progress=False, cache_dir=tmp_path / "cache")
+    assert [(Path(p).name, "cannot read" in why) for p, why in ds.report.skipped] == [("eio.mid", True)]
+    assert ds.files and Path(ds.files[0]).name == "good.mid"
+
+
+def test_reading_a_file_for_its_meter_has_the_time_limit_too(tmp_path, monkeypatch):
+    # 2 M meta events (8 MB) kept meter.time_signatures (pretty_midi, no time limit) busy for 45 s
+    import musicvae_course.core.pianoroll as pianoroll
+    from musicvae_course.core import midi_limits
+    from musicvae_course.core.meter import time_signatures
+
+    path = _good(tmp_path / "slow.mid")
+    monkeypatch.setattr(pianoroll, "pretty_midi_from_bytes", lambda *args: time.sleep(5))
+    monkeypatch.setattr(midi_limits, "READ_TIMEOUT_S", 0.3)
+    began = time.perf_counter()
+    with pytest.raises(ReadTimeout, match=r"reading .*slow\.mid took longer than the limit of 0.3 s"):
+        time_signatures(path)
+    assert time.perf_counter() - began < 3

@@ -207,3 +207,69 @@ def test_an_smpte_file_is_refused_as_smpte_not_as_corrupt_by_both_readers(tmp_pa
     path.write_bytes(data)
     with pytest.raises(ValueError, match=r"film\.mid: .*SMPTE"):
         time_signatures(path)
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_thousands_of_notes_held_at_once_on_one_key_are_painted_in_bounded_memory(read):
+    # 1,000 note-ons of one key, one per tick, all closed by one note-off 99,000 steps later (3 KB): painted note
+    # by note that indexed 99 M cells (1.7 GB, 6 s; 5,000 notes in 15 KB: 7.6 GB)
+    body = b"\x00\x90\x3c\x40" + b"\x01\x3c\x40" * 999 + vlq(98_001) + b"\x80\x3c\x00\x00\xff\x2f\x00"
+    data = smf(body, division=4)
+    rolls = []
+    assert _peak_of(lambda: rolls.append(read(data, None))) < 64 * MB
+    assert rolls[0].shape == (88, 99_000) and rolls[0].sum() == rolls[0][60 - 21].sum() == 99_000
+
+
+def _rmid(data: bytes, chunks: bytes = b"") -> bytes:
+    body = b"RMID" + chunks + b"data" + len(data).to_bytes(4, "little") + data
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def test_a_riff_midi_file_is_read_as_the_midi_file_inside_it_by_both_readers(tmp_path):
+    # RMID (.rmi, Windows and some archives): refused as "not a MIDI file (starts with b'RIFF...')"
+    inner = smf(b"\x00\xff\x58\x04\x03\x02\x18\x08" + held_note(480))
+    path = tmp_path / "riff.mid"
+    path.write_bytes(_rmid(inner, chunks=b"LIST\x03\x00\x00\x00abc\x00"))  # an odd chunk: padded to even
+    rolls = [read(str(path)) for read in READERS] + [midi_to_pianoroll(path), read_pianoroll(inner)]
+    assert all(np.array_equal(roll, rolls[-1]) for roll in rolls) and rolls[0].shape == (88, 4)
+    assert time_signatures(path) == [TimeSignature(3, 4, 0)]
+    for data, words in [(_rmid(inner)[:-10], "truncated RIFF MIDI"), (_rmid(inner)[:12], "without a data chunk")]:
+        for read in READERS:
+            with pytest.raises(MidiSkip, match=words):
+                read(data)
+
+
+def test_a_tempo_of_zero_is_refused_by_name_by_both_readers(tmp_path):
+    # the reference divided by it ("ZeroDivisionError: float division by zero"); the fast reader read it
+    path = tmp_path / "tempo0.mid"
+    path.write_bytes(smf(held_note(480, tempo_us=0)))
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="tempo of 0 microseconds per quarter note"):
+            read(str(path))
+    with pytest.raises(ValueError, match=r"tempo0\.mid: .*tempo of 0 microseconds"):
+        midi_to_pianoroll(path)
+    later_track = smf(held_note(480), b"\x00\xff\x51\x03\x00\x00\x00\x00\xff\x2f\x00")  # unread by the reference
+    assert all(read(later_track).shape == (88, 4) for read in READERS)
+
+
+def _track(body: bytes) -> bytes:
+    return b"MTrk" + len(body).to_bytes(4, "big") + body
+
+
+def test_empty_track_chunks_are_read_alike_by_both_readers():
+    # a track chunk of 0 bytes: the reference failed ("max() arg is an empty sequence"), the fast reader read it
+    header = b"MThd\x00\x00\x00\x06\x00\x01\x00\x03\x01\xe0"
+    data = header + _track(b"") + _track(held_note(480)) + _track(b"")
+    rolls = [read(data) for read in READERS]
+    assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])
+    assert np.array_equal(read_pianoroll(_rmid(data)), rolls[0])
+
+
+def test_more_than_32767_declared_tracks_are_refused_alike_by_both_readers():
+    # mido reads the count as signed (none at all): the reference failed on max(), the fast reader read the file
+    data = (
+        b"MThd\x00\x00\x00\x06\x00\x01\xff\xff\x01\xe0" + _track(held_note(480)) + _track(b"\x00\xff\x2f\x00") * 65534
+    )
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="65,535 tracks declared, more than 32,767"):
+            read(data)

@@ -27,11 +27,12 @@ from .checkpoint_checks import (
     ENCODED_FEATURES,
     CheckpointError,
     check_file,
+    check_loaded,
     check_tensors,
     has_decoder_batchnorm,
     latent_dim_of,
 )
-from .midi_limits import MAX_CHECKPOINT_BYTES
+from .midi_limits import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_TENSORS
 from .model import MusicVAE
 from .safe_files import display_name
 
@@ -117,6 +118,13 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         ) from None
+    check_loaded(obj, display_name(path), max_bytes)
+    state = obj.get("model_state", obj) if isinstance(obj, dict) else obj
+    if isinstance(state, dict) and len(state) > MAX_CHECKPOINT_TENSORS:  # matching them by shape is quadratic
+        raise CheckpointError(
+            f"{path}: {len(state):,} entries in its state dict, more than the limit of {MAX_CHECKPOINT_TENSORS:,} "
+            "(MAX_CHECKPOINT_TENSORS); not a MusicVAE checkpoint"
+        )
     if isinstance(obj, dict) and "model_state" in obj:
         if not isinstance(obj.get("config", {}), dict) or not _is_state_dict(obj["model_state"]):
             raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' a dict of tensors")
@@ -192,7 +200,8 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
         if match != key:
             renamed[key] = match
     if missing or unused:
-        extra = [f"{k} {tuple(state[k].shape)}" for k in unused]
+        extra = [f"{k} {tuple(state[k].shape)}" for k in unused[:20]]
+        extra += [f"and {len(unused) - 20:,} more"] if len(unused) > 20 else []  # thousands of tensors: readable
         raise CheckpointError(
             f"{source}: does not fit MusicVAE(latent_dim={model.latent_dim}, "
             f"decoder_batchnorm={model.decoder_batchnorm}) even when "

@@ -15,7 +15,14 @@ import zipfile
 
 import torch
 
-from .midi_limits import MAX_CHECKPOINT_BYTES, MAX_COMPRESSION_RATIO, MAX_LATENT_DIM
+from .midi_limits import (
+    MAX_CHECKPOINT_BYTES,
+    MAX_CHECKPOINT_ENTRIES,
+    MAX_CHECKPOINT_NESTING,
+    MAX_CHECKPOINT_PICKLE_BYTES,
+    MAX_COMPRESSION_RATIO,
+    MAX_LATENT_DIM,
+)
 from .safe_files import FileSkip, check_regular_file, display_name
 
 ENCODED_FEATURES = 2560  #: inputs of the mu and log-var heads (256 x 5 x 2)
@@ -47,6 +54,13 @@ def check_file(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
             f"{max_bytes / 1e6:,.0f} MB (MAX_CHECKPOINT_BYTES); refused before loading"
         )
     for entry in entries:
+        if entry.filename.endswith(".pkl") and entry.file_size > MAX_CHECKPOINT_PICKLE_BYTES:
+            # the unpickler builds an object per few bytes, in Python: 512 MB of pickle took minutes and gigabytes
+            raise CheckpointError(
+                f"{display_name(path)}: entry {entry.filename} is {entry.file_size:,} bytes of pickled structure, "
+                f"more than the limit of {MAX_CHECKPOINT_PICKLE_BYTES:,} (MAX_CHECKPOINT_PICKLE_BYTES); refused "
+                "before loading"
+            )
         if entry.compress_type != zipfile.ZIP_STORED and entry.file_size > MAX_COMPRESSION_RATIO * max(
             entry.compress_size, 1024
         ):
@@ -84,6 +98,42 @@ def _refuse_legacy(path) -> None:
         f"{display_name(path)}: not a readable PyTorch checkpoint: not PyTorch's zip format (truncated, corrupt, or "
         "the legacy pre-1.6 format, whose sizes cannot be checked before loading: re-save it with a current torch)"
     )
+
+
+def check_loaded(obj, source: str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuse, right after ``torch.load``, containers nested deeper than ``MAX_CHECKPOINT_NESTING`` (their repr
+    and any recursive walk fail) or reached more than ``MAX_CHECKPOINT_ENTRIES`` times, and tensors whose shapes
+    declare more than ``max_bytes`` in all: a view of one stored number can have any shape (stride 0), so the
+    zip's sizes do not bound them; the first computation on a (50000, 50000) view of 4 bytes asked for 10 GB."""
+    declared, entries, stack, names = 0, 0, [iter([("", obj)])], [""]  # an iterator per open container
+    while stack:
+        for key, item in stack[-1]:
+            name = f"{names[-1]}.{key}" if names[-1] else str(key)
+            entries += 1
+            if entries > MAX_CHECKPOINT_ENTRIES:
+                raise CheckpointError(
+                    f"{source}: more than {MAX_CHECKPOINT_ENTRIES:,} entries in its containers, shared ones counted "
+                    "each time (MAX_CHECKPOINT_ENTRIES); not a checkpoint of this kit"
+                )
+            if isinstance(item, torch.Tensor):
+                declared += item.numel() * item.element_size()
+                if declared > max_bytes:
+                    raise CheckpointError(
+                        f"{source}: tensor {name or '(the whole file)'} of shape {tuple(item.shape)} takes the tensors "
+                        f"past {max_bytes / 1e6:,.0f} MB (MAX_CHECKPOINT_BYTES), whatever the file stores; refused"
+                    )
+            elif isinstance(item, (dict, list, tuple, set, frozenset)):
+                if len(stack) > MAX_CHECKPOINT_NESTING:
+                    raise CheckpointError(
+                        f"{source}: containers nested more than {MAX_CHECKPOINT_NESTING} deep, at {name[:60]}... "
+                        "(MAX_CHECKPOINT_NESTING); not a checkpoint of this kit"
+                    )
+                stack.append(iter(item.items() if isinstance(item, dict) else enumerate(item)))
+                names.append(name)
+                break
+        else:
+            stack.pop()
+            names.pop()
 
 
 def check_tensors(state: dict, source: str) -> dict:

@@ -340,7 +340,16 @@ def _check_npz(path: Path) -> None:
         check_regular_file(path)
         with zipfile.ZipFile(path) as archive:
             declared = sum(entry.file_size for entry in archive.infolist())
-    except (zipfile.BadZipFile, OSError, FileSkip) as err:
+            for entry in archive.infolist():  # a header may declare any shape: numpy allocates it before reading
+                with archive.open(entry) as member:
+                    fmt = np.lib.format
+                    read = fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                needs = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if dtype.hasobject or needs > entry.file_size:
+                    what = "objects (pickles)" if dtype.hasobject else f"{needs:,} bytes, holds {entry.file_size:,}"
+                    raise ValueError(f"array {entry.filename} of shape {shape} declares {what}")
+    except (zipfile.BadZipFile, OSError, FileSkip, ValueError, EOFError) as err:
         raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
     if declared > MAX_DATASET_BYTES:
         raise ValueError(
@@ -368,7 +377,14 @@ def load_dataset(path) -> PianoRollDataset:
     if path.suffix == ".npz":
         _check_npz(path)
         with np.load(path, allow_pickle=False) as archive:
-            return PianoRollDataset.from_packed(archive["packed"], archive["file_ids"], archive["files"].tolist())
+            arrays = {name: archive[name] for name in ("packed", "file_ids", "files") if name in archive.files}
+        ids, files = arrays.get("file_ids", np.zeros(0, int)), arrays.get("files", np.zeros(0, str))
+        if len(arrays) < 3 or arrays["packed"].dtype != np.uint8 or ids.dtype.kind not in "iu" or files.ndim != 1:
+            found = {name: f"{array.dtype}{array.shape}" for name, array in arrays.items()}
+            raise ValueError(f"{path}: not a dataset .npz of save_npz (uint8 packed, int file_ids, files); has {found}")
+        if len(ids) and not 0 <= ids.min() <= ids.max() < len(files):  # each segment's file must be in files
+            raise ValueError(f"{path}: file_ids {ids.min()}..{ids.max()} outside the {len(files)} files")
+        return PianoRollDataset.from_packed(arrays["packed"], ids, files.tolist())
     if not (path / "index.json").is_file():
         hint = ""
         if _holds_midi(path):  # the likeliest mix-up: a folder of MIDI files where their cache is wanted

@@ -72,13 +72,53 @@ class NoteTable:
     time_signatures: list = field(default_factory=list)
 
 
+def smf_bytes(data: bytes) -> bytes:
+    """The Standard MIDI File in ``data``: ``data`` itself, or the ``data`` chunk of a RIFF MIDI file (RMID,
+    ``.rmi``, as Windows and some players and archives save MIDI), empty track chunks ended (see
+    ``_with_empty_tracks_ended``); both readers take it through here.
+
+    Raises ``MidiFormatError`` for a RIFF MIDI file without a whole ``data`` chunk.
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"RMID":
+        return _with_empty_tracks_ended(data)
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if data[pos : pos + 4] == b"data":
+            if pos + 8 + size > len(data):
+                raise MidiFormatError(f"truncated RIFF MIDI (RMID): its data chunk declares {size:,} bytes")
+            return _with_empty_tracks_ended(data[pos + 8 : pos + 8 + size])
+        pos += 8 + size + (size & 1)  # RIFF chunks are padded to an even length
+    raise MidiFormatError("RIFF MIDI (RMID) file without a data chunk: no MIDI in it")
+
+
+def _with_empty_tracks_ended(data: bytes) -> bytes:
+    """``data`` with each track chunk of 0 bytes (some writers leave them) holding an end-of-track event instead.
+
+    pretty_midi measures every track by its last event and refused such a file ("max() arg is an empty
+    sequence") that mido and this parser read; the event changes no note, tempo or tick.
+    """
+    pos, empty = 8 + int.from_bytes(data[4:8], "big"), []
+    for _ in range(int.from_bytes(data[10:12], "big") if data[:4] == b"MThd" else 0):
+        if data[pos : pos + 4] != b"MTrk" or pos + 8 > len(data):
+            break  # damaged: left to the parsers to name
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if not size:
+            empty.append(pos)
+        pos += 8 + size
+    if not empty:
+        return data
+    pieces = [data[begin + 8 : end] for begin, end in zip([-8, *empty], [*empty, len(data)])]
+    return b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00".join(pieces)
+
+
 def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None = None) -> NoteTable:
     """Parse ``data`` (a whole ``.mid`` file) into a ``NoteTable``; ``max_events`` defaults to ``MAX_EVENTS``.
 
     Raises:
         MidiFormatError: not MIDI, truncated, corrupt, SMPTE or zero time division.
         MidiLimitError: a tick over ``MAX_TICK`` (as the reference), an event longer than the file, more than
-            ``max_notes`` notes or ``max_events`` events.
+            ``max_notes`` notes or ``max_events`` events, a tempo of 0 in the first track (the reference's map).
     """
     if len(data) < 14 or data[:4] != b"MThd":
         raise MidiFormatError("not a MIDI file (no MThd header)")
@@ -86,6 +126,8 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
     if header_size < 6 or 8 + header_size > len(data):
         raise MidiFormatError("corrupt or truncated MIDI header")
     n_tracks = int.from_bytes(data[10:12], "big")
+    if n_tracks > 0x7FFF:  # mido reads the count as signed: no tracks at all, and pretty_midi fails on none
+        raise MidiLimitError(f"corrupt MIDI header: {n_tracks:,} tracks declared, more than 32,767")
     division = int.from_bytes(data[12:14], "big")
     if division & 0x8000:
         raise MidiFormatError("SMPTE time division (frames per second) is not supported: no beat grid")
@@ -118,6 +160,9 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
         pos = begin + size
     if max_tick + 1 > MAX_TICK:
         raise MidiLimitError(f"largest tick {max_tick} > {MAX_TICK:,}: likely corrupt")
+    for tick, value in tempos:  # the reference divides by it (a ZeroDivisionError): refused here by name
+        if not value:
+            raise MidiLimitError(f"corrupt MIDI: track 0: a tempo of 0 microseconds per quarter note at tick {tick}")
     packed = np.asarray(notes, dtype=np.int64)
     return NoteTable(
         ticks_per_quarter=division,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .midi_events import DRUM_CHANNEL, MidiFormatError, parse_notes, seconds_at
+from .midi_events import DRUM_CHANNEL, MidiFormatError, parse_notes, seconds_at, smf_bytes
 from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
 from .pianoroll import N_PITCHES, midi_to_pianoroll, notes_to_pianoroll, pretty_midi_from_bytes, ticks_to_steps
 from .safe_files import FileSkip, read_regular_file
@@ -123,6 +123,10 @@ def _file_bytes(midi) -> bytes:
 def _check_bytes(data: bytes) -> bytes:
     if len(data) == 0:
         raise MidiSkip("empty file (0 bytes)")
+    try:
+        data = smf_bytes(data)  # a RIFF MIDI (.rmi) file is read as the MIDI file inside it
+    except MidiFormatError as err:
+        raise MidiSkip(str(err)) from None
     if data[:4] != b"MThd":
         raise MidiSkip(f"not a MIDI file (starts with {data[:8]!r})")
     return data

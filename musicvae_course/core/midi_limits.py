@@ -17,6 +17,14 @@ MAX_SEGMENTS_PER_FILE = 1 + MAX_STEPS // 16  #: 2-bar windows one file may give 
 READ_TIMEOUT_S = 60.0  #: seconds one file may take to read and roll (a FIFO or a pathological file)
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024  #: declared (uncompressed) size of all tensors in a checkpoint
 MAX_COMPRESSION_RATIO = 50.0  #: a compressed checkpoint entry may inflate at most this much
+#: the pickled structure of a checkpoint (its data.pkl, tensors aside): the bundled model's is 6 KB, a run's last.pt
+#: with optimiser state and history tens of KB. 4 MB of pickle still builds up to ~300 MB of objects in ~4 s.
+MAX_CHECKPOINT_PICKLE_BYTES = 4 * 1024 * 1024
+MAX_CHECKPOINT_TENSORS = 10_000  #: tensors in a checkpoint's state dict (MusicVAE has about 60)
+MAX_CHECKPOINT_NESTING = 100  #: containers within containers in a checkpoint (the kit's own are 5 deep)
+#: entries of all containers in a checkpoint, one reached twice (the pickle may share it) counted twice: 60 lists of
+#: two references to the next reach 2**60 entries, and its repr never ends
+MAX_CHECKPOINT_ENTRIES = 1_000_000
 MAX_DATASET_BYTES = 4 * 1024**3  #: declared size of a dataset .npz (300k segments are about 100 MB unpacked)
 MAX_LATENT_DIM = 8192  #: largest latent size a checkpoint may ask for (about 170 MB of weights)
 

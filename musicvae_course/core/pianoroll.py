@@ -1,18 +1,16 @@
 """MIDI <-> binary piano roll, on the beat grid.
 
-This is the *reference* converter: readable, built on pretty_midi, and the
-definition every faster path in :mod:`musicvae_course.core.data` is checked against.
-Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
+This is the *reference* converter: readable, built on pretty_midi, and the definition every faster path in
+:mod:`musicvae_course.core.data` is checked against. Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
 
 Conventions (the model card's, made precise)
 --------------------------------------------
-* A roll is ``(88, T)``: row ``i`` is MIDI pitch ``LOWEST_PITCH + i``
-  (21 = A0 ... 108 = C8), column ``t`` is one sixteenth note.
-* "16th notes at 120 BPM normalised" means we quantise on the file's own
-  beat grid (MIDI ticks), not in seconds: one step is a quarter of a quarter
-  note whatever the tempo, and tempo changes do not move the grid. Quantising
-  in seconds (pretty_midi's ``get_piano_roll(fs)``) only works for files with
-  a single tempo (craffel/pretty-midi#210).
+* A roll is ``(88, T)``: row ``i`` is MIDI pitch ``LOWEST_PITCH + i`` (21 = A0 ... 108 = C8), column ``t`` is
+  one sixteenth note.
+* "16th notes at 120 BPM normalised" means we quantise on the file's own beat grid (MIDI ticks), not in
+  seconds: one step is a quarter of a quarter note whatever the tempo, and tempo changes do not move the grid.
+  Quantising in seconds (pretty_midi's ``get_piano_roll(fs)``) only works for files with a single tempo
+  (craffel/pretty-midi#210).
 * A "bar" is 16 steps, i.e. a 4/4 bar. In other meters a 32-step window is
   simply 8 quarter notes (e.g. 2 2/3 bars of 3/4).
 
@@ -30,7 +28,9 @@ earlier tick, so a re-struck key ends at the first note-off (pretty_midi's rule;
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -95,33 +95,41 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None, max_ste
             f"the limit of {max_steps:,} (MAX_STEPS; raise max_steps to allow it)"
         )
     flat = np.zeros(N_PITCHES * n_steps, dtype=bool)
-    onset = np.maximum(onset, 0)
-    offset = np.minimum(offset, n_steps)
+    onset, offset = np.maximum(onset, 0), np.minimum(offset, n_steps)
     inside = offset > onset
-    lengths = (offset - onset)[inside]
+    pitch, onset, offset = pitch[inside], onset[inside], offset[inside]
+    if int((offset - onset).sum()) > flat.size:
+        # notes stacked on a key (5,000 held at once in a 15 KB file) would index 7.6 GB of cells one by one: merge
+        # each pitch's overlapping notes first (sorted by pitch, then onset), so that no cell is indexed twice
+        order = np.lexsort((onset, pitch))
+        pitch, onset, offset = pitch[order], onset[order], offset[order]
+        reach = np.maximum.accumulate(pitch * (n_steps + 1) + offset) - pitch * (n_steps + 1)  # furthest end yet
+        first = np.flatnonzero(np.r_[True, (pitch[1:] != pitch[:-1]) | (onset[1:] > reach[:-1])])  # of each run
+        pitch, onset, offset = pitch[first], onset[first], reach[np.append(first[1:] - 1, len(pitch) - 1)]
+    lengths = offset - onset
     if lengths.size:
-        # Index every covered cell at once: O(cells on), no loop over notes and
-        # no pass over the whole (mostly silent) grid. Overlaps simply re-set cells.
-        first_cell = ((pitch - LOWEST_PITCH) * n_steps + onset)[inside]
+        # Index every covered cell at once: O(cells on), no loop over notes, no pass over the (mostly silent) grid
+        first_cell = (pitch - LOWEST_PITCH) * n_steps + onset
         position_in_note = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         flat[np.repeat(first_cell, lengths) + position_in_note] = True
     return flat.reshape(N_PITCHES, n_steps)
 
 
 def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
-    """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file.
-
-    Only regular files are read (see ``safe_files``), at most ``MAX_MIDI_BYTES`` of them.
-    """
+    """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file. Only regular files
+    are read (see ``safe_files``), at most ``MAX_MIDI_BYTES`` of them, within ``READ_TIMEOUT_S`` (``ReadTimeout``)."""
     import pretty_midi
+
+    from .midi_limits import READ_TIMEOUT_S
 
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
     path = Path(midi)
     if not os.path.lexists(path):
         raise FileNotFoundError(f"MIDI file not found: {display_name(path)}")
-    try:
-        return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES), max_steps)
+    try:  # mido takes ~25 us per event: 2 M meta events (8 MB) kept time_signatures busy for 45 s, unbounded
+        with time_limit(READ_TIMEOUT_S, f"reading {display_name(path)}"):
+            return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES), max_steps)
     except (FileSkip, LimitError, ValueError) as err:
         raise ValueError(f"{display_name(path)}: not a readable MIDI file ({err})") from None
 
@@ -130,12 +138,9 @@ REFERENCE_BOUNDS_CHECK = True  #: bound a roll before pretty_midi allocates its 
 
 
 def _check_bounds(data: bytes, division: int, max_steps: int):
-    """Refuse, before pretty_midi sees it, a file whose roll would be longer than ``max_steps`` steps, or that is
-    over a limit of the event parser (``MidiLimitError``: ticks, lengths, notes, events); return its note table.
-
-    pretty_midi allocates tables as long as the file's last tick (hundreds of MB for a 44-byte file at 1 tick per
-    quarter), and mido an object per event. The kit's event parser (``midi_events``, the same note table, tested
-    equal) finds the last note's end first. Files it cannot parse otherwise are left to pretty_midi's own verdict.
+    """Refuse, before pretty_midi sees it, a file whose roll would be longer than ``max_steps`` or that is over a
+    limit of ``midi_events`` (``MidiLimitError``); return its note table (``None``: left to pretty_midi's verdict).
+    pretty_midi allocates tables as long as the last tick (hundreds of MB for 44 bytes), mido an object per event.
     """
     try:
         table = parse_notes(data)
@@ -156,18 +161,15 @@ def _check_bounds(data: bytes, division: int, max_steps: int):
 
 
 def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
-    """The reference parse: ``pretty_midi.PrettyMIDI`` of a file's bytes; ``ValueError`` saying why not.
-
-    A time division of 0 or in SMPTE frames is refused from the header first (pretty_midi would divide by it).
-    Time signatures come from every track, not pretty_midi's first only (``with_every_tracks_time_signatures``).
-    """
-    import io
-    import warnings
-
+    """The reference parse: ``pretty_midi.PrettyMIDI`` of a file's (or a RIFF MIDI file's) bytes; ``ValueError``
+    saying why not. A time division of 0 or in SMPTE frames is refused from the header first (pretty_midi would
+    divide by it). Time signatures come from every track, not pretty_midi's first only
+    (``with_every_tracks_time_signatures``)."""
     import pretty_midi
 
-    from .midi_events import with_every_tracks_time_signatures
+    from .midi_events import smf_bytes, with_every_tracks_time_signatures
 
+    data = smf_bytes(data)  # a RIFF MIDI (.rmi) file: the MIDI file inside it
     if data[:4] != b"MThd":  # said plainly: mido's words for these are "EOFError" and "MThd not found"
         raise ValueError("empty file (0 bytes)" if not data else f"not a MIDI file (starts with {data[:8]!r})")
     division = int.from_bytes(data[12:14], "big") if len(data) >= 14 else 1
@@ -194,10 +196,9 @@ def midi_to_pianoroll(midi, max_steps: int = MAX_STEPS, timeout: float | None = 
         timeout: seconds the whole read may take (default ``READ_TIMEOUT_S``).
 
     Returns:
-        ``(88, T)`` bool array, 4 steps per quarter note; row ``i`` is MIDI
-        pitch ``21 + i``. ``T`` is the end of the last note (0 for a file
-        without pitched notes). See the module docstring for the rounding,
-        drum, grace-note and range rules.
+        ``(88, T)`` bool array, 4 steps per quarter note; row ``i`` is MIDI pitch ``21 + i``. ``T`` is the end of
+        the last note (0 for a file without pitched notes). See the module docstring for the rounding, drum,
+        grace-note and range rules.
 
     Raises:
         FileNotFoundError: no such file.
@@ -249,9 +250,8 @@ def segments(
         max_windows: refuse (``LimitError``, before allocating) a roll that would give more windows than this.
 
     Returns:
-        ``(N, 88, length)`` bool array. The roll's tail is padded with silence
-        to a whole number of strides, so a piece shorter than ``length`` still
-        gives one window and no bar at the end is lost.
+        ``(N, 88, length)`` bool array. The roll's tail is padded with silence to a whole number of strides, so
+        a piece shorter than ``length`` still gives one window and no bar at the end is lost.
 
     Taught in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
     """

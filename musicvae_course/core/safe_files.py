@@ -68,7 +68,7 @@ def read_regular_file(path, max_bytes: int) -> bytes:
     Opened non-blocking and checked again after opening, so a FIFO swapped in between never blocks.
 
     Raises:
-        FileSkip: not a regular file, dangling link, link loop, unreadable.
+        FileSkip: not a regular file, dangling link, link loop, unreadable (opening or reading fails).
         LimitError: larger than ``max_bytes`` (named in the message).
     """
     check_regular_file(path)
@@ -82,7 +82,10 @@ def read_regular_file(path, max_bytes: int) -> bytes:
             raise FileSkip(f"not a regular file: {_KINDS.get(stat.S_IFMT(info.st_mode), 'a special file')}")
         if info.st_size > max_bytes:
             raise LimitError(f"{info.st_size:,} bytes: larger than the limit of {max_bytes:,} bytes")
-        data = handle.read(max_bytes + 1)  # a file that grew while we read is still bounded
+        try:
+            data = handle.read(max_bytes + 1)  # a file that grew while we read is still bounded
+        except OSError as err:  # a failing disk or share, /proc/self/mem: a raw OSError named no file
+            raise FileSkip(f"cannot read ({err.strerror or err})") from None
     if len(data) > max_bytes:
         raise LimitError(f"more than the limit of {max_bytes:,} bytes")
     return data

@@ -42,7 +42,6 @@ import torch
 
 from ..core.latent import _evaluating
 from ..core.meter import bar_steps, beat_steps, meter, meter_grid
-from ..core.midi_limits import READ_TIMEOUT_S
 from ..core.model import model_input
 from ..core.pianoroll import (
     LOWEST_PITCH,
@@ -52,7 +51,6 @@ from ..core.pianoroll import (
     midi_to_pianoroll,
     pianoroll_to_midi,
 )
-from ..core.safe_files import display_name, time_limit
 from ..core.seeding import DEFAULT_SEED
 from . import audio, plots, rollview
 from .rolldraw_front import CSS, ESM
@@ -113,8 +111,7 @@ def first_window(path, min_notes: int = 4) -> np.ndarray:
 def _first_window(path, min_notes: int = 4):
     """(window ``(88, 32)`` bool, its bar lines, its beat lines): :func:`first_window` and where the file's own
     bars and beats fall in it, as steps 0..32 (:func:`window_lines`)."""
-    with time_limit(READ_TIMEOUT_S, f"reading {display_name(str(path))}"):
-        source = load_pretty_midi(path)  # parsed once: the roll and the meter both come from it
+    source = load_pretty_midi(path)  # parsed once (within the read time limit): the roll and the meter come from it
     roll = midi_to_pianoroll(source)
     if not roll.any():
         raise ValueError(f"{Path(path).name}: no pitched notes to draw")
