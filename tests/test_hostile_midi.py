@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,6 +238,10 @@ def test_a_riff_midi_file_is_read_as_the_midi_file_inside_it_by_both_readers(tmp
         for read in READERS:
             with pytest.raises(MidiSkip, match=words):
                 read(data)
+    (tmp_path / "folder").mkdir()
+    path.rename(tmp_path / "folder" / "riff.rmi")  # saved as .rmi, it is found in a folder of MIDI files too
+    dataset = build_dataset(tmp_path / "folder", workers=0, progress=False)
+    assert [Path(f).name for f in dataset.files] == ["riff.rmi"] and dataset.segments[0].sum() == rolls[0].sum()
 
 
 def test_a_tempo_of_zero_is_refused_by_name_by_both_readers(tmp_path):

@@ -259,7 +259,7 @@ def build_dataset(
 
     Args:
         sources: folder (searched recursively, e.g. LMD's ``lmd_full/``), glob,
-            file, or a list of them; ``.mid``/``.midi`` files are used.
+            file, or a list of them; ``.mid``/``.midi``/``.rmi`` files are used.
         cache_dir: folder for the cache. Unchanged files (same size and mtime,
             or same content hash) are not read again; changed and new files are;
             files gone from ``sources`` are dropped. ``None``: no cache.
@@ -296,7 +296,7 @@ def build_dataset(
     unreadable: list = []
     listed = [str(p) for p in list_midi_files(sources, unreadable)]
     if not listed:
-        raise FileNotFoundError(f"no .mid or .midi files in {sources}")
+        raise FileNotFoundError(f"no .mid, .midi or .rmi files in {sources}")
     chosen = select_files(listed, path_filter, max_files, fraction, seed)
     if not chosen:
         raise ValueError(
