@@ -151,6 +151,7 @@ def scope_names(text: str) -> tuple[set[str], set[str]]:
 def _dynamic_uses(tree) -> list[str]:
     """Dynamic lookups and imports in a cell that can reach a kit function without naming it."""
     found, loops = [], _loop_literals(tree)
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES | DYNAMIC_MODULES:
             found.append(node.id + DYNAMIC_NOTE)
@@ -158,7 +159,9 @@ def _dynamic_uses(tree) -> list[str]:
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             found += [m + DYNAMIC_NOTE for m in modules if m.split(".")[0] in DYNAMIC_MODULES]
         elif isinstance(node, ast.Attribute) and (
-            node.attr == "modules" or (DUNDER.match(node.attr) and node.attr not in HARMLESS_DUNDERS)
+            # sys.modules, a dict; part.modules() is torch's honest method (sys.modules() would only raise)
+            (node.attr == "modules" and id(node) not in called)
+            or (DUNDER.match(node.attr) and node.attr not in HARMLESS_DUNDERS)
         ):
             found.append(node.attr + DYNAMIC_NOTE)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -171,6 +174,8 @@ def _dynamic_uses(tree) -> list[str]:
             names = names.get(called, node.args) or [None]
             if not all(_literal_names(name, loops) for name in names):
                 found.append(f"{called} with a computed name" + DYNAMIC_NOTE)
+            texts = [n.value for n in names if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            found += ["modules" + DYNAMIC_NOTE for text in texts if "modules" in text.split(".")]  # getattr(sys, ..)
     return found
 
 
