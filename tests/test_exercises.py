@@ -87,6 +87,16 @@ def test_a_wrong_attempt_loses_points_on_exactly_the_cases_it_names(sessions, mi
     assert sorted(_failed(result)) == sorted(mistake.loses), _describe(result)
 
 
+def test_a_wrong_answer_tried_does_not_change_the_questions_graded_after_it(sessions):
+    # one kernel grades a notebook's questions in turn, and 04 q6 calls q4's snap_to_key: after a wrong q4 was tried,
+    # the reference q6 scored 2.25 of 3 (and which q6 mistakes failed which cases depended on the order of tests)
+    wrong = next(m for m in MISTAKES if m.test_id == "04-q4-moves_probabilities")
+    session = sessions(wrong.notebook)
+    assert session.grade_question("q4", solutions=wrong.solutions).points < 3
+    result = session.grade_question("q6")
+    assert result.points == pytest.approx(result.max_points), _describe(result)
+
+
 @pytest.mark.parametrize("answer", HONEST, ids=[h.test_id for h in HONEST])
 def test_an_honest_answer_written_another_way_keeps_full_marks(sessions, answer):
     # numpy instead of torch, loops, another formula: what the text allows must not cost points

@@ -22,14 +22,12 @@ from musicvae_course.grading.cli import main
 from musicvae_course.grading.markers import (
     CODE_STUB,
     GradingSourceError,
-    make_student_version,
-    make_student_versions,
     questions,
     split_tests,
     strip_solutions,
-    student_version,
 )
 from musicvae_course.grading.source import load_source, plan_submission
+from musicvae_course.grading.student import make_student_version, make_student_versions, student_version
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
 SOURCE = FIXTURES / "source" / "melody.ipynb"

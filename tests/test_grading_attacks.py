@@ -21,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from musicvae_course.fileio import sha256_of
 from musicvae_course.grading import autograde, student_version
 from musicvae_course.grading.sandbox import Limits, bwrap_path
+from musicvae_course.grading.session import GradingSession
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
 SOURCE = FIXTURES / "source" / "melody.ipynb"
@@ -240,3 +241,28 @@ def test_forbidden_functions_reached_another_way_and_edited_given_helpers_earn_n
     assert "importlib, getattr with a computed name, which can hide" in by_question["q2"].detail
     assert "asks you to write this yourself" in by_question["q3"].detail
     assert by_question["q4"].detail == "case main (the tests before the first CASE line): sorts a tuple"
+
+
+def test_a_function_that_raises_stop_iteration_cannot_end_the_tests_map_early(tmp_path):
+    # raised grader-side as itself, a StopIteration ends map() quietly: all(map(is_even, ...)) is True, any() False
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    answer = "def is_even(n):\n    ### BEGIN SOLUTION\n    return n % 2 == 0\n    ### END SOLUTION"
+    tests = "assert all(map(is_even, [2, 4])) and not any(map(is_even, [1, 3])), 'evens and odds'"
+    cells = [
+        _graded(new_code_cell(answer), "q1_solution", solution=True),
+        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=1),
+    ]
+    nbformat.write(new_notebook(cells=cells), tmp_path / "evens.ipynb")
+    with GradingSession(tmp_path / "evens.ipynb", sandbox="bwrap", cell_timeout=20) as session:
+        stopped = session.grade_question("q1", {"q1_solution": "def is_even(n):\n    raise StopIteration"})
+        honest = session.grade_question("q1")
+    assert (stopped.points, honest.points) == (0, 1)
+    assert stopped.detail == "is_even raised StopIteration in case main (the tests before the first CASE line)"
+
+
+def test_a_test_message_that_prints_a_huge_answer_is_cut_in_the_record_and_the_feedback(attacked):
+    # q4's f-string prints the logits whole: 2 million values would be a 13 MB line, read again by every rebuild
+    _, root, _ = attacked
+    feedback = (root / "grades" / "feedback" / "attack_huge_message" / "melody.md").read_text()
+    assert len(feedback) < 10_000 and "case values (the logits are the model's outputs" in feedback
+    assert (root / "grades" / "records" / "attack_huge_message" / "melody.json").stat().st_size < 20_000

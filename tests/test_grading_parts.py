@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -19,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from musicvae_course.grading import Checker, autograde, codec, reports
 from musicvae_course.grading.cases import case_points, shortcut_uses, split_cases
 from musicvae_course.grading.reports import normalized_tokens, similar_pairs
-from musicvae_course.grading.session import GradingSession
+from musicvae_course.grading.session import MAX_PROBLEMS, GradingSession
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
 SOURCE = FIXTURES / "source" / "melody.ipynb"
@@ -154,6 +155,7 @@ def test_the_shortcut_check_finds_kit_imports_and_forbidden_names():
         "import operator\ndef notes(found):\n    return sorted(found, key=operator.itemgetter(1, 0))",
         'if __name__ == "__main__":\n    print(type(x).__class__.__name__, len(x))',
         "import re\nPATTERN = re.compile(r'q\\d')",
+        "def frozen(model):\n    return [m for m in model.decoder.modules() if not m.training]",  # torch's method
     ],
 )
 def test_the_shortcut_check_leaves_honest_lookups_alone(honest):
@@ -173,6 +175,8 @@ def test_the_shortcut_check_leaves_honest_lookups_alone(honest):
         ('kit = __import__("musicvae_" + "course")', "__import__"),
         ("import importlib\nm = importlib.import_module(name)", "importlib"),
         ("import sys\nm = sys.modules[name]", "modules"),
+        ("import sys as s\nm = s.modules.get(name)", "modules"),
+        ('import sys\nm = getattr(sys, "modules")[name]', "modules"),
     ],
 )
 def test_the_shortcut_check_finds_kit_functions_reached_by_a_computed_name(attack, found):
@@ -240,6 +244,40 @@ def test_similarity_ignores_names_comments_and_layout_but_not_different_code():
         {"student": s, "notebook": "n.ipynb", "solutions": {"q1_solution": text}} for s, text in zip("abc", (a, b, c))
     ]
     assert similar_pairs(records, {"n.ipynb": source}) == [["n.ipynb", "q1", "a", "b", "1.00"]]
+
+
+def test_a_huge_solution_costs_the_similarity_report_little_and_copies_are_still_found(monkeypatch):
+    # the report is rebuilt after every graded notebook: a 600 kB "solution" compared with each classmate's took
+    # a second per pair (minutes per rebuild in a class), and a record kept it whole
+    compared, full = [], []  # tokens per comparison; comparisons that ran the quadratic ratio()
+
+    class Counting(reports.SequenceMatcher):
+        def __init__(self, isjunk, a, b, autojunk):
+            compared.append(max(len(a), len(b)))
+            super().__init__(isjunk, a, b, autojunk)
+
+        def ratio(self):
+            full.append(1)
+            return super().ratio()
+
+    monkeypatch.setattr(reports, "SequenceMatcher", Counting)
+    honest = "def f(values):\n    total = sum(values)\n    return [v / total for v in values]"
+    huge = "def f(values):\n" + "    values = (values, values)\n" * 20_000
+    source = type("S", (), {})()
+    question = type("Q", (), {"solution_ids": ["q1_solution"]})()
+    source.questions, source.solutions = {"q1": question}, {"q1_solution": "### BEGIN SOLUTION\npass\n### END SOLUTION"}
+    texts = {"a": honest, "b": honest, "huge": huge}
+    texts |= {
+        f"other{n}": honest.replace("sum(values)", f"sum(values) + {n} * len(values) - max(values)") for n in range(8)
+    }
+    records = [{"student": s, "notebook": "n.ipynb", "solutions": {"q1_solution": t}} for s, t in texts.items()]
+    pairs = similar_pairs(records, {"n.ipynb": source})
+    assert [p[2:4] for p in pairs if p[4] == "1.00"] == [["a", "b"]]
+    assert max(compared) <= reports.MAX_TOKENS  # the huge one by its first tokens only
+    assert len(full) < len(compared)  # pairs whose cheap bounds are under the threshold skip ratio()
+    nb = new_notebook(cells=[new_code_cell(huge, metadata={"nbgrader": {"grade_id": "q1_solution"}})])
+    kept = autograde._solutions_of(nb, source)["q1_solution"]
+    assert kept == huge[: reports.MAX_SOLUTION_CHARS]
 
 
 # ---------------------------------------------------------------------------------------- sessions and runs
@@ -363,3 +401,30 @@ def test_a_student_folder_that_is_a_link_is_not_read(tmp_path):
     found, stray = autograde._scan(submissions, None)
     assert found == {"ada": [submissions / "ada" / "melody.ipynb"], "mallory": []}
     assert any("mallory" in line and "link" in line for line in stray)
+
+
+def test_a_copy_in_a_subfolder_is_not_graded_and_does_not_replace_the_grade_on_a_resumed_run(tmp_path):
+    # backup/melody.ipynb sorts before melody.ipynb, and its "second copy" record had the graded one's path: graded
+    # instead of the student's notebook, then replaced by an error on the next (resumed) run
+    student = tmp_path / "subs" / "ada"
+    (student / "backup").mkdir(parents=True)
+    shutil.copy(FIXTURES / "submissions" / "correct" / "melody.ipynb", student / "melody.ipynb")
+    shutil.copy(FIXTURES / "submissions" / "partial" / "melody.ipynb", student / "backup" / "melody.ipynb")
+    for _ in range(2):  # the second run resumes
+        (grade,) = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", cell_timeout=20, jobs=1)
+        assert (grade.status, grade.total) == ("graded", 8)
+        assert grade.problems == ["ada/backup/melody.ipynb is a second copy of melody.ipynb; not graded"]
+
+
+def test_a_notebook_of_many_failing_or_repeated_cells_lists_a_bounded_number_of_problems(tmp_path):
+    # each cell that raises or repeats a locked cell is a line of the record and the feedback: a million of them
+    # would be read again by every rebuild of the class files
+    nb = nbformat.read(FIXTURES / "submissions" / "correct" / "melody.ipynb", as_version=4)
+    setup = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
+    nb.cells += [new_code_cell("1 / 0") for _ in range(150)]
+    nb.cells += [new_code_cell(setup.source, metadata=json.loads(json.dumps(setup.metadata))) for _ in range(150)]
+    (tmp_path / "subs" / "ada").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "subs" / "ada" / "melody.ipynb")
+    (grade,) = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", cell_timeout=20, jobs=1)
+    assert grade.total == 8 and len(grade.problems) == MAX_PROBLEMS + 1
+    assert grade.problems[-1] == "and 200 more problems (cells that raised, repeated or ran too long)"

@@ -9,6 +9,8 @@ import resource
 import time
 from pathlib import Path
 
+import pytest
+
 from musicvae_course.grading import autograde
 from musicvae_course.grading import kernel as kernel_module
 from musicvae_course.grading.kernel import Kernel
@@ -153,5 +155,19 @@ def test_a_kernel_that_floods_its_channels_is_stopped_at_the_time_limit(tmp_path
             assert time.monotonic() - start < 3 + kernel_module.GRACE_SECONDS + 3
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         assert rss_mb < 2048, f"the grader used {rss_mb:.0f} MB"
+    finally:
+        kernel.close()
+
+
+@pytest.mark.parametrize("folder", ["d", "/tmp/d"])
+def test_a_kernel_that_makes_millions_of_empty_files_is_stopped(tmp_path, folder):
+    # an empty file takes no block but an inode: uncounted in the run folder, a kernel could use up the inodes of the
+    # file system that holds every run folder and the grades (thousands a second, for as long as its cells may run);
+    # its private /tmp and /dev/shm are sized, but not in files, and each empty one is kernel memory no rlimit counts
+    kernel = _sandboxed_kernel(tmp_path, disk_bytes=32 * 1024**2)
+    code = f"import os\nos.mkdir({folder!r})\nn = 0\nwhile True:\n    open(f'{folder}/{{n}}', 'w').close()\n    n += 1"
+    try:
+        assert kernel.execute(code, 20)["status"] == "dead"
+        assert kernel.over_disk
     finally:
         kernel.close()

@@ -3,7 +3,8 @@
 A product of its own inside the kit: it imports nothing of the ML code (``core``, ``train``, ``ui``) and the ML
 code never imports it (import-linter checks both). Modules:
 
-* :mod:`.markers`: nbgrader's cell markers, questions and test cells, student versions.
+* :mod:`.markers`: nbgrader's cell markers, questions and test cells.
+* :mod:`.student`: the student versions (solutions stubbed, hidden tests and their cases' weights removed).
 * :mod:`.check`: ``check("q1")``, the public tests a student runs in their own kernel (``protect=`` models).
 * :mod:`.cases`: ``# CASE`` lines, weights and the ``forbidden`` shortcut check.
 * :mod:`.source`: a source notebook as the grader sees it, and a submission's plan.
@@ -14,14 +15,8 @@ code never imports it (import-linter checks both). Modules:
 """
 
 from .check import Checker, CheckResult, check
-from .markers import (
-    GradingSourceError,
-    make_student_version,
-    make_student_versions,
-    questions,
-    read_notebook,
-    student_version,
-)
+from .markers import GradingSourceError, questions, read_notebook
+from .student import make_student_version, make_student_versions, student_version
 
 __all__ = [
     "CheckResult",

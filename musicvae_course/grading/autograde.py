@@ -121,7 +121,7 @@ def _solutions_of(nb, source) -> dict:
     for cell in nb.cells:
         gid = grade_id_of(cell)
         if gid in source.solutions:
-            found.setdefault(gid, source_of(cell))
+            found.setdefault(gid, source_of(cell)[: reports.MAX_SOLUTION_CHARS])  # all the similarity report reads
     return found
 
 
@@ -157,6 +157,7 @@ def _grade_job(job: dict) -> dict:
     )
     if Path(job["path"]).name != source.name:
         grade.problems.insert(0, f"graded {Path(job['path']).name} as {source.name}")
+    grade.problems[0:0] = job.get("notes", [])
     record = record_of(grade, hashlib.sha256(data).hexdigest(), source.digest, _solutions_of(nb, source))
     write_record(Path(job["out_dir"]), record)
     return record
@@ -172,11 +173,16 @@ def _scan(submissions_dir: Path, only_student: str | None):
                 stray.append(f"{entry}: a link, not a student folder; not graded")
                 found[entry.name] = []
                 continue
-            files = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+            # the student's own notebooks first, copies in subfolders (a backup) after them
+            files = sorted((p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts), key=_depth)
             found[entry.name] = files
         elif entry.suffix == ".ipynb":
             stray.append(f"{entry}: not inside a student folder (expected {submissions_dir}/<student>/...); skipped")
     return found, stray
+
+
+def _depth(path: Path):
+    return len(path.parts), path
 
 
 def _match_source(path: Path, nb, sources: dict) -> str | None:
@@ -267,7 +273,7 @@ def autograde(
     todo = []
     for name, files in found.items():
         (out_dir / "records" / name).mkdir(parents=True, exist_ok=True)  # a student without notebooks counts too
-        done = set()
+        done, notes = set(), {}  # notes: source name -> second copies, named in the graded copy's feedback
         for path in files:
             if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_NOTEBOOK_BYTES:
                 # a link is read with the grader's rights (to the instructor's notebook, say); a pipe would never
@@ -284,8 +290,9 @@ def autograde(
                 continue
             data_bytes = path.read_bytes()
             sha = hashlib.sha256(data_bytes).hexdigest()
-            try:
+            try:  # matched here too: a file that breaks the schema must not stop the batch (this process)
                 nb = nbformat.reads(data_bytes.decode("utf-8"), as_version=4)
+                matched = _match_source(path, nb, sources)
             except Exception as exc:  # noqa: BLE001 - any unreadable file
                 match = sources.get(path.name)
                 write_record(
@@ -301,15 +308,17 @@ def autograde(
                 )
                 done.add(path.name)
                 continue
-            matched = _match_source(path, nb, sources)
             if matched is None or matched in done:
                 why = "matches no source notebook" if matched is None else f"is a second copy of {matched}"
-                write_record(
-                    out_dir,
-                    _plain_record(name, path.name, "error", f"{path.relative_to(submissions_dir)} {why}; not graded"),
-                )
+                why = f"{path.relative_to(submissions_dir)} {why}; not graded"
+                if matched is None:
+                    write_record(out_dir, _plain_record(name, path.name, "error", why))
+                else:  # its record would be the graded copy's, replaced on every resumed run
+                    log(why)
+                    notes.setdefault(matched, []).append(why)
                 continue
             done.add(matched)
+            notes[matched] = []
             old = _record_path(out_dir, name, matched)
             if student is None and old.is_file():
                 try:
@@ -336,6 +345,7 @@ def autograde(
                     "limits": asdict(box.limits),
                     "user": box.user,
                     "layout": [layout.workdir_name, {k: str(v) for k, v in layout.files.items()}],
+                    "notes": notes[matched],
                 }
             )
     jobs = max(1, jobs or os.cpu_count() or 1)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .markers import make_student_versions
+from .student import make_student_versions
 
 
 def main(argv=None) -> int:

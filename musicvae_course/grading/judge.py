@@ -217,11 +217,16 @@ def _has_foreign(value):
     return None
 
 
+# A StopIteration out of a function that map(), filter() or zip() calls ends them quietly: all(map(is_even, xs))
+# would be True, and the test passed, whatever the function computes. Re-raised as a StudentError, it fails the case.
+STOP_ITERATION = (StopIteration, StopAsyncIteration)
+
+
 def student_exception(function: str, type_name: str, message: str) -> BaseException:
     """The exception a student's function raised, re-made grader-side: the same builtin class when there is one
     (so ``except ValueError`` in a test works), tagged with the function's name for the feedback."""
     cls = getattr(builtins, type_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Exception)) or cls in (KeyboardInterrupt, SystemExit):
+    if not (isinstance(cls, type) and issubclass(cls, Exception)) or issubclass(cls, STOP_ITERATION):
         cls = StudentError
     try:
         exc = cls(message)
@@ -246,7 +251,17 @@ class _Proxy:
         return f"<your function {self._name}>"
 
 
+MAX_MESSAGE = 2000  # characters: a test's f-string can print what came back whole (millions of values)
+
+
 def _failure_message(exc: BaseException, case: Case, unusable: dict, test_bound=frozenset()) -> str:
+    """The feedback line of a failed case, cut at MAX_MESSAGE: the record, the feedback and every rebuild of the
+    class files after each notebook read it."""
+    text = _failure_text(exc, case, unusable, test_bound)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "\u2026"
+
+
+def _failure_text(exc: BaseException, case: Case, unusable: dict, test_bound=frozenset()) -> str:
     where = f"in case {case.case_id} ({case.requirement})"
     origin = getattr(exc, "_mvc_origin", None)
     if origin is not None:

@@ -55,7 +55,14 @@ KERNEL_ENV = {
 }
 
 
-def _folder_bytes(path: Path, stop_at: int) -> int:
+#: What each file, folder or link costs at least: an empty file takes no block but an inode, and millions of them
+#: (thousands a second) would use up the inodes of the file system that holds every run folder and the grades.
+ENTRY_BYTES = 4096
+
+
+def _folder_bytes(path: Path, stop_at: int, device: int | None = None) -> int:
+    """Bytes of the files under ``path`` (each at least ENTRY_BYTES), up to ``stop_at``; ``device``: not into the
+    folders of other file systems (the binds in the kernel's ``/tmp``)."""
     total, stack = 0, [str(path)]
     while stack:
         try:
@@ -63,9 +70,11 @@ def _folder_bytes(path: Path, stop_at: int) -> int:
                 for entry in entries:
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
+                            if device is None or entry.stat(follow_symlinks=False).st_dev == device:
+                                stack.append(entry.path)
+                            total += ENTRY_BYTES
                         else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                            total += max(entry.stat(follow_symlinks=False).st_blocks * 512, ENTRY_BYTES)
                     except OSError:
                         continue
                     if total > stop_at:
@@ -83,6 +92,7 @@ class Usage:
     held: int = 0
     tasks: int = 0
     memory: int = 0
+    inside: str = ""  # a PID in the sandbox: its /proc/<pid>/root is the kernel's view (its private /tmp)
 
 
 def _pss_bytes(pid: str) -> int:
@@ -118,6 +128,7 @@ def _held_usage(root: int) -> Usage:
     while stack:
         pid = stack.pop()
         stack += children.get(int(pid), [])
+        usage.inside = pid if pid != str(root) else usage.inside
         try:
             usage.tasks += len(os.listdir(f"/proc/{pid}/task"))
         except OSError:
@@ -136,6 +147,19 @@ def _held_usage(root: int) -> Usage:
         except OSError:
             continue
     return usage
+
+
+def _private_bytes(pid: str, stop_at: int) -> int:
+    """What the kernel keeps in its private ``/tmp`` and ``/dev/shm``: their size is bounded, the number of (empty)
+    files in them is not, and each takes kernel memory that no rlimit counts (millions in a minute)."""
+    total = 0
+    for folder in ("tmp", "dev/shm") if pid else ():
+        top = f"/proc/{pid}/root/{folder}"
+        try:
+            total += _folder_bytes(Path(top), stop_at, os.stat(top).st_dev)
+        except OSError:
+            continue
+    return total
 
 
 def _bounded_context():
@@ -229,7 +253,7 @@ class Kernel:
             if self.over_processes or self.over_memory:
                 self.kill()
                 return
-            if _folder_bytes(self.run_dir, limit) + usage.held > limit:
+            if _folder_bytes(self.run_dir, limit) + usage.held + _private_bytes(usage.inside, limit) > limit:
                 self.over_disk = True
                 self.kill()
                 return

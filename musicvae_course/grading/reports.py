@@ -31,6 +31,10 @@ from .session import NotebookGrade
 
 SIMILARITY_THRESHOLD = 0.9
 MIN_TOKENS = 12  # shorter solutions are alike by necessity
+# A solution is compared by its first MAX_TOKENS tokens (honest ones have a few hundred): the report is rebuilt after
+# every graded notebook, and a megabyte-long "solution" against each classmate's took minutes of each rebuild.
+MAX_TOKENS = 1000
+MAX_SOLUTION_CHARS = 10_000  # what a record keeps of a solution cell for the report
 
 
 def _number(value: float) -> str:
@@ -244,13 +248,16 @@ def similar_pairs(records: list[dict], sources: dict, threshold: float = SIMILAR
                     continue
                 tokens = []
                 for gid in question.solution_ids:
-                    t = normalized_tokens(r["solutions"].get(gid, ""))
+                    t = normalized_tokens(str(r["solutions"].get(gid, ""))[:MAX_SOLUTION_CHARS])[:MAX_TOKENS]
                     tokens += [] if t == stubs.get(gid) else t
                 if len(tokens) >= MIN_TOKENS:
                     entries.append((r["student"], tokens))
             for i, (a, ta) in enumerate(entries):
                 for b, tb in entries[i + 1 :]:
-                    ratio = SequenceMatcher(None, ta, tb, autojunk=False).ratio()
+                    matcher = SequenceMatcher(None, ta, tb, autojunk=False)
+                    if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+                        continue  # upper bounds of ratio(), in linear time
+                    ratio = matcher.ratio()
                     if ratio >= threshold:
                         pairs.append([name, qid, a, b, f"{ratio:.2f}"])
     return sorted(pairs, key=lambda p: (p[0], p[1], -float(p[4]), p[2], p[3]))

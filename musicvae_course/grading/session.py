@@ -29,6 +29,9 @@ from .source import Source, Step, load_source, plan_submission
 
 MAX_RESTARTS = 3
 GIVEN_MIN_TIMEOUT = 60.0  # the instructor's given cells (imports, data) are not limited below this
+# Problems listed per notebook: a million cells that raise (or repeat a locked cell) are a million lines in the
+# record and the feedback, and the class files are rebuilt from every record after each notebook
+MAX_PROBLEMS = 100
 
 
 @dataclass
@@ -163,7 +166,7 @@ class _KernelRun:
                 else f"ran past the {budget:g} s time limit and ignored the interrupt"
             )
             if self.kernel.over_disk:
-                what = f"wrote more than {self.sandbox.limits.disk_bytes / 1e6:g} MB of files"
+                what = f"wrote more than {self.sandbox.limits.disk_bytes / 1e6:g} MB of files (each at least 4 kB)"
             if self.kernel.over_processes:
                 what = f"started more than {self.sandbox.limits.processes} processes or threads"
             if self.kernel.over_memory:
@@ -258,6 +261,9 @@ def grade_notebook(
             results.get(qid)
             or QuestionResult(qid, 0.0, question.points, "not run", "the tests could not run (see problems)")
         )
+    if len(grade.problems) > MAX_PROBLEMS:
+        more = len(grade.problems) - MAX_PROBLEMS
+        grade.problems[MAX_PROBLEMS:] = [f"and {more} more problems (cells that raised, repeated or ran too long)"]
     grade.seconds = time.monotonic() - started
     return grade
 
@@ -291,7 +297,9 @@ class GradingSession:
             self.run.run_cell(step, self.problems)
 
     def grade_question(self, question_id: str, solutions: dict | None = None) -> QuestionResult:
-        """Run ``question_id``'s solution cells (given sources or the reference ones), then its tests."""
+        """Run ``question_id``'s solution cells (given sources or the reference ones), then its tests. A given
+        answer is replaced by the reference's afterwards, so that it does not change the questions graded after it
+        in this kernel (04 q6 calls q4's and q5's functions)."""
         if question_id not in self.source.questions:
             raise ValueError(
                 f"no question {question_id!r} in {self.source.name}; its questions are "
@@ -307,7 +315,11 @@ class GradingSession:
             text = solutions.get(grade_id, self.source.solutions[grade_id])
             sources.append(text)
             self.run.run_cell(Step("student", text, f"solution cell {grade_id}", question_id, grade_id), self.problems)
-        return _test_question(self.run, self.space, question_id, sources, self.problems)
+        result = _test_question(self.run, self.space, question_id, sources, self.problems)
+        for grade_id in solutions:
+            reference = self.source.solutions[grade_id]
+            self.run.run_cell(Step("student", reference, f"reference {grade_id}", question_id, grade_id), self.problems)
+        return result
 
     def close(self):
         self.run.close()

@@ -29,8 +29,8 @@ from .markers import (
     solution_question,
     source_of,
     statement_lines,
-    student_version,
 )
+from .student import student_version
 
 
 @dataclass
