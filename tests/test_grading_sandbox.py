@@ -37,12 +37,7 @@ def test_a_kernel_cannot_fill_ram_through_dev_or_the_folders_that_hide_the_machi
     )
     (tmp_path / "course").mkdir()
     kernel = Kernel(tmp_path, tmp_path / "course", sandbox)
-    try:
-        assert kernel.execute(code, 60)["status"] == "ok"
-        reply = kernel.execute("", 10, user_expressions={"r": "wrote"})
-    finally:
-        kernel.close()
-    wrote = eval(reply["user_expressions"]["r"]["data"]["text/plain"])
+    wrote = eval(_run_and_read(kernel, code, "wrote"))
     assert wrote[str(Path.home())] == 0 and wrote["/dev"] == 0
     assert 0 < wrote["/dev/shm"] <= 8 and 0 < wrote["/tmp"] <= 8  # honest shared memory and temp files still work
 
@@ -53,6 +48,16 @@ def _sandboxed_kernel(tmp_path, **limits) -> Kernel:
     sandbox = make_sandbox("bwrap", Path(autograde.__file__).resolve().parents[2], limits=Limits(**limits))
     (tmp_path / "course").mkdir()
     return Kernel(tmp_path, tmp_path / "course", sandbox)
+
+
+def _run_and_read(kernel: Kernel, code: str, expression: str) -> str:
+    """Run ``code`` in ``kernel`` (it must end well), then read ``expression``'s repr there; the kernel is closed."""
+    try:
+        assert kernel.execute(code, 60)["status"] == "ok"
+        reply = kernel.execute("", 10, user_expressions={"r": expression})
+    finally:
+        kernel.close()
+    return reply["user_expressions"]["r"]["data"]["text/plain"]
 
 
 def test_a_kernel_that_holds_memory_files_or_deleted_files_is_stopped_like_one_that_fills_its_folder(tmp_path):
@@ -80,12 +85,7 @@ def test_a_kernel_opens_a_bounded_number_of_sockets(tmp_path):
     kernel = _sandboxed_kernel(tmp_path, open_files=256)
     code = "import socket\npairs = []\ntry:\n    while len(pairs) < 2000:\n        pairs.append(socket.socketpair())\n"
     code += "except OSError:\n    pass"
-    try:
-        assert kernel.execute(code, 30)["status"] == "ok"
-        reply = kernel.execute("", 10, user_expressions={"r": "len(pairs)"})
-    finally:
-        kernel.close()
-    assert 50 < int(reply["user_expressions"]["r"]["data"]["text/plain"]) < 128
+    assert 50 < int(_run_and_read(kernel, code, "len(pairs)")) < 128
 
 
 def test_a_kernel_that_starts_too_many_processes_is_stopped_even_when_the_grader_is_root(tmp_path):
@@ -128,12 +128,7 @@ def test_a_kernel_gets_neither_the_graders_environment_nor_roots_files(tmp_path,
     code = "import os\ntry:\n    shadow = open('/etc/shadow').read()\n"
     code += "except OSError as exc:\n    shadow = type(exc).__name__"
     code += "\nopen('written.txt', 'w').write('the run folder is writable')"
-    try:
-        assert kernel.execute(code, 30)["status"] == "ok"
-        reply = kernel.execute("", 10, user_expressions={"r": "(shadow, 'CANVAS_API_TOKEN' in os.environ)"})
-    finally:
-        kernel.close()
-    shadow, token = eval(reply["user_expressions"]["r"]["data"]["text/plain"])
+    shadow, token = eval(_run_and_read(kernel, code, "(shadow, 'CANVAS_API_TOKEN' in os.environ)"))
     assert token is False
     if os.geteuid() == 0 and Path("/etc/shadow").exists():
         assert kernel.sandbox.user == 65534 and shadow == "PermissionError"

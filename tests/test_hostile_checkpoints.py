@@ -33,17 +33,22 @@ def _save(path, config, model_state):
     return path
 
 
-def test_a_tiny_file_asking_for_a_huge_latent_size_is_refused_before_allocating(tmp_path):
-    path = _save(tmp_path / "big_latent.pt", {"latent_dim": 200_000}, {"fc_mu.bias": torch.zeros(3)})
-    assert path.stat().st_size < 4096
+def _refused_within(path, match: str, limit_bytes: int) -> None:
+    """``load_pretrained(path)`` raises a CheckpointError matching ``match``, having traced under ``limit_bytes``."""
     tracemalloc.start()
     try:
-        with pytest.raises(CheckpointError, match=r"big_latent\.pt: config latent_dim=200000 .*1\.\.8192"):
+        with pytest.raises(CheckpointError, match=match):
             load_pretrained(path)
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert peak < 32 * MB
+    assert peak < limit_bytes
+
+
+def test_a_tiny_file_asking_for_a_huge_latent_size_is_refused_before_allocating(tmp_path):
+    path = _save(tmp_path / "big_latent.pt", {"latent_dim": 200_000}, {"fc_mu.bias": torch.zeros(3)})
+    assert path.stat().st_size < 4096
+    _refused_within(path, r"big_latent\.pt: config latent_dim=200000 .*1\.\.8192", 32 * MB)
 
 
 def test_config_and_tensors_disagreeing_on_the_latent_size_is_refused_before_building(tmp_path, state):
@@ -192,14 +197,7 @@ def test_a_tensor_whose_shape_is_far_larger_than_its_storage_is_refused_before_a
     path = tmp_path / "view.pt"
     torch.save(saved, path)
     words = "model_state.encoder.0.weight" if where == "model_state" else "training_state.optimizer.state.0.exp_avg"
-    tracemalloc.start()
-    try:
-        with pytest.raises(CheckpointError, match=rf"view\.pt: tensor {words} of shape \(50000, 50000\).*MAX_CHECK"):
-            load_pretrained(path)
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    assert peak < 64 * MB
+    _refused_within(path, rf"view\.pt: tensor {words} of shape \(50000, 50000\).*MAX_CHECK", 64 * MB)
 
 
 def test_containers_nested_thousands_deep_are_refused_by_name(tmp_path, state):
