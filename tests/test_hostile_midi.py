@@ -226,6 +226,24 @@ def _rmid(data: bytes, chunks: bytes = b"") -> bytes:
     return b"RIFF" + len(body).to_bytes(4, "little") + body
 
 
+def test_chunks_of_other_kinds_among_the_tracks_are_skipped_by_both_readers(tmp_path):
+    # the standard says to skip them; Yamaha's XF files put XFIH before the first track (XFKM after it), and both
+    # readers refused such a file ("not a track chunk" / mido's "MTrk not found")
+    inner = smf(b"\x00\xff\x58\x04\x03\x02\x18\x08" + held_note(480), held_note(240))
+    first_track = inner.index(b"MTrk", 14)
+    second_track = inner.index(b"MTrk", first_track + 4)
+    xfih, xfkm = b"XFIH" + (9).to_bytes(4, "big") + b"123456789", b"XFKM" + (2).to_bytes(4, "big") + b"ab"
+    path = tmp_path / "yamaha_xf.mid"
+    path.write_bytes(inner[:first_track] + xfih + inner[first_track:second_track] + xfkm + inner[second_track:])
+    rolls = [read(str(path)) for read in READERS] + [midi_to_pianoroll(path), read_pianoroll(inner)]
+    assert all(np.array_equal(roll, rolls[-1]) for roll in rolls) and rolls[-1].any()
+    assert time_signatures(path) == [TimeSignature(3, 4, 0)]
+    damaged = inner[:first_track] + b"XF\x00H" + inner[first_track + 4 :]  # not a chunk name: still refused
+    for read in READERS:
+        with pytest.raises(MidiSkip):
+            read(damaged)
+
+
 def test_a_riff_midi_file_is_read_as_the_midi_file_inside_it_by_both_readers(tmp_path):
     # RMID (.rmi, Windows and some archives): refused as "not a MIDI file (starts with b'RIFF...')"
     inner = smf(b"\x00\xff\x58\x04\x03\x02\x18\x08" + held_note(480))

@@ -74,42 +74,49 @@ class NoteTable:
 
 def smf_bytes(data: bytes) -> bytes:
     """The Standard MIDI File in ``data``: ``data`` itself, or the ``data`` chunk of a RIFF MIDI file (RMID,
-    ``.rmi``, as Windows and some players and archives save MIDI), empty track chunks ended (see
-    ``_with_empty_tracks_ended``); both readers take it through here.
+    ``.rmi``, as Windows and some players and archives save MIDI), with chunks of other kinds among the tracks
+    left out and empty track chunks ended (``_normalized_tracks``); both readers take it through here.
 
     Raises ``MidiFormatError`` for a RIFF MIDI file without a whole ``data`` chunk.
     """
     if data[:4] != b"RIFF" or data[8:12] != b"RMID":
-        return _with_empty_tracks_ended(data)
+        return _normalized_tracks(data)
     pos = 12
     while pos + 8 <= len(data):
         size = int.from_bytes(data[pos + 4 : pos + 8], "little")
         if data[pos : pos + 4] == b"data":
             if pos + 8 + size > len(data):
                 raise MidiFormatError(f"truncated RIFF MIDI (RMID): its data chunk declares {size:,} bytes")
-            return _with_empty_tracks_ended(data[pos + 8 : pos + 8 + size])
+            return _normalized_tracks(data[pos + 8 : pos + 8 + size])
         pos += 8 + size + (size & 1)  # RIFF chunks are padded to an even length
     raise MidiFormatError("RIFF MIDI (RMID) file without a data chunk: no MIDI in it")
 
 
-def _with_empty_tracks_ended(data: bytes) -> bytes:
-    """``data`` with each track chunk of 0 bytes (some writers leave them) holding an end-of-track event instead.
+def _normalized_tracks(data: bytes) -> bytes:
+    """``data`` with chunks of other kinds among its tracks left out, and each track chunk of 0 bytes holding an
+    end-of-track event instead.
 
-    pretty_midi measures every track by its last event and refused such a file ("max() arg is an empty
-    sequence") that mido and this parser read; the event changes no note, tempo or tick.
+    The standard says to skip chunks of unknown kinds; Yamaha's XF files put ``XFIH`` before the first track, and
+    mido (so pretty_midi) refused them. pretty_midi measures every track by its last event and refused an empty one
+    ("max() arg is an empty sequence") that mido and this parser read; the event changes no note, tempo or tick.
     """
-    pos, empty = 8 + int.from_bytes(data[4:8], "big"), []
-    for _ in range(int.from_bytes(data[10:12], "big") if data[:4] == b"MThd" else 0):
-        if data[pos : pos + 4] != b"MTrk" or pos + 8 > len(data):
-            break  # damaged: left to the parsers to name
-        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
-        if not size:
-            empty.append(pos)
-        pos += 8 + size
-    if not empty:
+    if data[:4] != b"MThd" or len(data) < 14:
         return data
-    pieces = [data[begin + 8 : end] for begin, end in zip([-8, *empty], [*empty, len(data)])]
-    return b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00".join(pieces)
+    pos = 8 + int.from_bytes(data[4:8], "big")
+    pieces, changed, tracks = [data[:pos]], False, 0
+    while tracks < int.from_bytes(data[10:12], "big") and pos + 8 <= len(data):
+        kind, end = data[pos : pos + 4], pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if kind == b"MTrk":
+            tracks += 1
+            empty = end == pos + 8
+            pieces.append(b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00" if empty else data[pos:end])
+            changed |= empty
+        elif kind.isalpha() and end <= len(data):
+            changed = True  # a whole chunk of another kind: skipped
+        else:
+            break  # damaged: left to the parsers to name
+        pos = end
+    return b"".join([*pieces, data[pos:]]) if changed else data
 
 
 def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None = None) -> NoteTable:
