@@ -102,18 +102,9 @@ def _segment_of(path: str, bar: int):
     """The 2-bar window (32 sixteenths) of a MIDI file from the downbeat of its bar ``bar`` (0 = its first bar, in
     the file's own bars): ``((88, 32) bool, the time signature in force there)``. A file whose meter the kit cannot
     bar is counted in 4/4."""
-    from .core.meter import meter, meter_grid, parse_time_signature
-    from .core.midi_limits import READ_TIMEOUT_S
-    from .core.pianoroll import load_pretty_midi, midi_to_pianoroll
-    from .core.safe_files import time_limit
+    from .core.meter import parse_time_signature, roll_and_meter
 
-    with time_limit(READ_TIMEOUT_S, f"reading {path}"):
-        source = load_pretty_midi(path)  # parsed once: the roll and the meter both come from it
-        roll = midi_to_pianoroll(source)
-        try:
-            grid = meter(source)
-        except ValueError:
-            grid = meter_grid("4/4", max(roll.shape[1], 1))
+    roll, grid, _ = roll_and_meter(path)
     downbeats = [step for step in grid.downbeats if step < roll.shape[1]]
     if not 0 <= bar < len(downbeats):
         raise ValueError(f"{path}: has {len(downbeats)} bars with music; --segment {bar} is not one")
@@ -255,21 +246,16 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
     import torch
 
-    from .core.meter import bar_number_span, meter, meter_grid
+    from .core.meter import bar_number_span, roll_and_meter
     from .core.metrics import frame_scores, onset_scores
-    from .core.midi_limits import READ_TIMEOUT_S
-    from .core.pianoroll import load_pretty_midi, midi_to_pianoroll, segments
-    from .core.safe_files import time_limit
+    from .core.pianoroll import load_pretty_midi, segments
     from .ui.compare import compare_pianorolls
 
-    with time_limit(READ_TIMEOUT_S, f"reading {args.midi}"):
-        source = load_pretty_midi(args.midi)  # parsed once: the roll and the meter both come from it
-        roll = midi_to_pianoroll(source)[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
-        try:
-            file_meter, unbarred = meter(source, pickup_steps=args.pickup), False
-        except ValueError as err:  # a meter the kit cannot bar (4/128): the notes can still be reconstructed
-            print(f"{args.midi}: {err}; its bars are drawn in 4/4", file=sys.stderr)
-            file_meter, unbarred = meter_grid("4/4", max(roll.shape[1], 1), args.pickup), True
+    source = load_pretty_midi(args.midi)  # parsed once: the roll, the meter and the title's signatures
+    roll, file_meter, unbarred = roll_and_meter(source, args.pickup)
+    roll = roll[:, : args.max_segments * SEGMENT_STEPS]  # only what is shown is cut
+    if unbarred:
+        print(f"{args.midi}: {unbarred}; its bars are drawn in 4/4", file=sys.stderr)
     windows = segments(roll, stride=SEGMENT_STEPS, min_notes=0)
     if len(windows) == 0:
         raise ValueError(f"{args.midi}: no pitched notes in the 88-key range (MIDI 21-108) to reconstruct")

@@ -52,11 +52,11 @@ INSTRUCTOR_TAG = "instructor"
 CONFIG = '''\
 """nbgrader configuration written by the course kit's scripts/make_nbgrader_course.py."""
 
-import re
-
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
+
+from musicvae_course.grading.cases import drop_hidden_weights
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 c.CourseDirectory.course_id = "musicvae-course"
@@ -80,21 +80,16 @@ class ShortTestTracebacks(NbGraderPreprocessor):
 # Feedback without the hidden tests' code (nbgrader's default feedback shows it, see jupyter/nbgrader#917).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTestTracebacks, CSSHTMLHeaderPreprocessor]
 
-CASE_LINE = re.compile(r"^\\s*#\\s*CASE\\s+([A-Za-z0-9_.-]+)\\s*:", re.M)
-
-
 class DropHiddenCaseWeights(NbGraderPreprocessor):
-    """Keep in a test cell's metadata.grading.weights only the cases its (public) source still has.
-
-    The kit's weights name every case of a question, hidden ones too ("exact", "gradients"...); nbgrader copies
-    cell metadata into the release as it is. Runs after ClearHiddenTests; nbgrader itself does not use weights.
+    """Keep in a test cell's metadata.grading.weights only the cases its (public) source still has: the kit's rule
+    for student versions (drop_hidden_weights). The kit's weights name every case of a question, hidden ones too
+    ("exact", "gradients"...); nbgrader copies cell metadata into the release as it is. Runs after ClearHiddenTests;
+    nbgrader itself does not use weights.
     """
 
     def preprocess_cell(self, cell, resources, index):
-        grading = cell.metadata.get("grading")
-        if cell.cell_type == "code" and isinstance(grading, dict) and isinstance(grading.get("weights"), dict):
-            public = set(CASE_LINE.findall(cell.source))
-            grading["weights"] = {{k: v for k, v in grading["weights"].items() if k in public}}
+        if cell.cell_type == "code":
+            drop_hidden_weights(cell)
         return cell, resources
 
 

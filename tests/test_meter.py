@@ -18,6 +18,7 @@ from musicvae_course.core.meter import (
     meter,
     meter_grid,
     parse_time_signature,
+    roll_and_meter,
     time_signatures,
     window_in_bars,
     write_time_signatures,
@@ -215,6 +216,11 @@ def test_a_time_signature_the_kit_cannot_bar_is_an_error_naming_the_file(tmp_pat
     for read in (bar_lines, time_signatures, meter):
         with pytest.raises(ValueError, match=r"odd_meter\.mid: time signature 4/128 at step 0"):
             read(path)
+    # where a picture should follow the bars but the notes must still be read: MIDI's 4/4, and the reason
+    roll, grid, unbarred = roll_and_meter(path)
+    assert roll.shape[1] > 0 and grid.signatures == [TimeSignature(4, 4, 0)] and grid.downbeats == [0]
+    assert unbarred.startswith(f"{path}: time signature 4/128 at step 0")
+    assert roll_and_meter(pm)[2] is None and roll_and_meter(pm, 4)[1].downbeats == [4]
 
 
 def test_a_meter_past_the_last_tick_pretty_midi_writes_is_refused_by_name():

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from .midi_events import MAX_TICK
 from .midi_limits import MAX_STEPS, LimitError
-from .pianoroll import STEPS_PER_BEAT, load_pretty_midi
+from .pianoroll import STEPS_PER_BEAT, load_pretty_midi, midi_to_pianoroll
 from .safe_files import display_name
 
 STEPS_PER_WHOLE = 4 * STEPS_PER_BEAT  #: steps in a whole note (16)
@@ -246,6 +246,24 @@ def meter(midi, pickup_steps: int = 0) -> Meter:
     pm = load_pretty_midi(midi)
     end = min(_end_step(pm), MAX_STEPS)  # a drum part may run on past the longest roll: no roll shows those bars
     return meter_grid(_time_signatures(pm, None if midi is pm else midi), end, pickup_steps)
+
+
+def roll_and_meter(midi, pickup_steps: int = 0):
+    """A MIDI file (path or ``PrettyMIDI``) parsed once: ``(roll, meter, unbarred)``.
+
+    ``roll``: ``(88, T)`` bool, 4 steps per quarter note (:func:`~musicvae_course.core.pianoroll.midi_to_pianoroll`);
+    ``meter``: its :class:`Meter` (``pickup_steps`` as in :func:`meter_grid`); ``unbarred``: ``None``, or why its
+    time signatures cannot be barred (4/128), and then ``meter`` is MIDI's default 4/4 over the roll: a picture in
+    the wrong bars beats refusing the notes. Used by the ``reconstruct``/``interpolate`` commands and the drawing
+    widget's upload (notebook 02).
+    """
+    pm = load_pretty_midi(midi)
+    roll = midi_to_pianoroll(pm)
+    try:
+        return roll, meter(pm, pickup_steps), None
+    except ValueError as err:
+        where = "" if pm is midi else f"{display_name(str(midi))}: "
+        return roll, meter_grid("4/4", max(roll.shape[1], 1), pickup_steps), f"{where}{err}"
 
 
 def bar_lines(midi, pickup_steps: int = 0) -> list[int]:

@@ -41,14 +41,12 @@ import numpy as np
 import torch
 
 from ..core.latent import _evaluating
-from ..core.meter import bar_steps, beat_steps, meter, meter_grid
+from ..core.meter import bar_steps, beat_steps, meter_grid, roll_and_meter
 from ..core.model import model_input
 from ..core.pianoroll import (
     LOWEST_PITCH,
     N_PITCHES,
     SEGMENT_STEPS,
-    load_pretty_midi,
-    midi_to_pianoroll,
     pianoroll_to_midi,
 )
 from ..core.seeding import DEFAULT_SEED
@@ -111,8 +109,7 @@ def first_window(path, min_notes: int = 4) -> np.ndarray:
 def _first_window(path, min_notes: int = 4):
     """(window ``(88, 32)`` bool, its bar lines, its beat lines): :func:`first_window` and where the file's own
     bars and beats fall in it, as steps 0..32 (:func:`window_lines`)."""
-    source = load_pretty_midi(path)  # parsed once (within the read time limit): the roll and the meter come from it
-    roll = midi_to_pianoroll(source)
+    roll, grid, _ = roll_and_meter(path)  # a meter the kit cannot bar (4/128): MIDI's default 4/4
     if not roll.any():
         raise ValueError(f"{Path(path).name}: no pitched notes to draw")
     n_steps = roll.shape[1]
@@ -124,10 +121,6 @@ def _first_window(path, min_notes: int = 4):
         stop = min(start + length, n_steps)
         return int(roll[:, start].sum() + before[stop] - before[start + 1])
 
-    try:
-        grid = meter(source)
-    except ValueError:  # a meter the kit cannot bar (4/128): MIDI's default, 4/4 from the start
-        grid = meter_grid("4/4", n_steps)
     full_bars = _full_bar_starts(grid, n_steps)
     counts = [(start, notes_in(start, SEGMENT_STEPS), notes_in(start, SEGMENT_STEPS // 2)) for start in full_bars]
     rich = [start for start, notes, first in counts if notes >= min_notes and 2 * first >= min_notes]
