@@ -102,7 +102,7 @@ def _segment_of(path: str, bar: int):
     """The 2-bar window (32 sixteenths) of a MIDI file from the downbeat of its bar ``bar`` (0 = its first bar, in
     the file's own bars): ``((88, 32) bool, the time signature in force there)``. A file whose meter the kit cannot
     bar is counted in 4/4."""
-    from .core.meter import parse_time_signature, roll_and_meter
+    from .core.meter import roll_and_meter
 
     roll, grid, _ = roll_and_meter(path)
     downbeats = [step for step in grid.downbeats if step < roll.shape[1]]
@@ -112,7 +112,7 @@ def _segment_of(path: str, bar: int):
     window = np.zeros((roll.shape[0], SEGMENT_STEPS), dtype=bool)
     window[:, : roll.shape[1] - start] = roll[:, start : start + SEGMENT_STEPS]
     signature = [s for s in grid.signatures if s.step <= start][-1]
-    return window, parse_time_signature(str(signature))
+    return window, signature._replace(step=0)  # as from the start of the window
 
 
 def _frames_meter(signature, frames: int) -> list:
