@@ -266,3 +266,39 @@ def test_a_test_message_that_prints_a_huge_answer_is_cut_in_the_record_and_the_f
     feedback = (root / "grades" / "feedback" / "attack_huge_message" / "melody.md").read_text()
     assert len(feedback) < 10_000 and "case values (the logits are the model's outputs" in feedback
     assert (root / "grades" / "records" / "attack_huge_message" / "melody.json").stat().st_size < 20_000
+
+
+def test_grader_side_tests_do_not_run_in_the_kernels_folder(tmp_path, monkeypatch):
+    # a link the student's code made in its folder must not lead a grader-side unlink elsewhere, and a module it
+    # wrote there must not be imported by the grader (a grader run from Jupyter has '' on sys.path)
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    victim = tmp_path / "instructor"
+    victim.mkdir()
+    (victim / "stale.txt").write_text("the instructor's file")
+    pwned = tmp_path / "pwned"
+    answer = "def double(n):\n    ### BEGIN SOLUTION\n    return 2 * n\n    ### END SOLUTION"
+    tests = (
+        "from pathlib import Path\n"
+        "Path('outputs/stale.txt').unlink(missing_ok=True)  # an earlier run's file must not stand in\n"
+        "try:\n    import mvc_probe_module\nexcept ImportError:\n    pass\n"
+        "assert double(2) == 4, 'doubles'"
+    )
+    cells = [
+        _graded(new_code_cell(answer), "q1_solution", solution=True),
+        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=1),
+    ]
+    nbformat.write(new_notebook(cells=cells), tmp_path / "double.ipynb")
+    module = f"open({str(pwned)!r}, 'w').write('the grader ran me')"
+    hostile = (
+        "import os\n"
+        f"os.symlink({str(victim)!r}, 'outputs')\n"
+        f"open('mvc_probe_module.py', 'w').write({module!r})\n"
+        "def double(n):\n    return 2 * n"
+    )
+    monkeypatch.syspath_prepend("")
+    with GradingSession(tmp_path / "double.ipynb", sandbox="bwrap", cell_timeout=20) as session:
+        result = session.grade_question("q1", {"q1_solution": hostile})
+        problems = list(session.problems)
+    assert (result.points, problems) == (1, [])
+    assert (victim / "stale.txt").read_text() == "the instructor's file"
+    assert not pwned.exists()

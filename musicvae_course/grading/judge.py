@@ -291,14 +291,15 @@ def run_question(
     kernel,
     budget: float,
     solution_sources: list[str],
-    workdir: Path,
     other_sources=(),
 ) -> QuestionResult:
     """Grade one question grader-side against the kernel's current state; never raises for student errors.
 
     ``solution_sources``: the student's solution cells of this question, ``other_sources``: the other cells the
-    student wrote and ran before the tests (both for the shortcut check); ``workdir``: the kernel's working
-    folder (tests that read files the student's code wrote find them relative to it).
+    student wrote and ran before the tests (both for the shortcut check). The tests run in the grader's own
+    folder (``space.workdir``), never in the kernel's: the student's code could have put links or Python modules
+    there that a grader-side ``unlink`` or ``import`` would follow. A test reads what the student's code wrote
+    through a given helper that runs in the kernel (04 q5's ``file_bytes``).
     Raises KernelLost when the kernel died or hung (the caller restarts it; the result is then lost).
     """
     source = space.source
@@ -341,7 +342,7 @@ def run_question(
                 unusable[name] = f"{name} is not defined in your notebook (did its cell run without errors?)"
     except (NotPlainData, CallTimeout) as exc:
         lost = exc
-    with working_directory(workdir), quiet():
+    with working_directory(space.workdir), quiet():
         for case in cases:
             if lost is not None:
                 passed.append(False)

@@ -188,7 +188,7 @@ def _test_question(
     if helpers:  # the tests call them in the kernel: the instructor's, not the student's edit
         run.kernel.execute("", 10, user_expressions={"r": f"_mvc_grader.define({helpers!r})"}, silent=True)
     try:
-        return run_question(space, question_id, run.kernel, budget, solution_sources, run.workdir, other_sources)
+        return run_question(space, question_id, run.kernel, budget, solution_sources, other_sources)
     except KernelLost as exc:
         run.restart(f"tests of {question_id}: {exc} while the tests ran; it was restarted", problems)
         q = run.source.questions[question_id]
