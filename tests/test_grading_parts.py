@@ -17,7 +17,7 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
-from musicvae_course.grading import Checker, autograde, codec, reports
+from musicvae_course.grading import Checker, autograde, codec, reports, submissions
 from musicvae_course.grading.cases import case_points, shortcut_uses, split_cases
 from musicvae_course.grading.reports import normalized_tokens, similar_pairs
 from musicvae_course.grading.session import MAX_PROBLEMS, GradingSession
@@ -357,11 +357,24 @@ def test_a_submission_too_big_to_read_is_not_read(tmp_path):
     # the batch's own process reads and parses each file, with no rlimit: a zip bomb's notebook would end the run
     (tmp_path / "subs" / "mallory").mkdir(parents=True)
     with open(tmp_path / "subs" / "mallory" / "melody.ipynb", "wb") as handle:
-        handle.truncate(autograde.MAX_NOTEBOOK_BYTES + 1)  # sparse: no disk used here
+        handle.truncate(submissions.MAX_NOTEBOOK_BYTES + 1)  # sparse: no disk used here
     autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", jobs=1, sandbox="none")
     record = json.loads((tmp_path / "out" / "records" / "mallory" / "melody.json").read_text())
     assert record["status"] == "error" and "over the grader's limit" in record["problems"][0]
     assert record["questions"] and all(q["points"] == 0 for q in record["questions"])
+
+
+def test_a_small_submission_holding_millions_of_json_values_is_not_parsed(tmp_path):
+    # 6 MB of "[],[],..." in a notebook's metadata: nbformat builds every list (at 256 MB: 13 GB, 100 s)
+    (tmp_path / "subs" / "mallory").mkdir(parents=True)
+    lists = ",".join(["[]"] * (submissions.MAX_NOTEBOOK_SEPARATORS // 2))  # a "[" and a "," each
+    bomb = '{"nbformat": 4, "nbformat_minor": 5, "metadata": {"x": [' + lists + ']}, "cells": []}'
+    (tmp_path / "subs" / "mallory" / "melody.ipynb").write_text(bomb)
+    with pytest.raises(ValueError, match=r"melody\.ipynb holds about 2,000,00\d JSON values"):
+        submissions.parse_submission(bomb.encode(), "melody.ipynb")
+    autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", jobs=1, sandbox="none")
+    record = json.loads((tmp_path / "out" / "records" / "mallory" / "melody.json").read_text())
+    assert record["status"] == "unreadable" and "clear its outputs" in record["problems"][0]
 
 
 def _grade_or_end_the_worker(job):

@@ -30,8 +30,6 @@ from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
-import nbformat
-
 from ..fileio import atomic_write, sha256_of
 from . import reports
 from .judge import QuestionResult
@@ -39,12 +37,9 @@ from .markers import GradingSourceError, grade_id_of, source_of
 from .sandbox import Limits, Sandbox, make_sandbox
 from .session import Layout, NotebookGrade, grade_notebook
 from .source import load_source
+from .submissions import MAX_NOTEBOOK_BYTES, match_source, parse_submission, scan
 
 RECORD_VERSION = 1
-#: A submitted file is read whole, and its JSON parsed, in the process that runs the batch, which no rlimit bounds:
-#: a zip bomb's 20 GB "notebook" (or a sparse file) would end the run for the whole class. Outputs make notebooks
-#: big (embedded audio and figures: a few MB); grading never reads them.
-MAX_NOTEBOOK_BYTES = 256 * 1024**2
 
 
 class KitChanged(RuntimeError):
@@ -137,7 +132,7 @@ def _grade_job(job: dict) -> dict:
         _WORKER_SOURCES[key] = load_source(key)
     source = _WORKER_SOURCES[key]
     data = Path(job["path"]).read_bytes()
-    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    nb = parse_submission(data, Path(job["path"]).name)
     sandbox = Sandbox(
         job["sandbox_mode"],
         [Path(p) for p in job["hidden"]],
@@ -161,37 +156,6 @@ def _grade_job(job: dict) -> dict:
     record = record_of(grade, hashlib.sha256(data).hexdigest(), source.digest, _solutions_of(nb, source))
     write_record(Path(job["out_dir"]), record)
     return record
-
-
-def _scan(submissions_dir: Path, only_student: str | None):
-    found, stray = {}, []
-    for entry in sorted(submissions_dir.iterdir()):
-        if entry.is_dir():
-            if only_student is not None and entry.name != only_student:
-                continue
-            if entry.is_symlink():  # its files would be read with the grader's rights (the instructor's notebooks)
-                stray.append(f"{entry}: a link, not a student folder; not graded")
-                found[entry.name] = []
-                continue
-            # the student's own notebooks first, copies in subfolders (a backup) after them
-            files = sorted((p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts), key=_depth)
-            found[entry.name] = files
-        elif entry.suffix == ".ipynb":
-            stray.append(f"{entry}: not inside a student folder (expected {submissions_dir}/<student>/...); skipped")
-    return found, stray
-
-
-def _depth(path: Path):
-    return len(path.parts), path
-
-
-def _match_source(path: Path, nb, sources: dict) -> str | None:
-    if path.name in sources:
-        return path.name
-    ids = {grade_id_of(c) for c in nb.cells} - {None}
-    overlap = {name: len(ids & set(s.cells_by_id)) for name, s in sources.items()}
-    best = [name for name, n in overlap.items() if n and n == max(overlap.values())]
-    return best[0] if len(best) == 1 else None
 
 
 def _plain_record(student, notebook, status, problem, source=None, sha="") -> dict:
@@ -264,7 +228,7 @@ def autograde(
                 "stopped (records graded so far are kept)"
             )
 
-    found, stray = _scan(submissions_dir, student)
+    found, stray = scan(submissions_dir, student)
     if student is not None and student not in found:
         raise FileNotFoundError(f"no folder {submissions_dir / student} for student {student!r}")
     for line in stray:
@@ -291,8 +255,8 @@ def autograde(
             data_bytes = path.read_bytes()
             sha = hashlib.sha256(data_bytes).hexdigest()
             try:  # matched here too: a file that breaks the schema must not stop the batch (this process)
-                nb = nbformat.reads(data_bytes.decode("utf-8"), as_version=4)
-                matched = _match_source(path, nb, sources)
+                nb = parse_submission(data_bytes, path.name)
+                matched = match_source(path, nb, sources)
             except Exception as exc:  # noqa: BLE001 - any unreadable file
                 match = sources.get(path.name)
                 write_record(
