@@ -407,12 +407,12 @@ def test_a_submission_that_ends_its_worker_does_not_take_the_ones_graded_beside_
 def test_a_student_folder_that_is_a_link_is_not_read(tmp_path):
     # a link named like a student, to the instructor's sources: its notebooks would be read with the grader's
     # rights and score full marks
-    submissions = tmp_path / "subs"
-    (submissions / "ada").mkdir(parents=True)
-    (submissions / "ada" / "melody.ipynb").write_text(SOURCE.read_text())
-    (submissions / "mallory").symlink_to(SOURCE.parent, target_is_directory=True)
-    found, stray = autograde._scan(submissions, None)
-    assert found == {"ada": [submissions / "ada" / "melody.ipynb"], "mallory": []}
+    subs = tmp_path / "subs"
+    (subs / "ada").mkdir(parents=True)
+    (subs / "ada" / "melody.ipynb").write_text(SOURCE.read_text())
+    (subs / "mallory").symlink_to(SOURCE.parent, target_is_directory=True)
+    found, stray = submissions.scan(subs, None)
+    assert found == {"ada": [subs / "ada" / "melody.ipynb"], "mallory": []}
     assert any("mallory" in line and "link" in line for line in stray)
 
 
