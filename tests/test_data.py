@@ -340,6 +340,19 @@ def test_subset_to_and_npz_round_trip(small, tmp_path):
     assert np.array_equal(loaded.file_ids, ds.file_ids)
 
 
+def test_a_dataset_npz_that_inflates_like_a_bomb_is_refused_before_loading(small, tmp_path, monkeypatch):
+    # 1.75 MB of deflated zeros declaring 5 M segments took 19 s and 2 GB (3.5 MB: the 4 GB of MAX_DATASET_BYTES);
+    # the floor is lowered here so that a small bomb stands for a large one
+    from musicvae_course.core import midi_limits
+
+    monkeypatch.setattr(midi_limits, "DATASET_BYTES_AT_ANY_RATIO", 1 << 20)
+    bomb = PianoRollDataset.from_packed(np.zeros((20_000, 352), np.uint8), np.zeros(20_000, np.int64), ["a.mid"])
+    with pytest.raises(ValueError, match=r"bomb\.npz: .*inflates .* more than 50 times \(MAX_COMPRESSION_RATIO\)"):
+        load_dataset(bomb.save_npz(tmp_path / "bomb.npz"))
+    ds, rolls = small  # real rows deflate far less: still read
+    assert np.array_equal(load_dataset(ds.save_npz(tmp_path / "d.npz")).segments, rolls)
+
+
 def test_built_segments_follow_the_reference_rule(corpus):
     ds = build_dataset(corpus, workers=0, progress=False)
     expected = [segments(midi_to_pianoroll(path)) for path in ds.files]

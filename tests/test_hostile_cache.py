@@ -295,3 +295,62 @@ def test_a_complete_read_only_cache_is_usable(corpus, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="read-only"):
         more = _build(corpus, cache)
     assert more.report.read == 1 and _same(more, _fresh(corpus))
+
+
+def test_an_index_naming_a_fifo_as_its_rows_file_is_rebuilt_without_opening_it(corpus, tmp_path):
+    # np.load blocked forever on a FIFO the index named (a time limit inside the process is no guard: the old code
+    # took its TimeoutError for a damaged file, so the build runs in a child with a deadline)
+    cache = tmp_path / "cache"
+    _build(corpus, cache)
+    index = json.loads((cache / "index.json").read_text())
+    os.mkfifo(cache / "segments-fifo.npy")
+    (cache / "index.json").write_text(json.dumps({**index, "segments_file": "segments-fifo.npy"}))
+    code = f"""
+        import warnings
+        from musicvae_course.core.data import build_dataset
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = build_dataset({str(corpus)!r}, cache_dir={str(cache)!r}, workers=0, progress=False)
+        print(ds.report.read, len(ds.files), ["damaged segments file" in str(w.message) for w in caught])
+    """
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.split() == ["6", "6", "[True]"], run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("named", ["an_absolute_path", "a_parent_folder"])
+def test_an_index_naming_rows_outside_its_folder_does_not_read_them(corpus, tmp_path, named):
+    # the index is data: it named any file to map as rows (/dev/zero, another cache's, a file made to fit)
+    cache = tmp_path / "cache"
+    _build(corpus, cache)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rows = _rows_file(cache)
+    rows_bytes = rows.read_bytes()
+    (elsewhere / rows.name).write_bytes(rows_bytes)  # the very rows, so only the place is wrong
+    index = json.loads((cache / "index.json").read_text())
+    outside = str(elsewhere / rows.name) if named == "an_absolute_path" else f"../elsewhere/{rows.name}"
+    (cache / "index.json").write_text(json.dumps({**index, "segments_file": outside}))
+    with pytest.warns(UserWarning, match="damaged segments file .*not a segments-\\*\\.npy name of this folder"):
+        again = _build(corpus, cache)
+    assert again.report.read == len(again.files) and _same(again, _fresh(corpus))
+    assert (elsewhere / rows.name).read_bytes() == rows_bytes  # the rebuild deleted the "old rows" it named
+
+
+@pytest.mark.parametrize("damage", ["nested_deep", "over_the_size_limit"])
+def test_an_index_too_deep_or_too_large_to_parse_is_rebuilt_with_a_warning(corpus, tmp_path, damage, monkeypatch):
+    # 200,000 nested lists raised RecursionError through build_dataset; a 3 GB sparse index.json took 13 s and 3.3 GB
+    from musicvae_course.core import midi_limits
+
+    cache = tmp_path / "cache"
+    _build(corpus, cache)
+    if damage == "nested_deep":
+        (cache / "index.json").write_text("[" * 200_000 + "]" * 200_000)
+        words = "damaged cache index .*recursion"
+    else:
+        monkeypatch.setattr(midi_limits, "MAX_CACHE_INDEX_BYTES", 4096)
+        index = (cache / "index.json").read_text()
+        (cache / "index.json").write_text(index + " " * 4096)  # valid JSON, over the (lowered) limit
+        words = r"damaged cache index \(.*larger than the limit of 4,096 bytes"
+    with pytest.warns(UserWarning, match=words):
+        again = _build(corpus, cache)
+    assert _same(again, _fresh(corpus))

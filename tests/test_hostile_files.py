@@ -194,3 +194,18 @@ def test_reading_a_file_for_its_meter_has_the_time_limit_too(tmp_path, monkeypat
     with pytest.raises(ReadTimeout, match=r"reading .*slow\.mid took longer than the limit of 0.3 s"):
         time_signatures(path)
     assert time.perf_counter() - began < 3
+
+
+def test_a_name_with_a_newline_or_terminal_escapes_is_named_on_one_line_without_them(tmp_path):
+    # a name could forge a line of an error ("...\nSummary: 0 skipped") or send a terminal escape sequences
+    (tmp_path / "in").mkdir()
+    odd = tmp_path / "in" / "bad\nSummary: all read\x1b[2J\u202e.mid"
+    odd.write_bytes(b"not MIDI at all")
+    with pytest.raises(ValueError) as refused:
+        midi_to_pianoroll(odd)
+    message = str(refused.value)
+    assert message.isprintable() and "bad\\nSummary: all read\\x1b[2J\\u202e.mid: not a readable MIDI" in message
+    ds = build_dataset(tmp_path / "in", cache_dir=tmp_path / "cache", workers=0, progress=False)
+    with open(ds.report.skipped_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 2 and rows[1][0].endswith("bad\\nSummary: all read\\x1b[2J\\u202e.mid")

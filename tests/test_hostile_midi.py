@@ -296,3 +296,57 @@ def test_more_than_32767_declared_tracks_are_refused_alike_by_both_readers():
     for read in READERS:
         with pytest.raises(MidiSkip, match="65,535 tracks declared, more than 32,767"):
             read(data)
+
+
+NOTE = b"\x00\x90\x3c\x64\x83\x60\x80\x3c\x00"  # one quarter note at 480 ticks per quarter
+END = b"\x00\xff\x2f\x00"
+NO_NOTE_EVENTS = {
+    # meta events mido cannot decode, and sysex bytes it refuses: the reference refused the whole file (its notes
+    # too) where the fast reader, players and DAWs read it
+    "key_signature_of_64_sharps": b"\x00\xff\x59\x02\x40\x05",
+    "key_signature_of_1_byte": b"\x00\xff\x59\x01\x00",
+    "time_signature_of_2_bytes": b"\x00\xff\x58\x02\x03\x02",
+    "time_signature_of_numerator_0": b"\x00\xff\x58\x04\x00\x02\x18\x08",
+    "empty_smpte_offset": b"\x00\xff\x54\x00",
+    "sysex_escape_of_a_real_time_byte": b"\x00\xf7\x01\xf8",  # F7 packets carry any byte: that is what they are for
+    "sysex_byte_over_127": b"\x00\xf0\x03\x43\x92\xf7",
+}
+
+
+@pytest.mark.parametrize("event", sorted(NO_NOTE_EVENTS))
+def test_events_without_notes_that_mido_cannot_decode_do_not_refuse_the_file_in_either_reader(tmp_path, event):
+    data = smf(NO_NOTE_EVENTS[event] + NOTE + END)
+    path = tmp_path / "odd.mid"
+    path.write_bytes(data)
+    rolls = [read(data) for read in READERS] + [midi_to_pianoroll(path)]
+    assert rolls[0].shape == (88, 4) and all(np.array_equal(roll, rolls[0]) for roll in rolls)
+    signature = [TimeSignature(3, 4, 0)] if event == "time_signature_of_2_bytes" else [TimeSignature(4, 4, 0)]
+    assert time_signatures(path) == signature
+
+
+def test_a_file_of_no_tracks_has_no_notes_in_both_readers():
+    # the reference failed on it ("max() arg is an empty sequence") and called it corrupt
+    data = b"MThd\x00\x00\x00\x06\x00\x01\x00\x00\x01\xe0"
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="^no notes$"):
+            read(data)
+
+
+@pytest.mark.parametrize("event", [b"\x00\xf1\x80", b"\x00\xf2\x01\x82"], ids=["quarter_frame", "song_position"])
+def test_a_system_message_with_a_data_byte_over_127_is_refused_by_both_readers(event):
+    # mido refuses it as damage; the fast reader read on, from a stream out of step
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="data byte"):
+            read(smf(event + NOTE + END))
+
+
+@pytest.mark.parametrize("kind", [b"\xff\x01", b"\xf0"], ids=["text", "sysex"])
+def test_an_event_longer_than_the_reference_reads_is_refused_alike_by_both_readers(kind):
+    # mido refuses events over 1,000,000 bytes ("exceeds maximum length"); the fast reader read the file
+    body = b"\x00" + kind + vlq(midi_limits.MAX_EVENT_BYTES + 1) + b"\x01" * (midi_limits.MAX_EVENT_BYTES + 1)
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="1,000,001 bytes, more than MAX_EVENT_BYTES"):
+            read(smf(body + NOTE + END))
+    under = b"\x00" + kind + vlq(1000) + b"\x01" * 1000
+    rolls = [read(smf(under + NOTE + END)) for read in READERS]
+    assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])

@@ -221,6 +221,9 @@ def test_a_time_signature_the_kit_cannot_bar_is_an_error_naming_the_file(tmp_pat
     assert roll.shape[1] > 0 and grid.signatures == [TimeSignature(4, 4, 0)] and grid.downbeats == [0]
     assert unbarred.startswith(f"{path}: time signature 4/128 at step 0")
     assert roll_and_meter(pm)[2] is None and roll_and_meter(pm, 4)[1].downbeats == [4]
+    path.write_bytes(data.replace(b"\xff\x58\x04\x04\x02", b"\xff\x58\x04\x04\xff"))  # a byte of 255: 4/2**255
+    unbarred = roll_and_meter(path)[2]  # the 78-digit denominator was written out whole
+    assert unbarred.startswith(f"{path}: time signature 4/2**255 at step 0") and len(unbarred) < len(str(path)) + 150
 
 
 def test_a_meter_past_the_last_tick_pretty_midi_writes_is_refused_by_name():
@@ -243,3 +246,17 @@ def test_an_uploaded_file_is_drawn_from_its_first_full_bar_not_its_pickup(tmp_pa
     pm.instruments[0].notes = [pretty_midi.Note(80, 60 + i % 5, i * 0.5, i * 0.5 + 0.4) for i in range(17)]
     path = reread(pm, tmp_path)
     np.testing.assert_array_equal(first_window(path), midi_to_pianoroll(path)[:, :32])
+
+
+def test_a_grid_of_bars_shorter_than_a_step_is_walked_without_fraction_arithmetic_per_bar(monkeypatch):
+    # 1/64 over the longest roll is 400,000 bars: stepped in Fractions they took 4 s for a 33-byte file (reconstruct,
+    # the drawing widget's upload); the walk is in whole 64ths of a step, exact, and gives the same grid
+    from musicvae_course.core.midi_limits import MAX_STEPS
+
+    calls = []
+    for name in ("__add__", "__sub__", "__lt__", "__ge__", "__round__"):
+        method = getattr(Fraction, name)
+        monkeypatch.setattr(Fraction, name, lambda *args, _method=method: calls.append(1) or _method(*args))
+    grid = meter_grid([TimeSignature(1, 64, 0), TimeSignature(3, 4, MAX_STEPS - 24)], MAX_STEPS)
+    assert len(calls) < 100  # per signature, not per bar
+    assert grid.downbeats == [*range(MAX_STEPS - 23), MAX_STEPS - 12]  # a 1/64 bar is a quarter of a step

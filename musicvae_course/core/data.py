@@ -333,7 +333,7 @@ def _check_npz(path: Path) -> None:
     """A regular file whose arrays declare at most ``MAX_DATASET_BYTES`` (checked before numpy inflates them)."""
     import zipfile
 
-    from .midi_limits import MAX_DATASET_BYTES
+    from .midi_limits import DATASET_BYTES_AT_ANY_RATIO, MAX_COMPRESSION_RATIO, MAX_DATASET_BYTES
     from .safe_files import FileSkip, check_regular_file, display_name
 
     try:
@@ -341,6 +341,12 @@ def _check_npz(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             declared = sum(entry.file_size for entry in archive.infolist())
             for entry in archive.infolist():  # a header may declare any shape: numpy allocates it before reading
+                if entry.file_size > max(DATASET_BYTES_AT_ANY_RATIO, MAX_COMPRESSION_RATIO * entry.compress_size):
+                    # a deflate bomb: 1.75 MB of zeros took 19 s and 2 GB (and 3.5 MB the limit's 4 GB)
+                    raise ValueError(
+                        f"array {entry.filename} inflates {entry.compress_size:,} bytes to {entry.file_size:,}, more "
+                        f"than {MAX_COMPRESSION_RATIO:g} times (MAX_COMPRESSION_RATIO)"
+                    )
                 with archive.open(entry) as member:
                     fmt = np.lib.format
                     read = fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0) else fmt.read_array_header_2_0

@@ -14,7 +14,7 @@ module walks the events itself, in one tight loop over the bytes, and applies th
 * the byte grammar is mido's: running status (kept across sysex, not across meta events), sysex and meta
   lengths as variable-length integers, data bytes must be < 128, exactly the number of tracks the header
   declares. Every event's delta time counts, that of a meta event mido does not know too (mido drops it; the
-  reference is mended to keep it, see ``unknown_meta_events_keep_their_time``).
+  reference is mended to keep it, see ``mido_reads_as_parse_notes``).
 
 It is over 10x faster than mido + pretty_midi on real multi-voice files (``benchmarks/bench_loader.py``)
 because it builds no message objects and no tempo map; it needs none, since the roll is built on ticks (see
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .midi_limits import MAX_EVENTS, MAX_NOTES, LimitError
+from .midi_limits import MAX_EVENT_BYTES, MAX_EVENTS, MAX_NOTES, LimitError
 
 MAX_TICK = 10_000_000  #: pretty_midi's limit above which a file is "likely corrupt"
 DRUM_CHANNEL = 9
@@ -103,6 +103,8 @@ def _normalized_tracks(data: bytes) -> bytes:
     if data[:4] != b"MThd" or len(data) < 14:
         return data
     pos = 8 + int.from_bytes(data[4:8], "big")
+    if data[10:12] == b"\x00\x00" and pos <= len(data):  # no track: pretty_midi failed on max() of no last events
+        return data[:10] + b"\x00\x01" + data[12:pos] + b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"
     pieces, changed, tracks = [data[:pos]], False, 0
     while tracks < int.from_bytes(data[10:12], "big") and pos + 8 <= len(data):
         kind, end = data[pos : pos + 4], pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
@@ -293,7 +295,10 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, 
             length, pos = _variable_int(data, pos)
             pos += length
         elif kind in _SYSTEM_DATA_BYTES:
-            pos += _SYSTEM_DATA_BYTES[kind] - (0 if byte & 0x80 else 1)
+            size = _SYSTEM_DATA_BYTES[kind] - (0 if byte & 0x80 else 1)
+            if any(value & 0x80 for value in data[pos : pos + size]):  # mido refuses these too: a damaged stream
+                raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
+            pos += size
         else:
             raise MidiFormatError(f"corrupt MIDI: track {track}: undefined status byte 0x{kind:02x}")
     if tick >= MAX_TICK:  # ticks only grow: checking the last one bounds every packed note
@@ -310,6 +315,10 @@ def _variable_int(data, pos) -> tuple[int, int]:
         pos += 1
         value = (value << 7) | (byte & 0x7F)
         if byte < 0x80:
+            if value > MAX_EVENT_BYTES:  # the reference's mido refuses them, after a list of one int per byte
+                raise MidiLimitError(
+                    f"corrupt MIDI: an event of {value:,} bytes, more than MAX_EVENT_BYTES ({MAX_EVENT_BYTES:,})"
+                )
             return value, pos
         if value > len(data):  # stop now: a run of 0xFF bytes would grow it in quadratic time
             raise MidiLimitError(
@@ -333,28 +342,47 @@ def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
 
 
 @contextlib.contextmanager
-def unknown_meta_events_keep_their_time():
-    """Within this block mido keeps the delta time of meta events it does not know (e.g. 0x08, program name).
+def mido_reads_as_parse_notes():
+    """Within this block mido (the reference's parser) reads events that hold no note as ``parse_notes`` does.
 
-    mido (1.3.3) builds them with time 0, so every later event of their track moves earlier by that delta: a
-    silently wrong roll, where the SMF spec, other readers and this module keep it. Used by the reference
-    (``pianoroll.pretty_midi_from_bytes``); a mido parse in another thread meanwhile gets the same mend, which
-    only ever restores a delta a message had lost.
+    * A meta event mido does not know (e.g. 0x08, program name) keeps its delta time: mido 1.3.3 builds it with
+      time 0, so every later event of its track moved earlier by that delta (a silently wrong roll).
+    * A meta event mido cannot decode (a key signature of 64 sharps, a time signature of 2 bytes, an empty SMPTE
+      offset) and a time signature of numerator 0 (pretty_midi cannot build it) are kept as unknown meta events:
+      each refused the whole file, notes and all, where players and ``parse_notes`` read it. A tempo event is
+      still decoded or refused, as ``parse_notes`` refuses it: it moves every note in seconds.
+    * Sysex data bytes of 128 or more (an F7 "escape" packet carries real-time bytes such as 0xF8 by design) are
+      clipped to 127: mido refused the file ("data byte must be in range 0..127").
+
+    Used by the reference (``pianoroll.pretty_midi_from_bytes``); a mido parse in another thread meanwhile gets the
+    same mends, which only ever read what mido refused or restore a delta a message had lost.
     """
     from mido.midifiles import midifiles
+    from mido.midifiles.meta import UnknownMetaMessage
 
-    build = midifiles.build_meta_message
+    build, read_sysex = midifiles.build_meta_message, midifiles.read_sysex
 
-    def build_keeping_time(meta_type, data, delta=0):
-        message = build(meta_type, data, delta)
+    def build_leniently(meta_type, data, delta=0):
+        if meta_type == 0x58 and data[:1] == [0]:
+            return UnknownMetaMessage(meta_type, data, time=delta)
+        if meta_type == 0x51:
+            message = build(meta_type, data, delta)  # decoded or refused, as parse_notes refuses it
+        else:
+            try:
+                message = build(meta_type, data, delta)
+            except Exception:  # IndexError, KeySignatureError, ValueError: no note in it, kept undecoded
+                return UnknownMetaMessage(meta_type, data, time=delta)
         message.time = delta
         return message
 
-    midifiles.build_meta_message = build_keeping_time
+    def read_sysex_of_any_bytes(infile, delta, clip=False):
+        return read_sysex(infile, delta, clip=True)
+
+    midifiles.build_meta_message, midifiles.read_sysex = build_leniently, read_sysex_of_any_bytes
     try:
         yield
     finally:
-        midifiles.build_meta_message = build
+        midifiles.build_meta_message, midifiles.read_sysex = build, read_sysex
 
 
 def with_every_tracks_time_signatures(pm, table: NoteTable):

@@ -36,7 +36,7 @@ from typing import Union
 
 import numpy as np
 
-from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, parse_notes, unknown_meta_events_keep_their_time
+from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, mido_reads_as_parse_notes, parse_notes
 from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
 from .safe_files import FileSkip, display_name, read_regular_file, time_limit
 
@@ -178,7 +178,7 @@ def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
         raise ValueError(f"MIDI header: time division 0x{division:04x} is {what}; the kit needs ticks per quarter")
     table = _check_bounds(data, division, max_steps) if REFERENCE_BOUNDS_CHECK else None
     try:
-        with warnings.catch_warnings(), unknown_meta_events_keep_their_time():
+        with warnings.catch_warnings(), mido_reads_as_parse_notes():
             # "tempo events on non-zero tracks": harmless on a tick grid.
             warnings.simplefilter("ignore", RuntimeWarning)
             pm = pretty_midi.PrettyMIDI(io.BytesIO(data))

@@ -37,8 +37,13 @@ class ReadTimeout(TimeoutError):
 
 
 def display_name(path) -> str:
-    """``path`` as printable text whatever its bytes: undecodable bytes become ``\\xNN`` escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """``path`` as printable text on one line whatever its bytes: undecodable bytes become ``\\xNN`` escapes, and
+    so do characters that print nothing (a newline ``\\n``, ESC ``\\x1b``, a right-to-left override ``\\u202e``):
+    a file's name cannot forge a line of an error or a report, nor send a terminal its escape sequences."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def check_regular_file(path) -> os.stat_result:

@@ -16,7 +16,8 @@ What can go wrong, and what happens:
   mapped file on a full disk kills the process with SIGBUS).
 * **Damage** (a zeroed, truncated or edited rows file, a broken index): every entry's rows are checked against
   their checksum when the cache is opened; damaged parts are read again with a warning, and a broken index
-  means a rebuild with a warning.
+  means a rebuild with a warning. An index over ``MAX_CACHE_INDEX_BYTES`` or nested too deep to parse is broken;
+  one naming rows outside its folder, or rows that are not a regular file (a FIFO would block), names damaged rows.
 * **A read-only folder**: a complete cache is used as it is; files that need reading are read into memory only,
   with a warning.
 """
@@ -27,6 +28,7 @@ import csv
 import errno
 import io
 import json
+import re
 import shutil
 import uuid
 import warnings
@@ -36,11 +38,12 @@ import numpy as np
 
 from ..fileio import atomic_write, sweep_temp_files
 from .read_pool import content_hash, file_signature
-from .safe_files import display_name, read_regular_file
+from .safe_files import check_regular_file, display_name, read_regular_file
 
 SEGMENT_BYTES = 352  #: 88 x 32 bits, packed
 LOCK_TIMEOUT_S = 600.0  #: how long a build waits for another build of the same cache folder
 _HEADER_BYTES = 128  # an .npy v1 header for a 2-D uint8 array fits in 128 bytes
+_ROWS_FILE = re.compile(r"segments-[\w.-]+\.npy")  # as _write names them, in the folder itself
 
 
 class CacheBusy(TimeoutError):
@@ -109,12 +112,14 @@ class Cache:
                 path.unlink(missing_ok=True)
 
     def _index_json(self) -> dict:
-        try:
-            index = json.loads((self.folder / "index.json").read_text())
+        from .midi_limits import MAX_CACHE_INDEX_BYTES
+
+        try:  # bounded: a 3 GB sparse index.json took 13 s and 3.3 GB before failing; a JSON nested deep recursed
+            index = json.loads(read_regular_file(self.folder / "index.json", MAX_CACHE_INDEX_BYTES))
             if not isinstance(index, dict) or not isinstance(index.get("files"), dict):
                 raise ValueError("not a cache index")
             return index
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             warnings.warn(f"{display_name(self.folder)}: damaged cache index ({err}); rebuilding", stacklevel=4)
             return {}
 
@@ -125,15 +130,22 @@ class Cache:
         if not index or (self.settings is not None and index.get("settings") != self.settings):
             self.changed = bool(index)  # other rules: every file is read again
             return
-        self.rows_file = index.get("segments_file")
+        named = index.get("segments_file")
         try:
-            rows = np.load(self.folder / str(self.rows_file), mmap_mode="r", allow_pickle=False)
+            # a name of this folder's own rows files only, and a regular file: np.load blocked forever on a FIFO the
+            # index named, read any file it named by an absolute path (/dev/zero), and the rebuild then deleted that
+            # file as the old rows (the name is kept as self.rows_file, which the rebuild removes, only once it fits)
+            if not (isinstance(named, str) and _ROWS_FILE.fullmatch(named)):
+                raise ValueError(f"not a segments-*.npy name of this folder: {named!r}")
+            self.rows_file = named
+            check_regular_file(self.folder / self.rows_file)
+            rows = np.load(self.folder / self.rows_file, mmap_mode="r", allow_pickle=False)
             if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != SEGMENT_BYTES:
                 raise ValueError(f"rows of shape {rows.shape} and type {rows.dtype}")
         except (OSError, ValueError, TypeError) as err:
             warnings.warn(
-                f"{display_name(self.folder)}: damaged segments file {self.rows_file} ({err}); reading every file "
-                "again",
+                f"{display_name(self.folder)}: damaged segments file {display_name(str(named))} ({err}); "
+                "reading every file again",
                 stacklevel=3,
             )
             self.changed = True
