@@ -6,6 +6,7 @@ Each command writes MIDI files and a PNG picture into ``--out``::
     python -m musicvae_course interpolate --from a.mid --to b.mid --steps 8 --out demo/interp
     python -m musicvae_course reconstruct song.mid --out demo/recon
     python -m musicvae_course reconstruct hymn.mid --pickup 4 --out demo/hymn  # bars after a quarter pickup
+    python -m musicvae_course interpolate --from jig.mid --to jig2.mid --pickup 2 --out demo/i  # both: 1/8 pickup
 
 ``--checkpoint`` picks the model: default the bundled one, ``hub`` for the
 card's original, or a path. A user error (a missing or unreadable file, a
@@ -91,21 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bounded(int, 0, 64, "a number of sixteenths"),
         default=0,
         help="sixteenths before the first full bar, for a file that writes its pickup with the full time signature "
-        "(music21's exports do): the picture's bar lines start after it (default 0)",
+        "(music21's, LilyPond's and abc2midi's exports do): the picture's bar lines start after it, and the MIDI "
+        "files written mark it as a short first bar (default 0)",
+    )
+    interpolate.add_argument(
+        "--pickup",
+        type=_bounded(int, 0, 64, "a number of sixteenths"),
+        default=0,
+        help="sixteenths before the first full bar of the --from and --to files, where they write their pickup "
+        "with the full time signature: --segment counts bars from the first full one (default 0)",
     )
     for command in (sample, interpolate, reconstruct):
         _common(command)
     return parser
 
 
-def _segment_of(path: str, bar: int):
+def _segment_of(path: str, bar: int, pickup_steps: int = 0):
     """The 2-bar window (32 sixteenths) of a MIDI file from the downbeat of its bar ``bar`` (0 = its first bar, in
-    the file's own bars): ``((88, 32) bool, the time signature in force there)``. A file whose meter the kit cannot
-    bar is counted in 4/4."""
-    from .core.meter import roll_and_meter
+    the file's own bars, the first full one after a pickup: one the file marks with a short bar, or one of
+    ``pickup_steps`` it does not mark):
+    ``((88, 32) bool, the time signature in force there)``. A file whose meter the kit cannot bar is counted in
+    4/4."""
+    from .core.meter import numbered_downbeats, roll_and_meter
 
-    roll, grid, _ = roll_and_meter(path)
-    downbeats = [step for step in grid.downbeats if step < roll.shape[1]]
+    roll, grid, _ = roll_and_meter(path, pickup_steps)
+    downbeats = [step for step in numbered_downbeats(grid) if step < roll.shape[1]]
     if not 0 <= bar < len(downbeats):
         raise ValueError(f"{path}: has {len(downbeats)} bars with music; --segment {bar} is not one")
     start = downbeats[bar]
@@ -118,7 +129,7 @@ def _segment_of(path: str, bar: int):
 def _frames_meter(signature, frames: int) -> list:
     """Time signatures for ``frames`` 2-bar windows played one after another, each from a downbeat: a window that
     does not fill its last bar (3/4: 2 bars and 8 sixteenths) ends with a short bar, so the next starts on one."""
-    from .core.meter import TimeSignature, bar_steps
+    from .core.meter import bar_steps, short_bar
 
     bar = bar_steps(signature)
     full = int(SEGMENT_STEPS // bar) * bar
@@ -126,11 +137,8 @@ def _frames_meter(signature, frames: int) -> list:
     found = []
     for frame in range(frames):
         found.append(signature._replace(step=frame * SEGMENT_STEPS))
-        if rest:
-            numerator, denominator = int(rest * 4), 64  # in 64ths (a bar is a whole number of them), then reduced
-            while numerator % 2 == 0 and denominator > 4:
-                numerator, denominator = numerator // 2, denominator // 2
-            found.append(TimeSignature(numerator, denominator, frame * SEGMENT_STEPS + int(full)))
+        if rest:  # in 64ths (a bar is a whole number of them), then reduced
+            found.append(short_bar(rest, frame * SEGMENT_STEPS + int(full)))
     return found
 
 
@@ -161,6 +169,9 @@ def _midi(roll: np.ndarray, path: Path, args, time_signatures=()) -> Path:
 def _png(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)  # pyplot keeps every figure it made until closed: main() called in a loop grew without bound
     return path
 
 
@@ -225,7 +236,7 @@ def _run(args) -> int:
                 if path is None:
                     ends.append(torch.randn(1, model.latent_dim, generator=generator).to(device))
                 else:
-                    window, signature = _segment_of(path, args.segment)
+                    window, signature = _segment_of(path, args.segment, args.pickup)
                     signatures.add(signature)
                     x = torch.as_tensor(window, dtype=torch.float32)
                     ends.append(model.encode(x[None, None].to(device))[0])  # z = mu
@@ -246,7 +257,7 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     """Non-overlapping 2-bar windows through the VAE (z = mu); frame and onset F1 printed."""
     import torch
 
-    from .core.meter import bar_number_span, roll_and_meter
+    from .core.meter import bar_number_span, numbered_downbeats, roll_and_meter, with_pickup_bar
     from .core.metrics import frame_scores, onset_scores
     from .core.pianoroll import load_pretty_midi, segments
     from .ui.compare import compare_pianorolls
@@ -278,11 +289,13 @@ def _reconstruct(model, args, out: Path) -> list[Path]:
     elif unbarred:
         signatures = "a time signature the kit cannot bar: 4/4"
     figure.suptitle(
-        f"{Path(args.midi).name} ({signatures}): {bar_number_span(file_meter.downbeats, 0, shown)} shown; "
+        f"{Path(args.midi).name} ({signatures}): {bar_number_span(numbered_downbeats(file_meter), 0, shown)} shown; "
         f"whole file ({len(windows)} segments): frame F1 {frame['f1']:.3f}"
     )
     # signatures past what is written (a file may place them anywhere) would only push the files' ends out
-    written = [signature for signature in file_meter.signatures if signature.step < original.shape[1]]
+    # (the files bar as the picture does: a pickup given with --pickup is written as a short first bar)
+    marked = with_pickup_bar(file_meter.signatures, args.pickup if args.pickup < original.shape[1] else 0)
+    written = [signature for signature in marked if signature.step < original.shape[1]]
     return [
         _midi(original, out / "original.mid", args, written),
         _midi(reconstruction, out / "reconstruction.mid", args, written),

@@ -10,7 +10,7 @@ from tiny_rolls import tiny_segments
 
 from musicvae_course.__main__ import main
 from musicvae_course.core.checkpoint import save_checkpoint
-from musicvae_course.core.meter import TimeSignature, time_signatures
+from musicvae_course.core.meter import TimeSignature, bar_lines, time_signatures
 from musicvae_course.core.model import MusicVAE
 from musicvae_course.core.pianoroll import LOWEST_PITCH, midi_to_pianoroll, pianoroll_to_midi
 
@@ -232,3 +232,65 @@ def test_reconstruct_reads_the_meter_from_any_track_and_says_when_a_file_has_non
     (title,) = [text.get_text() for text in figures["odd"].texts]
     assert title.startswith("odd.mid (a time signature the kit cannot bar: 4/4): bars 1-")
     assert time_signatures(tmp_path / "odd" / "original.mid") == [TimeSignature(4, 4, 0)]  # as drawn
+
+
+OTHER_PROGRAMS = Path(__file__).parent / "fixtures" / "midi_other_programs"
+
+
+def test_reconstruct_writes_a_pickup_given_with_pickup_as_a_short_first_bar(checkpoint, tmp_path):
+    # LilyPond writes \partial 8 of a 6/8 jig under 6/8 from tick 0; drawn with --pickup 2 after its pickup, the
+    # written files were barred from step 0 (2 steps early): they now mark the pickup as a short bar (1/8)
+    source = OTHER_PROGRAMS / "ly_jig68.mid"
+    args = ["reconstruct", str(source), "--checkpoint", str(checkpoint), "--device", "cpu", "--pickup", "2"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    for written in ("original.mid", "reconstruction.mid"):
+        assert time_signatures(tmp_path / written) == [TimeSignature(1, 8, 0), TimeSignature(6, 8, 2)]
+        assert bar_lines(tmp_path / written)[1:4] == bar_lines(source, pickup_steps=2)[:3] == [2, 14, 26]
+
+
+def test_interpolate_counts_bars_after_a_pickup_given_with_pickup(checkpoint, tmp_path):
+    # abc2midi and LilyPond write a pickup under the full signature: --segment 0 is the first full bar after it
+    import musicvae_course.__main__ as cli
+
+    source = str(OTHER_PROGRAMS / "ly_pickup44.mid")  # G3 pickup (4 steps), then C4 on the downbeat
+    window, signature = cli._segment_of(source, 0, 4)
+    assert signature == TimeSignature(4, 4, 0)
+    assert set(window[:, 0].nonzero()[0]) == {60 - LOWEST_PITCH}
+    common = ["--steps", "2", "--checkpoint", str(checkpoint), "--device", "cpu", "--pickup", "4"]
+    assert main(["interpolate", "--from", source, "--to", source, *common, "--out", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit):
+        main(["interpolate", "--from", source, "--pickup", "65", "--out", str(tmp_path)])
+
+
+def test_commands_close_the_figures_they_draw(checkpoint, tmp_path):
+    # pyplot keeps each figure until it is closed: main() called in a loop (a notebook, a batch) kept them all
+    import matplotlib.pyplot as plt
+
+    source = OTHER_PROGRAMS / "abc_reel.mid"
+    before = set(plt.get_fignums())
+    for run in range(2):
+        args = ["reconstruct", str(source), "--checkpoint", str(checkpoint), "--device", "cpu"]
+        assert main([*args, "--out", str(tmp_path / str(run))]) == 0
+        sample = ["sample", "-n", "2", "--checkpoint", str(checkpoint), "--device", "cpu"]
+        assert main([*sample, "--out", str(tmp_path / f"s{run}")]) == 0
+    assert set(plt.get_fignums()) == before
+
+
+def test_a_pickup_the_file_marks_with_a_short_bar_is_not_bar_1(checkpoint, tmp_path, monkeypatch):
+    # MuseScore writes a jig's eighth-note pickup as a 1/8 bar before 6/8: the title called it bar 1 and
+    # interpolate's --segment 0 started on it, where the same tune's pickup given with --pickup 2 is no bar
+    import musicvae_course.__main__ as cli
+
+    marked, unmarked = OTHER_PROGRAMS / "ms_jig.mid", OTHER_PROGRAMS / "abc_jig.mid"
+    window, signature = cli._segment_of(str(marked), 0)
+    np.testing.assert_array_equal(window, midi_to_pianoroll(marked)[:, 2:34])
+    assert signature == TimeSignature(6, 8, 0)
+    np.testing.assert_array_equal(cli._segment_of(str(marked), 1)[0], midi_to_pianoroll(marked)[:, 14:46])
+    figures = {}
+    monkeypatch.setattr(cli, "_png", lambda figure, path: figures.__setitem__(path.parent.name, figure) or path)
+    common = ["--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert main(["reconstruct", str(marked), *common, "--out", str(tmp_path / "marked")]) == 0
+    assert main(["reconstruct", str(unmarked), *common, "--pickup", "2", "--out", str(tmp_path / "unmarked")]) == 0
+    titles = {name: figure.texts[0].get_text() for name, figure in figures.items()}
+    assert titles["marked"].startswith("ms_jig.mid (1/8, 6/8): pickup and bars 1-11 shown")
+    assert titles["unmarked"].startswith("abc_jig.mid (6/8): pickup and bars 1-11 shown")

@@ -17,10 +17,13 @@ from musicvae_course.core.meter import (
     beat_steps,
     meter,
     meter_grid,
+    numbered_downbeats,
     parse_time_signature,
     roll_and_meter,
+    short_bar,
     time_signatures,
     window_in_bars,
+    with_pickup_bar,
     write_time_signatures,
 )
 from musicvae_course.core.pianoroll import load_pretty_midi, midi_to_pianoroll, pianoroll_to_midi
@@ -260,3 +263,33 @@ def test_a_grid_of_bars_shorter_than_a_step_is_walked_without_fraction_arithmeti
     grid = meter_grid([TimeSignature(1, 64, 0), TimeSignature(3, 4, MAX_STEPS - 24)], MAX_STEPS)
     assert len(calls) < 100  # per signature, not per bar
     assert grid.downbeats == [*range(MAX_STEPS - 23), MAX_STEPS - 12]  # a 1/64 bar is a quarter of a step
+
+
+@pytest.mark.parametrize(
+    "steps, signature", [(4, (1, 4)), (2, (1, 8)), (6, (3, 8)), (3, (3, 16)), (8, (2, 4)), (16, (4, 4)), (0.5, (1, 32))]
+)
+def test_short_bar_is_the_time_signature_of_a_bar_of_that_many_steps(steps, signature):
+    assert short_bar(steps, 12) == TimeSignature(*signature, 12)
+    assert bar_steps(short_bar(steps)) == Fraction(steps)
+    with pytest.raises(ValueError, match="no time signature"):
+        short_bar(Fraction(1, 8))
+
+
+def test_a_pickup_written_as_a_short_bar_bars_as_the_pickup_given():
+    signatures = [TimeSignature(3, 4, 0), TimeSignature(2, 4, 52)]
+    marked = with_pickup_bar(signatures, 4)
+    assert marked == [TimeSignature(1, 4, 0), TimeSignature(3, 4, 4), TimeSignature(2, 4, 52)]
+    assert meter_grid(marked, 80).downbeats == [0, *meter_grid(signatures, 80, pickup_steps=4).downbeats]
+    assert with_pickup_bar(signatures, 0) == signatures
+    assert with_pickup_bar([TimeSignature(3, 4, 0), TimeSignature(2, 4, 2)], 4)[0] == TimeSignature(3, 4, 0)
+
+
+def test_bars_are_numbered_from_the_first_full_one_after_a_pickup_marked_by_a_short_bar():
+    marked = meter_grid([TimeSignature(1, 8, 0), TimeSignature(6, 8, 2)], 40)
+    assert marked.downbeats == [0, 2, 14, 26, 38] and numbered_downbeats(marked) == [2, 14, 26, 38]
+    assert bar_number_span(numbered_downbeats(marked), 0, 30) == "pickup and bars 1-3"
+    given = meter_grid("6/8", 40, pickup_steps=2)
+    assert numbered_downbeats(given) == given.downbeats == [2, 14, 26, 38]
+    changed = meter_grid([TimeSignature(4, 4, 0), TimeSignature(3, 4, 16)], 60)  # a longer first bar is bar 1
+    assert numbered_downbeats(changed) == changed.downbeats == [0, 16, 28, 40, 52]
+    assert numbered_downbeats(meter_grid("3/4", 20)) == [0, 12]  # too short to tell: as it is

@@ -16,9 +16,10 @@ Rules
 * Several events at the same step (music21 writes one per track) count once: the last one read wins, in file
   order (track by track).
 * A **pickup** (anacrusis) that the file marks with a short time signature (e.g. 2/8 then 6/8, as MuseScore
-  writes irregular bars) comes out right by the first rule. MIDI has no pickup event, so a file that starts a
-  pickup with the full signature (music21's export does) cannot say so: pass ``pickup_steps`` (the pickup's
-  length in steps) and the first full bar starts there.
+  writes irregular bars) comes out right by the first rule; :func:`numbered_downbeats` numbers bars from the first
+  full one after it. MIDI has no pickup event, so a file that starts a pickup with the full signature (music21's,
+  LilyPond's and abc2midi's exports do) cannot say so: pass ``pickup_steps`` (the pickup's length in steps) and
+  the first full bar starts there; :func:`with_pickup_bar` writes it as a short bar.
 * Beats: a simple meter beats on its denominator (3/4: every 4 steps, 2/2: every 8); a compound one (6/8, 9/8,
   12/8, 6/4 ...) on the dotted note, three of the denominator (6/8: every 6 steps).
 
@@ -196,6 +197,31 @@ def _end_step(pm) -> int:
     return round(pm.time_to_tick(end_time) * STEPS_PER_BEAT / pm.resolution)
 
 
+def short_bar(steps, step: int = 0) -> TimeSignature:
+    """A time signature whose bar is ``steps`` sixteenths long, starting at ``step``: in 64ths, then reduced down to
+    quarters (4 -> 1/4, 2 -> 1/8, 6 -> 3/8, 3 -> 3/16, 8 -> 2/4, 16 -> 4/4). Steps may be a Fraction of 64ths."""
+    numerator, denominator = int(Fraction(steps) * 4), 64
+    if numerator < 1 or numerator != Fraction(steps) * 4:
+        raise ValueError(f"a bar of {steps} steps has no time signature (need a whole number of 64ths, > 0)")
+    while numerator % 2 == 0 and denominator > 4:
+        numerator, denominator = numerator // 2, denominator // 2
+    return TimeSignature(numerator, denominator, step)
+
+
+def with_pickup_bar(signatures, pickup_steps: int) -> list[TimeSignature]:
+    """``signatures`` (:class:`TimeSignature` list from step 0) with a pickup of ``pickup_steps`` that the file did
+    not mark written as a short first bar, as MuseScore marks one (1/4 at 0, then 3/4 at 4): a MIDI file written
+    with these bars as :func:`meter_grid` ``(signatures, end, pickup_steps)`` does, in this module, players and
+    notation programs. Unchanged where nothing is to mark: no pickup, or a signature change inside it.
+    """
+    signatures = sorted(signatures, key=lambda s: s.step)
+    if not pickup_steps or not signatures or signatures[0].step != 0:
+        return signatures
+    if len(signatures) > 1 and signatures[1].step <= pickup_steps:
+        return signatures
+    return [short_bar(pickup_steps), signatures[0]._replace(step=int(pickup_steps)), *signatures[1:]]
+
+
 def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
     """Downbeats and beats for a list of time signatures up to step ``end`` (exclusive).
 
@@ -299,6 +325,18 @@ def bar_lines(midi, pickup_steps: int = 0) -> list[int]:
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
     return meter(midi, pickup_steps).downbeats
+
+
+def numbered_downbeats(grid: Meter) -> list[int]:
+    """The downbeats of ``grid`` that start numbered bars: all but a first bar shorter than the next, a pickup that
+    the file marks with a short time signature (MuseScore exports its pickup bar as 1/8 before 6/8) and a score
+    numbers 0, as a pickup given in steps is. Bar 1 is then the first full bar however the pickup was said (as
+    ``ui.rolldraw`` starts a window there); a piece that truly opens with one shorter bar counts it as a pickup too.
+    """
+    downbeats = list(grid.downbeats)
+    if len(downbeats) >= 3 and downbeats[1] - downbeats[0] < downbeats[2] - downbeats[1]:
+        return downbeats[1:]
+    return downbeats
 
 
 def bar_number_span(downbeats, start: int, stop: int) -> str:
