@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..core.latent import _evaluating
-from ..core.meter import bar_steps, beat_steps, meter_grid, roll_and_meter
+from ..core.meter import bar_steps, beat_steps, meter_grid, numbered_downbeats, roll_and_meter
 from ..core.model import model_input
 from ..core.pianoroll import (
     LOWEST_PITCH,
@@ -154,7 +154,7 @@ def _full_bar_starts(grid, n_steps: int) -> list[int]:
     signature cuts short, nor a pickup (a first bar shorter than the next, as a file marks one with a short
     signature)."""
     starts = [signature.step for signature in grid.signatures]
-    downbeats = grid.downbeats
+    downbeats, numbered = grid.downbeats, set(numbered_downbeats(grid))
     lengths = [end - step for step, end in zip(downbeats, downbeats[1:])]  # the last bar runs on to the end
     full = []
     for index, step in enumerate(downbeats):
@@ -162,8 +162,7 @@ def _full_bar_starts(grid, n_steps: int) -> list[int]:
             break
         if index < len(lengths):
             signature = grid.signatures[max(bisect.bisect_right(starts, step) - 1, 0)]
-            pickup = index == 0 and len(lengths) > 1 and lengths[0] < lengths[1]
-            if pickup or lengths[index] < bar_steps(signature):
+            if step not in numbered or lengths[index] < bar_steps(signature):  # a pickup, or a bar cut short
                 continue
         full.append(step)
     return full
