@@ -255,9 +255,10 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(corpus, tmp_path, damage):
         entry = next(iter(index["files"].values()))
         entry["count"] += 1
         (cache / "index.json").write_text(json.dumps(index))
-    with pytest.warns(UserWarning, match="damaged"):
+    with pytest.warns(UserWarning, match="damaged") as caught:
         again = _build(corpus, cache)
     assert again.report.read >= 1 and _same(again, _fresh(corpus))
+    assert sum("damaged" in str(w.message) for w in caught) == 1  # said once (the sweep and the load read the index)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # repaired: no warning the next time
         assert _build(corpus, cache).report.read == 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import io
 import json
 import re
@@ -106,12 +107,14 @@ class Cache:
     def _sweep(self):
         """Remove what killed builds left: temporary files, rows files no index names."""
         sweep_temp_files(self.folder)
-        named = self._index_json().get("segments_file") if (self.folder / "index.json").is_file() else None
+        named = self._index_json.get("segments_file") if (self.folder / "index.json").is_file() else None
         for path in self.folder.glob("segments-*.npy"):
             if path.name != named:
                 path.unlink(missing_ok=True)
 
+    @functools.cached_property
     def _index_json(self) -> dict:
+        """The index as the cache was opened ({} if damaged: warned once, though the sweep and the load read it)."""
         from .midi_limits import MAX_CACHE_INDEX_BYTES
 
         try:  # bounded: a 3 GB sparse index.json took 13 s and 3.3 GB before failing; a JSON nested deep recursed
@@ -120,13 +123,13 @@ class Cache:
                 raise ValueError("not a cache index")
             return index
         except (OSError, ValueError, RecursionError) as err:
-            warnings.warn(f"{display_name(self.folder)}: damaged cache index ({err}); rebuilding", stacklevel=4)
+            warnings.warn(f"{display_name(self.folder)}: damaged cache index ({err}); rebuilding", stacklevel=5)
             return {}
 
     def _load_index(self):
         if not (self.folder / "index.json").is_file():
             return
-        index = self._index_json()
+        index = self._index_json
         if not index or (self.settings is not None and index.get("settings") != self.settings):
             self.changed = bool(index)  # other rules: every file is read again
             return
