@@ -302,3 +302,49 @@ def test_grader_side_tests_do_not_run_in_the_kernels_folder(tmp_path, monkeypatc
     assert (result.points, problems) == (1, [])
     assert (victim / "stale.txt").read_text() == "the instructor's file"
     assert not pwned.exists()
+
+
+def test_a_returned_value_that_makes_the_tests_loop_costs_a_time_limit_not_the_run(tmp_path):
+    # the kernel's calls end at the question's deadline, but what the grader does with a returned value ran without
+    # one: an int used as a loop count (or the MIDI bytes 04 q5's tests parse, 3 s per MB) held the worker for hours
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    answer = "def voices():\n    ### BEGIN SOLUTION\n    return 4\n    ### END SOLUTION"
+    tests = (
+        "# CASE count: four voices\nheard = 0\nfor _ in range(voices()):\n    heard += 1\n"
+        "assert heard == 4, f'expected 4 voices, got {heard}'\n# CASE type: an int\nassert type(voices()) is int"
+    )
+    cells = [
+        _graded(new_code_cell(answer), "q1_solution", solution=True),
+        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=2),
+    ]
+    nbformat.write(new_notebook(cells=cells), tmp_path / "voices.ipynb")
+    with GradingSession(tmp_path / "voices.ipynb", sandbox="bwrap", cell_timeout=2) as session:
+        looping = session.grade_question("q1", {"q1_solution": "def voices():\n    return 10**15"})
+        honest = session.grade_question("q1")
+    assert (looping.points, looping.status, honest.points) == (0, "timeout", 2)
+    assert looping.detail.startswith("the tests ran past their time limit on what your functions returned in case co")
+
+
+def test_a_wrong_answer_cannot_leave_the_graders_torch_modes_changed_for_later_questions(tmp_path):
+    # a test that turns gradients off around an assert left them off when a wrong answer failed that assert: every
+    # later question of the worker (and every later student) was graded without gradients
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    import torch  # noqa: PLC0415 - the grader's process loads torch through the tests; restored below
+
+    cells = [_graded(new_code_cell("import torch"), "setup", locked=True)]
+    tests = {
+        1: "torch.set_grad_enabled(False)\nassert one() == 1, 'one'\ntorch.set_grad_enabled(True)",
+        2: "assert torch.is_grad_enabled() and two() == 2, 'two, with gradients on'",
+    }
+    for n, name in ((1, "one"), (2, "two")):
+        answer = f"def {name}():\n    ### BEGIN SOLUTION\n    return {n}\n    ### END SOLUTION"
+        cells.append(_graded(new_code_cell(answer), f"q{n}_solution", solution=True))
+        cells.append(_graded(new_code_cell(tests[n]), f"q{n}", grade=True, locked=True, points=1))
+    nbformat.write(new_notebook(cells=cells), tmp_path / "modes.ipynb")
+    try:
+        with GradingSession(tmp_path / "modes.ipynb", sandbox="bwrap", cell_timeout=20) as session:
+            wrong = session.grade_question("q1", {"q1_solution": "def one():\n    return 0"})
+            honest = session.grade_question("q2")
+    finally:
+        torch.set_grad_enabled(True)
+    assert (wrong.points, honest.points) == (0, 1)

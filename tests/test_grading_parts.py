@@ -18,7 +18,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 from musicvae_course.grading import Checker, autograde, codec, reports, submissions
-from musicvae_course.grading.cases import case_points, shortcut_uses, split_cases
+from musicvae_course.grading.cases import case_points, shortcut_note, shortcut_uses, split_cases
 from musicvae_course.grading.reports import normalized_tokens, similar_pairs
 from musicvae_course.grading.session import MAX_PROBLEMS, GradingSession
 
@@ -132,6 +132,22 @@ def test_case_lines_split_a_test_cell_and_weights_share_the_points():
     assert [c.case_id for c in split_cases("assert True")] == ["main"]
     with pytest.raises(ValueError, match="'huge', which does not exist"):
         split_cases(TESTS, {"huge": 1})
+
+
+def test_code_too_long_to_check_for_shortcuts_is_a_use_that_can_hide_a_call_not_minutes_of_parsing():
+    # the check parses each cell per forbidden question in the grader: 6 MB of "x = 1" lines took 84 s and 3.9 GB,
+    # a notebook may hold 60; split over many cells, each small, it cost the same
+    answer = "def slerp(a, b, t):\n    return a * (1 - t) + b * t\n"
+    padding = ["x = 1\n" * 30_000] * 3  # 540,000 characters in three cells
+    uses = shortcut_uses([answer], ["latent_point"], ["slerp"], padding)
+    assert uses == [
+        f"{len(answer) + 540_000:,} characters of code, too many to check (limit 524,288) (a dynamic lookup)"
+    ]
+    assert shortcut_note("q1", uses, ["latent_point"]).endswith(
+        "your code uses 540,051 characters of code, too many to check (limit 524,288), which can hide a call to the "
+        "kit, so q1 scores 0"
+    )
+    assert shortcut_uses([answer], ["latent_point"], ["slerp"], padding[:1]) == []  # 180 kB: checked
 
 
 def test_the_shortcut_check_finds_kit_imports_and_forbidden_names():
@@ -441,3 +457,32 @@ def test_a_notebook_of_many_failing_or_repeated_cells_lists_a_bounded_number_of_
     (grade,) = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", cell_timeout=20, jobs=1)
     assert grade.total == 8 and len(grade.problems) == MAX_PROBLEMS + 1
     assert grade.problems[-1] == "and 200 more problems (cells that raised, repeated or ran too long)"
+
+
+def test_a_notebook_name_of_255_bytes_does_not_stop_the_run_for_the_class(tmp_path):
+    # its record, "<stem>.json", written through ".<stem>.json.<random>.tmp", passed the file system's 255 bytes:
+    # ENAMETOOLONG stopped the batch before anyone was graded
+    (tmp_path / "subs" / "ada").mkdir(parents=True)
+    (tmp_path / "subs" / "mallory").mkdir()
+    shutil.copy(FIXTURES / "submissions" / "correct" / "melody.ipynb", tmp_path / "subs" / "ada" / "melody.ipynb")
+    long_name = "é" * 124 + "m.ipynb"  # 255 bytes
+    (tmp_path / "subs" / "mallory" / long_name).write_text("not a notebook")
+    grades = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", cell_timeout=20, jobs=1)
+    assert {g.student: g.total for g in grades} == {"ada": 8, "mallory": 0}
+    (record,) = (tmp_path / "out" / "records" / "mallory").glob("*.json")
+    assert json.loads(record.read_text())["notebook"] == long_name and len(record.name.encode()) < 130
+    (feedback,) = (tmp_path / "out" / "feedback" / "mallory").glob("*.md")
+    assert "not a readable notebook" in feedback.read_text()
+
+
+def test_a_broken_copy_in_a_subfolder_does_not_replace_the_grade_on_a_resumed_run(tmp_path):
+    # a backup/melody.ipynb that is not a notebook (or a link) wrote its "unreadable" record over the graded
+    # copy's: on the first run the worker's record came after it, on a resumed run nothing did, and the grade was 0
+    student = tmp_path / "subs" / "ada"
+    (student / "backup").mkdir(parents=True)
+    shutil.copy(FIXTURES / "submissions" / "correct" / "melody.ipynb", student / "melody.ipynb")
+    (student / "backup" / "melody.ipynb").write_text("{")
+    for _ in range(2):  # the second run resumes
+        (grade,) = autograde.autograde(tmp_path / "subs", SOURCE.parent, tmp_path / "out", cell_timeout=20, jobs=1)
+        assert (grade.status, grade.total) == ("graded", 8)
+        assert grade.problems == ["ada/backup/melody.ipynb is a second copy of melody.ipynb; not graded"]

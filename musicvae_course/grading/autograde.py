@@ -97,8 +97,19 @@ def record_of(grade: NotebookGrade, submission_sha: str, source_sha: str, soluti
     }
 
 
+def _file_stem(notebook: str) -> str:
+    """The stem of a notebook's record and feedback files. A submitted name may take all of a file system's 255
+    bytes: with ``.json`` and atomic_write's ``.<name>.<random>.tmp`` it did not fit (ENAMETOOLONG stopped the run
+    for the class), so a long one is cut to 100 bytes and told apart by a hash of the whole."""
+    stem = Path(notebook).stem
+    raw = stem.encode("utf-8", "surrogateescape")
+    if len(raw) <= 100:
+        return stem
+    return raw[:100].decode("utf-8", "surrogateescape") + "-" + hashlib.sha256(raw).hexdigest()[:16]
+
+
 def _record_path(out_dir: Path, student: str, notebook: str) -> Path:
-    return out_dir / "records" / student / (Path(notebook).stem + ".json")
+    return out_dir / "records" / student / (_file_stem(notebook) + ".json")
 
 
 def write_record(out_dir: Path, record: dict) -> None:
@@ -106,7 +117,7 @@ def write_record(out_dir: Path, record: dict) -> None:
     path = _record_path(out_dir, record["student"], record["notebook"])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(record, indent=1))
-    feedback = out_dir / "feedback" / record["student"] / (Path(record["notebook"]).stem + ".md")
+    feedback = out_dir / "feedback" / record["student"] / (_file_stem(record["notebook"]) + ".md")
     feedback.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(feedback, reports.feedback_text(reports.grade_from_record(record)))
 
@@ -239,6 +250,11 @@ def autograde(
         (out_dir / "records" / name).mkdir(parents=True, exist_ok=True)  # a student without notebooks counts too
         done, notes = set(), {}  # notes: source name -> second copies, named in the graded copy's feedback
         for path in files:
+            if path.name in done:  # a broken copy (in backup/) would write its error over the graded copy's record
+                why = f"{path.relative_to(submissions_dir)} is a second copy of {path.name}; not graded"
+                log(why)
+                notes.setdefault(path.name, []).append(why)
+                continue
             if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_NOTEBOOK_BYTES:
                 # a link is read with the grader's rights (to the instructor's notebook, say); a pipe would never
                 # end, a folder named *.ipynb not read at all

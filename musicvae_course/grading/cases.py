@@ -104,6 +104,10 @@ DYNAMIC_NOTE = " (a dynamic lookup)"
 # ...of which these can also bind names: a cell using them may define any answer, so every question checks it
 REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
 REBINDING |= {"__globals__", "setattr", "delattr", "modules"}
+#: The check parses, unparses and walks each cell once per question that forbids something, in the grader's process
+#: (about 14 s and 0.6 GB per MB of code): a notebook's 60 MB of ``x = 1`` lines took a worker minutes and gigabytes
+#: per question. An answer is a few kB; code over this, all cells together, counts as a use that can hide a call.
+MAX_CHECKED_CHARS = 512 * 1024
 
 
 def runnable_source(source: str) -> str:
@@ -232,6 +236,9 @@ def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other
     ignored; a cell that does not parse is skipped (a solution cell that does not parse fails anyway).
     """
     forbidden = set(forbidden or ())
+    size = sum(len(source) for source in list(solution_sources) + list(other_sources))
+    if size > MAX_CHECKED_CHARS:
+        return [f"{size:,} characters of code, too many to check (limit {MAX_CHECKED_CHARS:,}){DYNAMIC_NOTE}"]
     cells = []  # (tree, reads, binds, dynamic uses, whether they can bind names)
     for source in list(solution_sources) + list(other_sources):
         tree, text = cell_tree(source)

@@ -16,6 +16,9 @@ import builtins
 import io
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -32,6 +35,44 @@ class KernelLost(RuntimeError):
 
 class CallTimeout(RuntimeError):
     """A call into the kernel ran past the question's time limit and was interrupted."""
+
+
+class GraderTimeout(BaseException):
+    """The question's tests ran in the grader's process a whole budget past their deadline: a loop or a parse sized
+    by what the student's code returned (``range(n)``, MIDI bytes its file holds). A BaseException, so that the
+    tests' or a library's ``except Exception`` does not swallow it."""
+
+
+class _Clock:
+    """SIGALRM after ``seconds``; it raises GraderTimeout only while ``armed`` (inside a case's statements), and
+    when it comes between them the next arming raises. Without a main thread (or SIGALRM), or with another timer of
+    the process's pending (which it would cancel), there is no limit."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.armed, self.expired, self.installed, self.previous = seconds, False, False, False, None
+
+    def _ring(self, signum, frame):
+        self.expired = True
+        if self.armed:
+            raise GraderTimeout()
+
+    def arm(self):
+        self.armed = True
+        if self.expired:
+            raise GraderTimeout()
+
+    def __enter__(self):
+        main = threading.current_thread() is threading.main_thread()
+        if main and hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            self.previous, self.installed = signal.signal(signal.SIGALRM, self._ring), True
+            signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 0.001))
+        return self
+
+    def __exit__(self, *exc):
+        self.armed = False
+        if self.installed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if self.previous is None else self.previous)
 
 
 class NotPlainData(RuntimeError):
@@ -112,11 +153,19 @@ class GraderSpace:
                 self.refs[id(value)] = name
             if protect.protectable(value):
                 self.snapshots[name] = protect.snapshot(value)
+        torch = sys.modules.get("torch")  # the given cells' grad mode and default dtype (torch's own, unloaded)
+        self.torch_modes = (torch.is_grad_enabled(), torch.get_default_dtype()) if torch is not None else None
 
     def restore(self):
-        """Undo what tests did to protected objects (models) so the next question sees them pristine."""
+        """Undo what tests did to protected objects (models) and to torch's grad mode and default dtype (a test's
+        ``torch.set_grad_enabled(False)`` before an assert that a wrong answer failed: off for later students)."""
         for name, snap in self.snapshots.items():
             protect.restore(self.namespace[name], snap)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            grad, dtype = self.torch_modes or (True, torch.float32)
+            torch.set_grad_enabled(grad)
+            torch.set_default_dtype(dtype)
 
 
 class KernelLink:
@@ -282,6 +331,8 @@ def _failure_text(exc: BaseException, case: Case, unusable: dict, test_bound=fro
         return f"{exc} {where}: define it in your notebook (did its cell run without errors?)"
     if isinstance(exc, (CallTimeout, NotPlainData)):
         return f"{exc} {where}"
+    if isinstance(exc, GraderTimeout):
+        return f"the tests ran past their time limit on what your functions returned {where}"
     return f"the tests raised {type(exc).__name__}: {exc} {where}"
 
 
@@ -342,20 +393,25 @@ def run_question(
                 unusable[name] = f"{name} is not defined in your notebook (did its cell run without errors?)"
     except (NotPlainData, CallTimeout) as exc:
         lost = exc
-    with working_directory(space.workdir), quiet():
+    # kernel calls end at the deadline; the grader's own work on what came back gets one more budget (see GraderTimeout)
+    with working_directory(space.workdir), quiet(), _Clock(deadline + budget - time.monotonic()) as clock:
         for case in cases:
             if lost is not None:
                 passed.append(False)
                 messages.append(_failure_message(lost, case, unusable))
                 continue
             try:
-                for statement in case.statements:
-                    code = compile(statement.code, f"<tests of {question_id}>", "exec", dont_inherit=True)
-                    exec(code, namespace)
+                try:
+                    clock.arm()
+                    for statement in case.statements:
+                        code = compile(statement.code, f"<tests of {question_id}>", "exec", dont_inherit=True)
+                        exec(code, namespace)
+                finally:
+                    clock.armed = False
             except KernelLost:
                 space.restore()
                 raise
-            except CallTimeout as exc:
+            except (CallTimeout, GraderTimeout) as exc:
                 lost = exc
                 passed.append(False)
                 messages.append(_failure_message(exc, case, unusable, test_bound))
@@ -372,7 +428,7 @@ def run_question(
     status = (
         "passed"
         if all(passed)
-        else ("timeout" if isinstance(lost, CallTimeout) else ("partial" if total else "failed"))
+        else ("timeout" if isinstance(lost, (CallTimeout, GraderTimeout)) else ("partial" if total else "failed"))
     )
     detail = "; ".join(m for m in messages if m)
     return QuestionResult(question_id, total, question.points, status, detail, results)
