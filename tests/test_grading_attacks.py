@@ -243,16 +243,22 @@ def test_forbidden_functions_reached_another_way_and_edited_given_helpers_earn_n
     assert by_question["q4"].detail == "case main (the tests before the first CASE line): sorts a tuple"
 
 
+def _one_question(path: Path, answer: str, tests: str, points: int = 1) -> Path:
+    """A source notebook at ``path`` with one question: its solution cell ``answer`` and test cell ``tests``."""
+    cells = [
+        _graded(new_code_cell(answer), "q1_solution", solution=True),
+        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=points),
+    ]
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
 def test_a_function_that_raises_stop_iteration_cannot_end_the_tests_map_early(tmp_path):
     # raised grader-side as itself, a StopIteration ends map() quietly: all(map(is_even, ...)) is True, any() False
     assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
     answer = "def is_even(n):\n    ### BEGIN SOLUTION\n    return n % 2 == 0\n    ### END SOLUTION"
     tests = "assert all(map(is_even, [2, 4])) and not any(map(is_even, [1, 3])), 'evens and odds'"
-    cells = [
-        _graded(new_code_cell(answer), "q1_solution", solution=True),
-        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=1),
-    ]
-    nbformat.write(new_notebook(cells=cells), tmp_path / "evens.ipynb")
+    _one_question(tmp_path / "evens.ipynb", answer, tests)
     with GradingSession(tmp_path / "evens.ipynb", sandbox="bwrap", cell_timeout=20) as session:
         stopped = session.grade_question("q1", {"q1_solution": "def is_even(n):\n    raise StopIteration"})
         honest = session.grade_question("q1")
@@ -283,11 +289,7 @@ def test_grader_side_tests_do_not_run_in_the_kernels_folder(tmp_path, monkeypatc
         "try:\n    import mvc_probe_module\nexcept ImportError:\n    pass\n"
         "assert double(2) == 4, 'doubles'"
     )
-    cells = [
-        _graded(new_code_cell(answer), "q1_solution", solution=True),
-        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=1),
-    ]
-    nbformat.write(new_notebook(cells=cells), tmp_path / "double.ipynb")
+    _one_question(tmp_path / "double.ipynb", answer, tests)
     module = f"open({str(pwned)!r}, 'w').write('the grader ran me')"
     hostile = (
         "import os\n"
@@ -313,11 +315,7 @@ def test_a_returned_value_that_makes_the_tests_loop_costs_a_time_limit_not_the_r
         "# CASE count: four voices\nheard = 0\nfor _ in range(voices()):\n    heard += 1\n"
         "assert heard == 4, f'expected 4 voices, got {heard}'\n# CASE type: an int\nassert type(voices()) is int"
     )
-    cells = [
-        _graded(new_code_cell(answer), "q1_solution", solution=True),
-        _graded(new_code_cell(tests), "q1", grade=True, locked=True, points=2),
-    ]
-    nbformat.write(new_notebook(cells=cells), tmp_path / "voices.ipynb")
+    _one_question(tmp_path / "voices.ipynb", answer, tests, points=2)
     with GradingSession(tmp_path / "voices.ipynb", sandbox="bwrap", cell_timeout=2) as session:
         looping = session.grade_question("q1", {"q1_solution": "def voices():\n    return 10**15"})
         honest = session.grade_question("q1")
