@@ -2,7 +2,8 @@
 """Write docs/exercise_mistakes.md: each exercise's plausible wrong attempts and what the checks say about them.
 
 The table is generated from the mutation suite's fixtures, ``tests/fixtures/exercises/<notebook>/<question>/*.py``
-(each the solution cell of a wrong attempt, headed by ``# mistake: ...`` and ``# loses: <case ids>``; honest answers
+(each what a student wrote in the solution cell of a wrong attempt, the question's given helpers left out: they are
+appended as the notebook has them; headed by ``# mistake: ...`` and ``# loses: <case ids>``; honest answers
 written another way under ``<question>/honest/``, headed by ``# honest: ...``), and from the
 notebooks' test cells (the requirement text of each ``# CASE`` line, the points and weights). tests/test_exercises.py
 grades every fixture and checks that it fails exactly the cases it names, and that this file is up to date, so the
@@ -15,6 +16,8 @@ table cannot drift from what the checks say::
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import json
 import re
 import sys
@@ -45,6 +48,32 @@ class Attempt:
         return f"{self.notebook[:2]}-{self.question}-{self.name}"
 
 
+@functools.cache
+def given_helpers(notebook: str) -> dict[str, dict[str, str]]:
+    """``{question: {function name: source}}``: the functions each question's solution cell gives as is ("Given, do
+    not change", e.g. ``latent_gradients``), as the notebook holds them."""
+    from musicvae_course.grading.source import load_source
+
+    found = {}
+    for question, text in load_source(NOTEBOOKS / f"{notebook}.ipynb").given_helpers.items():
+        lines = text.split("\n")
+        found[question] = {
+            node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            for node in ast.parse(text).body
+            if isinstance(node, ast.FunctionDef)
+        }
+    return found
+
+
+def whole_cell(text: str, notebook: str, question: str) -> str:
+    """A fixture's text as the student's cell holds it: the fixture is what the student wrote, and the question's
+    given helpers it does not define itself follow it as in the notebook (the grader runs the instructor's again
+    before the tests in any case), so adding a helper to a question does not mean editing every fixture."""
+    defined = set(re.findall(r"^def (\w+)\(", text, flags=re.M))
+    missing = [source for name, source in given_helpers(notebook).get(question, {}).items() if name not in defined]
+    return text.rstrip("\n") + "".join(f"\n\n\n{source}" for source in missing) + "\n"
+
+
 def read_mistake(path: Path) -> Attempt:
     """Parse one fixture; ValueError naming the file when a header line is missing."""
     text = path.read_text(encoding="utf-8")
@@ -63,7 +92,7 @@ def read_mistake(path: Path) -> Attempt:
         name=path.stem,
         description=header["mistake"],
         loses=header["loses"].split(),
-        solutions={header.get("solution", f"{question}_solution"): text},
+        solutions={header.get("solution", f"{question}_solution"): whole_cell(text, path.parent.parent.name, question)},
     )
 
 
@@ -90,7 +119,7 @@ def read_honest(fixtures: Path = FIXTURES) -> list[Attempt]:
                 path.stem,
                 match.group(1).strip(),
                 [],
-                {f"{question}_solution": text},
+                {f"{question}_solution": whole_cell(text, path.parent.parent.parent.name, question)},
             )
         )
     return found

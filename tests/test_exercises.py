@@ -1,7 +1,8 @@
 """The exercises measure learning: each reference solution gets full marks, each plausible wrong attempt loses points.
 
-The wrong attempts live in ``tests/fixtures/exercises/<notebook>/<question>/<name>.py``: the whole solution cell as
-a student might write it, headed by ``# mistake: <what is wrong>`` and ``# loses: <case ids>`` (or ``forbidden``).
+The wrong attempts live in ``tests/fixtures/exercises/<notebook>/<question>/<name>.py``: the solution cell as a
+student might write it, headed by ``# mistake: <what is wrong>`` and ``# loses: <case ids>`` (or ``forbidden``); the
+question's given helpers ("Given, do not change") are appended as the notebook has them unless the file has its own.
 Each is graded through the grader's ``GradingSession.grade_question`` (one sandboxed kernel per notebook, many
 questions; ``EXERCISES_GRADER=standin`` uses the in-process stand-in of tests/fixtures/exercises/) and
 must fail exactly the cases it names, so docs/exercise_mistakes.md, generated from these headers by
