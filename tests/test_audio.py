@@ -197,3 +197,55 @@ def test_note_events_lost_counts_repeats_unisons_and_grace_notes(tmp_path):
     loss = audio.note_events_lost(pm)
     assert loss == audio.NoteLoss(8, 4, 4, repeated=1, unisons=1, grace=1, out_of_range=1, drums=0)
     assert audio.file_tempo(_file(tmp_path, [(60, 0, 4, 80)])) == pytest.approx(120.0)
+
+
+def _days_long_midi(path):
+    """43 bytes: one note of 20,000 quarter notes at 16 s a quarter (3.7 days)."""
+    import mido
+
+    midi = mido.MidiFile(ticks_per_beat=1)
+    track = mido.MidiTrack(
+        [
+            mido.MetaMessage("set_tempo", tempo=16_000_000, time=0),
+            mido.Message("note_on", note=69, velocity=80, time=0),
+            mido.Message("note_off", note=69, velocity=0, time=20_000),
+        ]
+    )
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+@pytest.mark.parametrize("backend", audio.available_backends())
+def test_a_long_file_plays_its_first_max_seconds_with_a_warning(tmp_path, monkeypatch, backend):
+    monkeypatch.setattr(audio, "MAX_SECONDS", 3.0)  # the default (10 minutes) would be slow to check here
+    path = _days_long_midi(tmp_path / "long.mid")
+    with pytest.warns(RuntimeWarning, match=r"long\.mid.* lasts 320,000 s; only its first 3 s"):
+        waveform, rate = audio.synthesize(path, sample_rate=RATE, instrument=backend)
+    assert len(waveform) == _expected_samples(3.0)
+    assert np.abs(waveform[: 2 * RATE]).max() > 0.5  # the note sounds up to the cut
+
+
+def test_a_43_byte_file_lasting_days_renders_in_bounded_memory(tmp_path):
+    """Before MAX_SECONDS this file asked numpy for 52.6 GB; now it renders 10 minutes under a 4 GB cap."""
+    import subprocess
+    import sys
+
+    path = _days_long_midi(tmp_path / "long.mid")
+    assert path.stat().st_size < 100
+    code = (
+        "import resource, sys, warnings\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from musicvae_course.ui import audio\n"
+        "warnings.simplefilter('ignore')\n"
+        "waveform, rate = audio.synthesize(sys.argv[1], instrument='sine')\n"
+        "print(len(waveform) / rate)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout) == pytest.approx(audio.MAX_SECONDS + audio.RELEASE_SECONDS)
+
+
+def test_sample_rate_beyond_audio_hardware_is_refused():
+    with pytest.raises(ValueError, match="sample_rate must be an integer from 1000 to 192000 Hz"):
+        audio.render(_roll(), sample_rate=10**11)

@@ -41,6 +41,10 @@ RELEASE_SECONDS = 0.5  #: silence/decay kept after the last note ends
 PEAK_LEVEL = 0.9  #: peak amplitude of a normalised clip (about -1 dBFS)
 FADE_SECONDS = 0.02  #: fade at the very end, so a cut-off decay does not click
 BACKENDS = ("tinysoundfont", "fluidsynth", "sine")  #: in the order "auto" tries them
+#: longest clip rendered, seconds (10 minutes: about 100 MB while rendering). A 43-byte MIDI file
+#: can last days (one note under a slow tempo) and asked for 52 GB; longer input plays its start.
+MAX_SECONDS = 600.0
+MAX_SAMPLE_RATE = 192_000  #: Hz; the highest rate audio interfaces use
 
 
 class Rendering(NamedTuple):
@@ -115,6 +119,32 @@ def _as_midi(roll_or_midi, bpm: float, threshold: float, program: int):
     midi = pianoroll_to_midi(roll, threshold=threshold, bpm=bpm, program=program)
     # The roll's own length counts, trailing silence included.
     return midi, roll.shape[1] * 60.0 / bpm / STEPS_PER_BEAT
+
+
+def _describe(roll_or_midi) -> str:
+    if isinstance(roll_or_midi, (str, os.PathLike)):
+        return repr(os.fspath(roll_or_midi))  # repr: a name with control characters cannot forge the message
+    return f"the {type(roll_or_midi).__name__}"
+
+
+def _cut(midi, seconds: float):
+    """A copy of ``midi`` with nothing after ``seconds``: notes starting later dropped, the others
+    ended there; later pitch bends and control changes dropped (the renderers size their buffer by
+    the latest event of any kind)."""
+    import pretty_midi
+
+    cut = pretty_midi.PrettyMIDI(resolution=midi.resolution, initial_tempo=120.0)
+    for instrument in midi.instruments:
+        kept = pretty_midi.Instrument(instrument.program, instrument.is_drum, instrument.name)
+        kept.notes = [
+            pretty_midi.Note(n.velocity, n.pitch, n.start, min(n.end, seconds))
+            for n in instrument.notes
+            if n.start < seconds
+        ]
+        kept.pitch_bends = [b for b in instrument.pitch_bends if b.time < seconds]
+        kept.control_changes = [c for c in instrument.control_changes if c.time < seconds]
+        cut.instruments.append(kept)
+    return cut
 
 
 @functools.lru_cache(maxsize=2)
@@ -194,7 +224,8 @@ def render(
         :class:`Rendering`. The waveform lasts the roll's length
         (``T * 60 / bpm / 4`` s, trailing silence included) or the MIDI's end
         time, plus ``RELEASE_SECONDS``; float32, peak ``PEAK_LEVEL`` (all zeros
-        for a roll with no notes: an empty roll is silence, not an error).
+        for a roll with no notes: an empty roll is silence, not an error). Input lasting longer than
+        ``MAX_SECONDS`` (10 minutes) plays its first ``MAX_SECONDS``, with a ``RuntimeWarning``.
 
     Raises:
         ValueError: not a roll/MIDI/path, bad ``bpm`` or ``sample_rate``, or
@@ -203,11 +234,19 @@ def render(
     """
     if bpm <= 0:
         raise ValueError(f"bpm must be positive, got {bpm}")
-    if int(sample_rate) != sample_rate or sample_rate < 1000:
-        raise ValueError(f"sample_rate must be an integer >= 1000 Hz, got {sample_rate}")
+    if int(sample_rate) != sample_rate or not 1000 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be an integer from 1000 to {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
     sample_rate = int(sample_rate)
     backend = backend_in_use(instrument)
     midi, duration = _as_midi(roll_or_midi, bpm, threshold, program)
+    if duration > MAX_SECONDS:
+        warnings.warn(
+            f"{_describe(roll_or_midi)} lasts {duration:,.0f} s; only its first {MAX_SECONDS:.0f} s are rendered "
+            "(audio.MAX_SECONDS)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        midi, duration = _cut(midi, MAX_SECONDS), MAX_SECONDS
     n_samples = int(round((duration + RELEASE_SECONDS) * sample_rate))
     try:
         waveform = _render(midi, backend, n_samples, sample_rate)
