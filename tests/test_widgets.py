@@ -276,6 +276,23 @@ def test_an_uploaded_midi_file_gives_its_first_two_bars_and_a_bad_one_is_named(t
         rolldraw.window_from_upload(({"name": "huge.mid", "content": b"0" * (rolldraw.MAX_UPLOAD_BYTES + 1)},))
 
 
+@pytest.mark.parametrize("name", ["", ".", "..", "a" * 300 + ".mid", "x\x00.mid", "two\nlines.mid"])
+def test_an_upload_reads_whatever_its_name_and_shows_the_name_on_one_line(tmp_path, name):
+    """The upload was written under its own name: "", "." and ".." were folders, 300 bytes too long, a NUL
+    refused by the OS (IsADirectoryError, OSError: not the ValueError the widget shows)."""
+    from musicvae_course.core.pianoroll import pianoroll_to_midi
+    from musicvae_course.ui import rolldraw
+
+    path = tmp_path / "mine.mid"
+    pianoroll_to_midi(_melody(), path=path)
+    shown, window = rolldraw.window_from_upload(({"name": name, "content": path.read_bytes()},))
+    assert (window == _melody()).all()
+    assert shown.isprintable() and shown
+    with pytest.raises(ValueError, match="not a readable MIDI") as error:
+        rolldraw.window_from_upload(({"name": name, "content": b"hello"},))
+    assert str(error.value).isprintable() and str(error.value).startswith(shown)
+
+
 def test_the_download_link_carries_a_midi_file_that_reads_back(tmp_path):
     import base64
     import re

@@ -49,6 +49,7 @@ from ..core.pianoroll import (
     SEGMENT_STEPS,
     pianoroll_to_midi,
 )
+from ..core.safe_files import display_name
 from ..core.seeding import DEFAULT_SEED
 from . import audio, plots, rollview
 from .rolldraw_front import CSS, ESM
@@ -207,10 +208,12 @@ def window_from_upload(value) -> tuple[str, np.ndarray]:
 def _upload_window(value) -> tuple:
     """(name, window, bar lines, beat lines) of an upload: :func:`window_from_upload` and its meter's lines."""
     name, content = _read_upload(value)
+    name = display_name(name) or "the upload"  # the browser's name is text to show: one line, no control characters
     if len(content) > MAX_UPLOAD_BYTES:
         raise ValueError(f"{name}: {len(content):,} bytes; a MIDI file of this kind is far smaller")
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(name).name
+        # a fixed name: the upload's own ("", "..", 300 bytes, a NUL) was a folder or no name at all to the OS
+        path = Path(folder) / "upload.mid"
         path.write_bytes(content)
         try:
             return (name, *_first_window(path))
