@@ -169,6 +169,16 @@ def test_a_batch_draws_a_grid_with_one_panel_per_roll():
         plots.visualize_pianoroll(torch.rand(2, 1, 88, 32), ax=grid.axes[0])
 
 
+def test_a_grid_too_large_to_draw_in_reasonable_time_is_refused_before_drawing(monkeypatch):
+    """256 prior samples drawn as a grid took over 5 minutes (constrained layout); the limit names the fix."""
+    monkeypatch.setattr(plots, "MAX_GRID_PANELS", 3)
+    assert len([ax for ax in plots.visualize_pianoroll(np.zeros((3, 88, 32), bool)).axes if ax.images]) == 3
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"rolls holds 4 rolls; a grid draws at most 3 .*rolls\[:3\]"):
+        plots.visualize_pianoroll(np.zeros((4, 1, 88, 32), bool))
+    assert plt.get_fignums() == before  # refused before a figure was made
+
+
 def test_difference_classes_hits_misses_false_positives():
     original = _roll({60: (0, 4), 62: (0, 2)})
     reconstruction = np.zeros((1, 1, 88, 32), np.float32)

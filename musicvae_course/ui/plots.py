@@ -95,6 +95,9 @@ def _resolve_pitch_range(pitch_range, rolls: np.ndarray, threshold) -> tuple[int
     return low, high
 
 
+#: most panels one grid draws: matplotlib's constrained layout grows faster than the panels (16 panels
+#: 3 s, 64 panels 12 s, 256 over 5 minutes here), and a notebook cell would hang on model.sample(256)
+MAX_GRID_PANELS = 64
 _MAX_NAMED_PITCHES = 24  # more sounding pitches than this: name the Cs and the outer notes only
 
 
@@ -363,7 +366,7 @@ def plot_pianoroll_grid(
 
     Args:
         rolls: ``(B, 1, 88, T)``, ``(B, 88, T)``, a single roll, or a list of
-            ``(88, T)`` rolls of equal ``T``.
+            ``(88, T)`` rolls of equal ``T``; ``B <= MAX_GRID_PANELS`` (64).
         ncols: columns of the grid (fewer if ``B`` is smaller).
         titles: ``B`` strings, or ``None`` for ``#0, #1, ...``.
         threshold, bars, cmap: as in :func:`visualize_pianoroll`.
@@ -383,6 +386,11 @@ def plot_pianoroll_grid(
         rolls = np.stack([single_roll(r, f"rolls[{i}]") for i, r in enumerate(rolls)])
     batch, _ = as_roll_batch(rolls, "rolls")
     n = batch.shape[0]
+    if n > MAX_GRID_PANELS:
+        raise ValueError(
+            f"rolls holds {n} rolls; a grid draws at most {MAX_GRID_PANELS} (plots.MAX_GRID_PANELS): "
+            f"pass a slice, e.g. rolls[:{min(16, MAX_GRID_PANELS)}]"
+        )
     if titles is None:
         titles = [f"#{i}" for i in range(n)]
     if len(titles) != n:
