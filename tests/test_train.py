@@ -177,6 +177,8 @@ def test_cpu_threads_helper():
         torch.set_num_threads(previous)
     with pytest.raises(ValueError):
         devices.set_cpu_threads(0)
+    with pytest.raises(ValueError, match=f"threads must be from 1 to {devices.usable_cpus()}"):
+        devices.set_cpu_threads(100_000)  # OpenMP's threads crashed the process
 
 
 def test_two_processes_with_ddp_end_with_identical_weights(tmp_path):

@@ -64,6 +64,7 @@ def test_every_setting_says_what_it_means_and_is_in_the_generated_documentation(
         ("beta_max", math.inf),
         ("lr_factor", 1.0),
         ("threads", 0),
+        ("threads", 10**5),
         ("time_budget_s", 0),
         ("checkpoint_every_s", -1),
         ("precision", "fp16"),
@@ -175,8 +176,10 @@ def test_every_setting_is_a_flag_of_the_command_with_its_meaning_as_help():
         (["--lr", "0"], "lr must be > 0"),
         (["--grad-clip", "0"], "grad_clip must be > 0 (or None to turn it off)"),
         (["--max-samples", "0"], "max_samples must be >= 1"),
-        (["--split", "0.5", "0.6", "0.1"], "--split"),
+        (["--split", "0.5", "0.6", "0.1"], "--split 0.5 0.6 0.1: fractions must be >= 0 and sum to 1; got 0.5 0.6 0.1"),
         (["--latent-dim", "0"], "--latent-dim"),
+        (["--latent-dim", "100000000"], "--latent-dim: latent_dim must be a whole number in 1..8192"),
+        (["--threads", "100000"], "--threads: threads must be at most"),  # was a segmentation fault
     ],
 )
 def test_command_line_user_errors_print_one_line_and_exit_2(tmp_path, capsys, extra, said):

@@ -32,6 +32,13 @@ def choose_device(device: DeviceLike = None, local_rank: int = 0) -> torch.devic
     return device
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_cpu_threads(processes: int = 1) -> int:
     """``min(physical cores, 4)`` shared among ``processes``, at least 1.
 
@@ -45,7 +52,7 @@ def default_cpu_threads(processes: int = 1) -> int:
     except ImportError:  # psutil is optional; fall back to the CPUs this process may use
         cores = None
     if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = usable_cpus()
     return max(1, min(cores or 1, MAX_DEFAULT_THREADS) // max(1, processes))
 
 
@@ -55,7 +62,7 @@ def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:
     This is process-wide (``torch.set_num_threads``); ``fit`` calls it when training on CPU.
     """
     threads = default_cpu_threads(processes) if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    if not 1 <= threads <= usable_cpus():  # 100,000 OpenMP threads crashed the process (segmentation fault)
+        raise ValueError(f"threads must be from 1 to {usable_cpus()} (the CPUs this process may use), got {threads}")
     torch.set_num_threads(threads)
     return threads

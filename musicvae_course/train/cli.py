@@ -122,9 +122,10 @@ def _model_and_init(args, last: Path):
         return model_from_checkpoint(load_checkpoint(last), str(last))[0], init
     if init is not None:  # the same variant (latent size, decoder BatchNorm or not) as the weights to tune
         return MusicVAE(latent_dim=init.latent_dim, decoder_batchnorm=init.decoder_batchnorm), init
-    if args.latent_dim < 1:
-        raise SettingError(f"--latent-dim must be >= 1; got {args.latent_dim}")
-    return MusicVAE(latent_dim=args.latent_dim), None
+    try:
+        return MusicVAE(latent_dim=args.latent_dim), None
+    except ValueError as err:  # the model's own bounds (1..MAX_LATENT_DIM): a traceback for 10**8 before
+        raise SettingError(f"--latent-dim: {err}") from None
 
 
 def _data(args):
@@ -143,7 +144,8 @@ def _data(args):
     try:
         return split_by_file(dataset, fractions=tuple(args.split), seed=args.seed)
     except ValueError as err:
-        raise SettingError(f"--split {' '.join(map(str, args.split))}: {err}") from None
+        said = " ".join(f"{fraction:g}" for fraction in args.split)
+        raise SettingError(f"--split {said}: {str(err).split(', got')[0]}; got {said}") from None
 
 
 def _train(args) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.devices import usable_cpus
 from ..core.seeding import DEFAULT_SEED
 
 __all__ = [
@@ -58,7 +59,8 @@ def _setting(default, meaning: str, *, unit: str = "", kind: type | str = int, r
     """A dataclass field whose metadata says what the setting means and which values it takes.
 
     ``kind``: int, float, bool, str, "path", "device" or "any". ``rule``: one of ">= N", "> N",
-    "(0, 1)" (open interval) or "" (no rule beyond the kind). ``extra``: ``optional`` (None allowed),
+    "(0, 1)" (open interval) or "" (no rule beyond the kind). ``extra``: ``optional`` (None allowed), ``most``
+    (a function giving the largest value this machine allows),
     ``choices``, ``recipe`` (a resumed run must keep it), ``scratch``/``fine_tune`` (what None resolves
     to), ``flags`` (command-line spellings, first one shown), ``cli_required`` (the command needs it) and
     ``cli`` (False: not a flag).
@@ -157,6 +159,7 @@ class TrainConfig:
         "CPU threads per process; None: devices.default_cpu_threads(); ignored on GPU",
         rule=">= 1",
         optional=True,
+        most=usable_cpus,
     )
     precision: str = _setting(
         "auto", "auto (bf16 autocast on CUDA, fp32 elsewhere), bf16 or fp32", kind=str, choices=PRECISIONS
@@ -269,6 +272,8 @@ def _checked(spec, value):
             raise SettingError(f"{name} must be a device name such as 'cpu' or 'cuda:0', got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         raise SettingError(f"{name} must be one of {', '.join(map(repr, meta['choices']))}; got {value!r}")
+    if "most" in meta and value > meta["most"]():  # a bound of this machine, read when the setting is checked
+        raise SettingError(f"{name} must be at most {meta['most']()} on this machine; got {value!r}")
     rule = meta["rule"]
     if rule and not _obeys(value, rule):
         off = " (or None to turn it off)" if meta.get("optional") and spec.default is not None else ""
