@@ -96,6 +96,23 @@ def test_sample_uses_generator_and_temperature(model):
     assert torch.allclose(c, model.decode(torch.zeros(1, 256)).expand(3, -1, -1, -1))
 
 
+def test_many_samples_are_decoded_a_chunk_at_a_time_with_the_same_values(model, monkeypatch):
+    """16,384 samples in one decoder pass peaked at 5.4 GB; MAX_SAMPLES (65,536) would have taken about 21 GB."""
+    from musicvae_course.core import model as model_module
+
+    model.eval()
+    whole = model.sample(5, generator=torch.Generator().manual_seed(7))
+    monkeypatch.setattr(model_module, "SAMPLE_CHUNK", 2)
+    batches = []
+    hook = model.decoder_input.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
+    try:
+        chunked = model.sample(5, generator=torch.Generator().manual_seed(7))
+    finally:
+        hook.remove()
+    assert batches == [2, 2, 1]
+    assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=1e-6)
+
+
 def test_interpolation_endpoints_and_slerp_norm():
     z1, z2 = torch.randn(256), torch.randn(256)
     for method in ("linear", "slerp"):

@@ -19,7 +19,9 @@ ENCODED_SHAPE = (256, 5, 2)  #: encoder output per example: channels, pitch, tim
 # log_var is clamped to this range before exp(): on early or random batches at
 # lr 1e-3 it can spike, exp() overflows and clipped gradients become NaN.
 LOG_VAR_RANGE = (-12.0, 8.0)
-MAX_SAMPLES = 1 << 16  #: most prior samples one ``sample`` call decodes (11 MB of output each 4,096)
+MAX_SAMPLES = 1 << 16  #: most prior samples one ``sample`` call decodes (46 MB of float32 output each 4,096)
+#: prior samples decoded at a time: 16,384 in one pass peaked at 5.4 GB, MAX_SAMPLES would have needed about 21 GB
+SAMPLE_CHUNK = 4096
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -193,7 +195,15 @@ class MusicVAE(nn.Module):
         z = torch.randn(
             n, self.latent_dim, generator=generator, device=generator.device if generator is not None else device
         )
-        return self.decode(z.to(device) * temperature)
+        z = z.to(device) * temperature
+        first = self.decode(z[:SAMPLE_CHUNK])
+        if n <= SAMPLE_CHUNK:
+            return first
+        out = first.new_empty((n, *first.shape[1:]))
+        out[:SAMPLE_CHUNK] = first
+        for start in range(SAMPLE_CHUNK, n, SAMPLE_CHUNK):  # in eval mode each sample decodes alone: same values
+            out[start : start + SAMPLE_CHUNK] = self.decode(z[start : start + SAMPLE_CHUNK])
+        return out
 
     @torch.no_grad()
     def interpolate(self, z1: torch.Tensor, z2: torch.Tensor, steps: int = 8, method: str = "linear") -> torch.Tensor:
