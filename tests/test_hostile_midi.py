@@ -350,3 +350,31 @@ def test_an_event_longer_than_the_reference_reads_is_refused_alike_by_both_reade
     under = b"\x00" + kind + vlq(1000) + b"\x01" * 1000
     rolls = [read(smf(under + NOTE + END)) for read in READERS]
     assert rolls[0].shape == (88, 4) and np.array_equal(rolls[0], rolls[1])
+
+
+def test_a_data_byte_in_the_running_status_of_a_real_time_byte_is_refused_by_both_readers():
+    # active sensing (0xFE) recorded between a note-on and its running-status note-off: mido refuses the file
+    # ("wrong number of bytes for active_sensing message"); the fast reader stepped back a byte and said "no notes"
+    body = b"\x00\x90\x3c\x64\x00\xfe\x83\x60\x3c\x00" + END
+    for read in READERS:
+        with pytest.raises(MidiSkip, match="corrupt"):
+            read(smf(body))
+    alone = b"\x00\xfe\x00\xf8" + NOTE + b"\x00\xfc" + NOTE + END  # with a status byte after each: read alike
+    rolls = [read(smf(alone)) for read in READERS]
+    assert rolls[0].shape == (88, 8) and np.array_equal(rolls[0], rolls[1])
+
+
+def test_a_track_longer_than_the_file_is_refused_in_the_same_words_by_both_readers(tmp_path):
+    # a writer that counted its last track's length wrong: the reference's reason was mido's "EOFError: ", nothing more
+    body = NOTE + END
+    data = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk" + (len(body) + 10).to_bytes(4, "big") + body
+    reasons = []
+    for read in READERS:
+        with pytest.raises(MidiSkip) as refused:
+            read(data)
+        reasons.append(str(refused.value))
+    assert reasons[0] == reasons[1] == f"truncated MIDI: track 0 declares {len(body) + 10} bytes, {len(body)} left"
+    path = tmp_path / "long_track.mid"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"long_track\.mid: .*track 0 declares"):
+        midi_to_pianoroll(path)

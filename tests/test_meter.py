@@ -203,6 +203,16 @@ def test_a_time_signature_far_past_the_last_note_adds_no_bars(tmp_path):
     assert grid.downbeats == [0, 12, 24] and grid.end == 30
 
 
+def test_a_note_shorter_than_a_step_on_a_downbeat_has_its_bar_as_in_the_roll(tmp_path):
+    # a 1-tick note at step 16 sounds for one step (a roll of 17): the meter ended at the note's end rounded (16),
+    # so the bar the note starts had no line; a note of no length adds no step to either
+    pm = make_midi([(4, 4, 0)], 16)
+    pm.instruments[0].notes.append(pretty_midi.Note(80, 72, pm.tick_to_time(1920), pm.tick_to_time(1921)))
+    pm.instruments[0].notes.append(pretty_midi.Note(80, 74, pm.tick_to_time(2400), pm.tick_to_time(2400)))
+    roll, grid, unbarred = roll_and_meter(reread(pm, tmp_path))
+    assert roll.shape == (88, 17) and grid.end == 17 and grid.downbeats == [0, 16] and unbarred is None
+
+
 def test_grids_are_bounded_by_the_end_and_the_longest_roll():
     longer_than_the_piece = meter_grid("4/4", 32, pickup_steps=100_000)  # its beats were counted from step 99,996
     assert longer_than_the_piece.beats == list(range(0, 32, 4)) and longer_than_the_piece.downbeats == []

@@ -9,13 +9,15 @@ with the pickup LilyPond and abc2midi write under the full time signature given 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from musicvae_course.core.meter import meter, time_signatures
+from musicvae_course.core.meter import meter, numbered_downbeats, time_signatures
 from musicvae_course.core.midi_fast import midi_to_pianoroll_fast, read_pianoroll, read_pianoroll_reference
 from musicvae_course.core.pianoroll import LOWEST_PITCH, midi_to_pianoroll
 
@@ -28,6 +30,7 @@ SCORES = {
     "ly_artic_trill": (2, [("3/8", 0)], [2, 8, 14, 20, 26], 33),  # \articulate: trill, arpeggio, staccato
     "ly_change": (0, [("4/4", 0), ("3/4", 32), ("6/8", 56), ("2/4", 80)], [0, 16, 32, 44, 56, 68, 80, 88], 96),
     "ly_grace_tuplet_tempo": (0, [("4/4", 0)], [0, 16, 32, 48], 64),  # the start's grace shifts all by 21 ticks
+    "ly_pickup78_changes": (4, [("7/8", 0), ("5/4", 18), ("2/2", 38), ("3/8", 54)], [4, 18, 38, 54, 60], 66),
     "ly_waltz34": (0, [("3/4", 0)], [0, 12, 24, 36], 48),  # two staves, chords, a tie
     "ly_staves3": (0, [("2/2", 0)], [0, 16], 32),  # flute, violin and a DrumStaff (channel 10)
     "ly_multi_score": (0, [("12/8", 0), ("2/1", 48)], [0, 24, 48], 80),
@@ -82,6 +85,15 @@ def test_the_meter_is_the_scores(name):
     assert all(step < steps for step in grid.downbeats)
 
 
+def test_bars_are_numbered_from_the_pickup_given_whatever_bar_follows_the_first():
+    # \partial 4 before 7/8, then 5/4: the first downbeat (step 4) is bar 1; it was taken for a pickup (a 14-step
+    # bar before a 20-step one) and the piece numbered from the 5/4 bar
+    grid = meter(FOLDER / "ly_pickup78_changes.mid", 4)
+    assert numbered_downbeats(grid) == grid.downbeats == [4, 18, 38, 54, 60]
+    marked = meter(FOLDER / "ms_jig.mid")  # a pickup marked by a short bar (1/8 before 6/8) is still no bar
+    assert numbered_downbeats(marked)[:3] == [2, 14, 26]
+
+
 def test_running_status_compressed_or_expanded_and_note_on_0_as_note_off_read_alike():
     compressed, expanded = (FOLDER / f"{name}_restrike_overlap.mid" for name in ("csv", "csvx"))
     assert compressed.stat().st_size < expanded.stat().st_size  # csvmidi did compress the running status
@@ -97,6 +109,41 @@ def test_the_drums_of_a_format_0_file_are_left_out_and_its_channels_kept():
     roll = read_pianoroll(FOLDER / "csv_format0_channels.mid")
     rows = sorted({LOWEST_PITCH + row for row in roll.nonzero()[0]})
     assert rows == [41, 48, 64, 65, 72, 74, 76, 77]  # bass drum (36) and snare (38) on channel 10 are not notes
+
+
+# tool: (its texts, {checked-in file: its text, where the names differ}, commands run in a folder of the texts)
+TOOLS = {
+    "lilypond": ("ly_*.ly", {}, lambda texts: [["lilypond", "-s", *texts]]),
+    "abc2midi": ("abc_*.abc", {}, lambda texts: [["abc2midi", t, "-o", f"{t[:-4]}.mid", "-silent"] for t in texts]),
+    "csvmidi": (
+        "csv_*.csv",
+        {"csvx_restrike_overlap": "csv_restrike_overlap"},
+        lambda texts: (
+            [["csvmidi", "-z", t, f"{t[:-4]}.mid"] for t in texts]
+            + [["csvmidi", "-x", "csv_restrike_overlap.csv", "csvx_restrike_overlap.mid"]]
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_the_files_are_made_again_alike_by_their_tools_where_installed(tool, tmp_path):
+    pattern, extra, commands = TOOLS[tool]
+    texts = sorted(path.name for path in FOLDER.glob(pattern))
+    prefix = pattern.split("*")[0]
+    made = sorted(name for name in SCORES if name.startswith(prefix) or name in extra)
+    sources = [extra.get(name, name) for name in made]  # every checked-in file has its text here
+    assert made and all(any(source.startswith(Path(text).stem) for text in texts) for source in sources)
+    if shutil.which(tool) is None:  # the checked-in files are read by the tests above; nothing to make them again
+        return
+    for text in texts:
+        shutil.copy(FOLDER / text, tmp_path / text)
+    for command in commands(texts):
+        subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    for name in made:
+        again = tmp_path / f"{name}.mid" if (tmp_path / f"{name}.mid").exists() else tmp_path / f"{name}.midi"
+        np.testing.assert_array_equal(read_pianoroll(again), read_pianoroll(FOLDER / f"{name}.mid"))
+        assert time_signatures(again) == time_signatures(FOLDER / f"{name}.mid")
 
 
 def write_midiutil_files(folder: Path) -> None:

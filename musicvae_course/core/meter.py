@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from .midi_events import MAX_TICK
 from .midi_limits import MAX_STEPS, LimitError
-from .pianoroll import STEPS_PER_BEAT, load_pretty_midi, midi_to_pianoroll
+from .pianoroll import STEPS_PER_BEAT, load_pretty_midi, midi_to_pianoroll, ticks_to_steps
 from .safe_files import display_name
 
 STEPS_PER_WHOLE = 4 * STEPS_PER_BEAT  #: steps in a whole note (16)
@@ -191,10 +191,15 @@ def write_time_signatures(pm, time_signatures):
 
 
 def _end_step(pm) -> int:
-    """Last step of the piece: the end of its last note, or of its last time-signature event."""
-    ends = [note.end for instrument in pm.instruments for note in instrument.notes]
-    end_time = max(ends) if ends else 0.0
-    return round(pm.time_to_tick(end_time) * STEPS_PER_BEAT / pm.resolution)
+    """Last step of the piece (exclusive): where a roll of all its notes, drums too, ends by the roll's rule
+    (``pianoroll.ticks_to_steps``: a note shorter than a step covers one, one of no length none). The end of the
+    last note rounded alone left out the bar of a 1-tick note on its downbeat, which the roll shows."""
+    sounding = [note for instrument in pm.instruments for note in instrument.notes if note.end > note.start]
+    if not sounding:
+        return 0
+    last_start, last_end = max(note.start for note in sounding), max(note.end for note in sounding)
+    _, offset = ticks_to_steps([pm.time_to_tick(last_start)], [pm.time_to_tick(last_end)], pm.resolution)
+    return int(offset[0])  # max(its end, the last onset + 1): rounding is monotonic, so the roll's last offset
 
 
 def short_bar(steps, step: int = 0) -> TimeSignature:
@@ -332,9 +337,11 @@ def numbered_downbeats(grid: Meter) -> list[int]:
     the file marks with a short time signature (MuseScore exports its pickup bar as 1/8 before 6/8) and a score
     numbers 0, as a pickup given in steps is. Bar 1 is then the first full bar however the pickup was said (as
     ``ui.rolldraw`` starts a window there); a piece that truly opens with one shorter bar counts it as a pickup too.
+    Where a pickup was given in steps (the first downbeat is after step 0), the first downbeat is bar 1: a 7/8 bar
+    after it is not a pickup because a 5/4 bar follows.
     """
     downbeats = list(grid.downbeats)
-    if len(downbeats) >= 3 and downbeats[1] - downbeats[0] < downbeats[2] - downbeats[1]:
+    if len(downbeats) >= 3 and downbeats[0] == 0 and downbeats[1] - downbeats[0] < downbeats[2] - downbeats[1]:
         return downbeats[1:]
     return downbeats
 

@@ -296,6 +296,8 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, 
             pos += length
         elif kind in _SYSTEM_DATA_BYTES:
             size = _SYSTEM_DATA_BYTES[kind] - (0 if byte & 0x80 else 1)
+            if size < 0:  # a data byte in the running status of a message of none (0xFE, active sensing): as mido
+                raise MidiFormatError(f"corrupt MIDI: track {track}: data byte after 0x{kind:02x} at tick {tick}")
             if any(value & 0x80 for value in data[pos : pos + size]):  # mido refuses these too: a damaged stream
                 raise MidiFormatError(f"corrupt MIDI: track {track}: data byte >= 128 at tick {tick}")
             pos += size

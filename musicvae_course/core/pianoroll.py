@@ -139,15 +139,15 @@ REFERENCE_BOUNDS_CHECK = True  #: bound a roll before pretty_midi allocates its 
 
 def _check_bounds(data: bytes, division: int, max_steps: int):
     """Refuse, before pretty_midi sees it, a file whose roll would be longer than ``max_steps`` or that is over a
-    limit of ``midi_events`` (``MidiLimitError``); return its note table (``None``: left to pretty_midi's verdict).
+    limit of ``midi_events`` (``MidiLimitError``); return its note table, or its parse error (said if mido fails too).
     pretty_midi allocates tables as long as the last tick (hundreds of MB for 44 bytes), mido an object per event.
     """
     try:
         table = parse_notes(data)
     except MidiLimitError:
         raise
-    except MidiFormatError:
-        return None
+    except MidiFormatError as err:
+        return err
     # the notes the roll is made of, as the fast reader takes them: a drum or a note off the keyboard adds no step
     rolled = (table.channel != DRUM_CHANNEL) & (table.pitch >= LOWEST_PITCH) & (table.pitch <= HIGHEST_PITCH)
     if rolled.any():
@@ -179,12 +179,12 @@ def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
     table = _check_bounds(data, division, max_steps) if REFERENCE_BOUNDS_CHECK else None
     try:
         with warnings.catch_warnings(), mido_reads_as_parse_notes():
-            # "tempo events on non-zero tracks": harmless on a tick grid.
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # "tempo events on non-zero tracks": harmless on a grid
             pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
-    except Exception as err:  # mido raises many types for damaged files
-        raise ValueError(f"corrupt or truncated MIDI ({type(err).__name__}: {err})") from None
-    return pm if table is None else with_every_tracks_time_signatures(pm, table)
+    except Exception as err:  # mido raises many types for damaged files; the fast parser's words say more ("EOFError")
+        why = f"corrupt or truncated MIDI ({type(err).__name__}: {err})"
+        raise ValueError(str(table) if isinstance(table, MidiFormatError) else why) from None
+    return pm if table is None or isinstance(table, MidiFormatError) else with_every_tracks_time_signatures(pm, table)
 
 
 def midi_to_pianoroll(midi, max_steps: int = MAX_STEPS, timeout: float | None = None) -> np.ndarray:
