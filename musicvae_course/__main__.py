@@ -27,6 +27,7 @@ import numpy as np
 
 from .core.pianoroll import SEGMENT_STEPS
 from .core.seeding import DEFAULT_SEED
+from .fileio import atomic_write
 
 MAX_OUTPUTS = 1024  #: most samples, steps or segments one command writes
 
@@ -161,14 +162,15 @@ def _midi(roll: np.ndarray, path: Path, args, time_signatures=()) -> Path:
     from .core.pianoroll import pianoroll_to_midi
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pm = pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm)
-    write_time_signatures(pm, time_signatures).write(str(path))
-    return path
+    pm = write_time_signatures(pianoroll_to_midi(roll, threshold=args.threshold, bpm=args.bpm), time_signatures)
+    # written whole, as a new file renamed into place: a link left in --out was followed (the MIDI landed in the
+    # file it named, outside --out), a FIFO left there blocked the command forever, a kill left half a file
+    return atomic_write(path, pm.write)
 
 
 def _png(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=100, format="png"))
     import matplotlib.pyplot as plt
 
     plt.close(figure)  # pyplot keeps every figure it made until closed: main() called in a loop grew without bound

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import signal
@@ -108,7 +109,8 @@ def sweep_temp_files(folder: str | os.PathLike, name: str | None = None, older_t
     """
     import time
 
-    pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
+    # the name is matched as it is written: "model[1].pt" or "*" as a pattern swept other files' leftovers
+    pattern = f".{glob.escape(name)}.*.tmp" if name is not None else ".*.tmp"
     removed = []
     now = time.time()
     for path in Path(folder).glob(pattern):

@@ -148,7 +148,7 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, 
     folder = tmp_path / "corpus"
     (folder / "locked").mkdir(parents=True)
     _good(folder / "good.mid")
-    walk = os.walk
+    walk = file_lists.walk  # the kit's own walk (os.walk recursed per level); root can read a chmod 000 folder
 
     def walk_with_a_locked_folder(top, onerror=None, **kwargs):
         for root, folders, names in walk(top, onerror=onerror, **kwargs):
@@ -157,7 +157,7 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, 
                 onerror(PermissionError(13, "Permission denied", str(Path(root) / "locked")))
             yield root, folders, names
 
-    monkeypatch.setattr(file_lists.os, "walk", walk_with_a_locked_folder)
+    monkeypatch.setattr(file_lists, "walk", walk_with_a_locked_folder)
     ds = build_dataset(folder, cache_dir=tmp_path / "cache", workers=0, progress=False)
     assert [(Path(p).name, r) for p, r in ds.report.skipped] == [("locked", "folder not readable: Permission denied")]
     assert [Path(f).name for f in ds.files] == ["good.mid"]

@@ -128,8 +128,10 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     if isinstance(obj, dict) and "model_state" in obj:
         if not isinstance(obj.get("config", {}), dict) or not _is_state_dict(obj["model_state"]):
             raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' a dict of tensors")
+        check_tensors(obj["model_state"], display_name(path))  # every caller, train's --init too: no NaN weights
         return {**obj, "config": dict(obj.get("config", {}))}
     if _is_state_dict(obj):
+        check_tensors(obj, display_name(path))
         return {"config": {}, "model_state": obj}
     keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(

@@ -116,6 +116,11 @@ def check_loaded(obj, source: str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Non
                     "each time (MAX_CHECKPOINT_ENTRIES); not a checkpoint of this kit"
                 )
             if isinstance(item, torch.Tensor):
+                kind = _unusual_kind(item)
+                if kind:  # the first computation on one raised RuntimeError or NotImplementedError, naming no file
+                    raise CheckpointError(
+                        f"{source}: tensor {name or '(the whole file)'} is {kind}; a checkpoint holds dense CPU tensors"
+                    )
                 declared += item.numel() * item.element_size()
                 if declared > max_bytes:
                     raise CheckpointError(
@@ -134,6 +139,17 @@ def check_loaded(obj, source: str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Non
         else:
             stack.pop()
             names.pop()
+
+
+def _unusual_kind(tensor: torch.Tensor) -> str | None:
+    """What a tensor is, if not a plain dense one in memory: sparse, on the meta device, nested or quantized."""
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).replace('torch.', '')} tensor"
+    if tensor.device.type != "cpu":
+        return f"a tensor on the {tensor.device.type!r} device (no data)"
+    if tensor.is_nested or tensor.is_quantized:
+        return "a nested tensor" if tensor.is_nested else f"a quantized tensor ({tensor.dtype})"
+    return None
 
 
 def check_tensors(state: dict, source: str) -> dict:

@@ -37,9 +37,9 @@ def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir() and not path.name.lower().endswith(MIDI_SUFFIXES):
-            for root, folders, names in os.walk(path, onerror=note):
-                base = Path(root).resolve()
-                found.update(base / n for n in names + folders if n.lower().endswith(MIDI_SUFFIXES))
+            top = path.resolve()  # once: the folders below are real folders (links are not followed)
+            for root, folders, names in walk(top, onerror=note):
+                found.update(Path(root, n) for n in names + folders if n.lower().endswith(MIDI_SUFFIXES))
         elif os.path.lexists(path):
             found.add(_absolute(path))
         else:
@@ -48,6 +48,31 @@ def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
                 raise FileNotFoundError(f"no such file, folder or glob match: {display_name(str(source))}")
             found.update(_absolute(Path(m)) for m in matches if m.lower().endswith(MIDI_SUFFIXES))
     return sorted(found)
+
+
+def walk(top, onerror=None):
+    """``os.walk(top)`` top-down, links not followed, without recursion: Python 3.11's ``os.walk`` recurses once
+    per level, so a folder 1,200 levels deep raised ``RecursionError`` (after 23 s of resolving every level's
+    path again) where a build should list what it can. A folder that cannot be listed (unreadable, a path past
+    the system's length limit) is passed to ``onerror`` as its ``OSError`` and skipped."""
+    stack = [os.fspath(top)]
+    while stack:
+        root = stack.pop()
+        folders, names = [], []
+        try:
+            with os.scandir(root) as entries:
+                for entry in entries:
+                    try:
+                        is_folder = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_folder = False
+                    (folders if is_folder else names).append(entry.name)
+        except OSError as err:
+            if onerror is not None:
+                onerror(err)
+            continue
+        yield root, folders, names
+        stack.extend(os.path.join(root, name) for name in reversed(folders))
 
 
 def _absolute(path: Path) -> Path:

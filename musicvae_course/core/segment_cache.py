@@ -106,7 +106,11 @@ class Cache:
 
     def _sweep(self):
         """Remove what killed builds left: temporary files, rows files no index names."""
-        sweep_temp_files(self.folder)
+        for name in ("index.json", "skipped.csv"):  # ours only: not a user's .notes.tmp
+            sweep_temp_files(self.folder, name)
+        for path in self.folder.glob(".segments-*.npy.*.tmp"):  # rows files' leftovers (their names vary)
+            if path.is_file():
+                path.unlink(missing_ok=True)
         named = self._index_json.get("segments_file") if (self.folder / "index.json").is_file() else None
         for path in self.folder.glob("segments-*.npy"):
             if path.name != named:
@@ -161,7 +165,8 @@ class Cache:
                 damaged.append(path)
         if damaged:
             warnings.warn(
-                f"{display_name(self.folder)}: {len(damaged)} cached file(s) failed their checksum (damaged cache); "
+                f"{display_name(self.folder)}: {len(damaged)} cached file(s) damaged (a field missing or malformed, "
+                "or rows failing their checksum); "
                 f"reading them again, e.g. {display_name(damaged[0])}",
                 stacklevel=3,
             )
@@ -170,15 +175,29 @@ class Cache:
 
     @staticmethod
     def _entry_ok(entry, rows) -> bool:
-        try:
-            if entry["reason"]:
-                return True
-            start, count = int(entry["start"]), int(entry["count"])
-            if start < 0 or count < 1 or start + count > len(rows):
-                return False
-            return content_hash(np.ascontiguousarray(rows[start : start + count]).tobytes()) == entry["rows_hash"]
-        except (KeyError, TypeError, ValueError):
+        """Whether an index entry has the fields and types this module writes, and rows matching its checksum.
+
+        Checked field by field: an index that is valid JSON may hold anything, and an entry without ``hash``, a
+        ``start`` of ``1e999`` or ``"0"``, or a ``reason`` that is a list crashed the build that reused it.
+        """
+        reason, start, count = entry.get("reason"), entry.get("start", 0), entry.get("count", 0)
+        signature = entry.get("signature")
+        if not (
+            (reason is None or isinstance(reason, str))
+            and _whole(entry.get("size"))
+            and isinstance(entry.get("hash"), str)
+            and isinstance(signature, list)
+            and all(_whole(value) for value in signature)
+            and _whole(start)
+            and _whole(count)
+        ):
             return False
+        if reason:
+            entry["start"], entry["count"] = 0, 0  # a skipped file has no rows
+            return True
+        if start < 0 or count < 1 or start + count > len(rows) or not isinstance(entry.get("rows_hash"), str):
+            return False
+        return content_hash(np.ascontiguousarray(rows[start : start + count]).tobytes()) == entry["rows_hash"]
 
     # --- what to read --------------------------------------------------------------------
 
@@ -294,6 +313,10 @@ class Cache:
             return str(path) if path.is_file() else None
         atomic_write(path, text.getvalue())
         return str(path)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _full(folder, needed: int, free: int) -> CacheFull:

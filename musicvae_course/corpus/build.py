@@ -32,14 +32,25 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import io
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .export import _export_job
 from .terms import encoding_terms, rights_statement
-from .works import HELDOUT_FILE, Work, corpus_root, heldout_keys, list_works, output_name, read_heldout
+from .works import (
+    HELDOUT_FILE,
+    Work,
+    check_corpus_path,
+    corpus_root,
+    heldout_keys,
+    list_works,
+    output_name,
+    read_heldout,
+)
 
 DEFAULT_TIMEOUT_S = 120  # per work; Beethoven movements take 10-79 s to export
 POOL_CHUNK_PER_WORKER = 200  # works per worker before its pool is replaced
@@ -227,10 +238,21 @@ def build_corpus(
 
 
 def _write_manifest(path: Path, rows, columns=MANIFEST_COLUMNS) -> None:
-    with open(path, "w", newline="", encoding="utf8") as manifest_file:
-        writer = csv.DictWriter(manifest_file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    """Written whole or not at all: a retry killed while rewriting it lost every row of the build."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
+
+
+def _failed_work(row: dict) -> Work:
+    """The work a failures.csv row names; ``ValueError`` for a row that names none (or a path outside the corpus)."""
+    corpus_path, number = row.get("corpus_path"), row.get("number") or ""
+    check_corpus_path(corpus_path)
+    if number and not (number.isascii() and number.isdigit() and len(number) < 10):
+        raise ValueError(f"not a tune number: {number!r}")
+    return Work(corpus_path, int(number) if number else None)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -249,15 +271,21 @@ def retry_failures(
     out_dir = Path(out_dir)
     failed = _read_csv(out_dir / "failures.csv")
     rows = _read_csv(out_dir / "manifest.csv")
+    if rows and tuple(rows[0]) != MANIFEST_COLUMNS:  # checked before the work, not when writing it at the end
+        raise ValueError(f"{out_dir / 'manifest.csv'}: columns {list(rows[0])[:20]} are not {list(MANIFEST_COLUMNS)}")
     if heldout is None:
         heldout = read_heldout() if HELDOUT_FILE.exists() else set(heldout_keys(list_works()))
-    known = {w.key: w for w in list_works({f["corpus_path"].split("/", 1)[0] for f in failed})}
-    works = []
+    known = {w.key: w for w in list_works({str(f.get("corpus_path")).split("/", 1)[0] for f in failed})}
+    works, unusable = [], []
     for f in failed:
-        work = Work(f["corpus_path"], int(f["number"]) if f["number"] else None)
+        try:
+            work = _failed_work(f)
+        except ValueError as err:  # kept in failures.csv as it was, with the reason it was not tried
+            unusable.append((f.get("corpus_path"), f.get("number") or "", f"not retried: {err}"))
+            continue
         works.append(known.get(work.key, work))
     jobs = [(w, out_dir / "midi" / output_name(w), None) for w in works]
-    summary = BuildSummary(tried=len(jobs))
+    summary = BuildSummary(tried=len(jobs), failures=unusable, failed=len(unusable))
     for work, out_path, result in _run_jobs(jobs, workers, timeout_s, progress):
         if result["ok"]:
             split = "heldout" if work.key in heldout else "train"
@@ -267,9 +295,8 @@ def retry_failures(
             summary.failures.append((work.corpus_path, "" if work.number is None else work.number, result["reason"]))
             summary.failed += 1
     _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
-    with open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file:
-        writer = csv.writer(failures_file)
-        writer.writerow(["corpus_path", "number", "reason"])
-        writer.writerows(summary.failures)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([("corpus_path", "number", "reason"), *summary.failures])
+    atomic_write(out_dir / "failures.csv", text.getvalue())
     summary.seconds = time.perf_counter() - start
     return summary

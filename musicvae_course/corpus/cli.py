@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 from .build import DEFAULT_TIMEOUT_S, build_corpus, retry_failures
@@ -10,7 +12,29 @@ from .samples import build_samples
 from .works import build_order, heldout_keys, limit_works, list_works, write_heldout
 
 
+def _at_least_one(text: str) -> int:
+    """A whole number >= 1 (``--limit -1`` dropped the last work silently; ``--timeout 0`` meant no limit at all)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def main(argv=None) -> int:
+    """Run the build; 0 when done, 2 for a user error (a bad path or file: one line on stderr, no traceback)."""
     parser = argparse.ArgumentParser(
         description="Build a MIDI training corpus (and the shipped samples) from music21's bundled corpus.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -20,13 +44,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--write-heldout", type=Path, metavar="PATH", help="write the held-out list (all works) to PATH"
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--limit", type=int, help="only this many works (deterministic spread)")
+    parser.add_argument("--workers", type=_at_least_one, default=2)
+    parser.add_argument("--limit", type=_at_least_one, help="only this many works (deterministic spread)")
     parser.add_argument("--collections", nargs="+", help="corpus directories to include")
     parser.add_argument(
-        "--folk-fraction", type=float, default=1.0, help="share of the folk-tune collections to build (deterministic)"
+        "--folk-fraction", type=_share, default=1.0, help="share of the folk-tune collections to build (deterministic)"
     )
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="per-work time limit, seconds")
+    parser.add_argument("--timeout", type=_at_least_one, default=DEFAULT_TIMEOUT_S, help="per-work time limit, seconds")
     parser.add_argument(
         "--retry-failures",
         action="store_true",
@@ -36,6 +60,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not (args.out or args.samples or args.write_heldout):
         parser.error("give --out, --samples and/or --write-heldout")
+    try:
+        return _run(args)
+    except (ValueError, OSError) as err:  # a missing failures.csv, --out naming a file, a damaged manifest
+        print(
+            f"python -m musicvae_course.corpus: error: {str(err).splitlines()[0] if str(err) else err!r}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _run(args) -> int:
     if args.write_heldout:
         keys = heldout_keys(list_works())
         write_heldout(keys, args.write_heldout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
 import time
 from pathlib import Path
@@ -127,13 +128,20 @@ def export_work(work: Work, out_path: Path, max_measures: int | None = None) -> 
     if not score.recurse().notes:
         raise ValueError("no notes after parsing")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # written to a new file, then renamed over out_path: a link left at out_path was followed (the MIDI landed in
+    # the file it named, outside the build), a FIFO blocked, a killed worker left half a file under the real name
+    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial.mid")
     repeats = "expanded"
     try:
-        score.write("midi", fp=str(out_path))
-    except music21.repeat.ExpanderException:
-        _strip_repeats(score)
-        repeats = "not_expanded"
-        score.write("midi", fp=str(out_path))
+        try:
+            score.write("midi", fp=str(partial))
+        except music21.repeat.ExpanderException:
+            _strip_repeats(score)
+            repeats = "not_expanded"
+            score.write("midi", fp=str(partial))
+        os.replace(partial, out_path)
+    finally:
+        partial.unlink(missing_ok=True)
     return {
         "grace_notes_removed": grace_notes,
         "chord_symbols_removed": chord_symbols,

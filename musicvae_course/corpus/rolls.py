@@ -29,12 +29,15 @@ import contextlib
 import csv
 import io
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ..core.data import _check_npz
 from ..core.pianoroll import notes_to_pianoroll, segments, ticks_to_steps
+from ..core.safe_files import read_regular_file
 from ..fileio import atomic_write
 from .build import _run_jobs
 from .export import (
@@ -193,10 +196,23 @@ def _save_notes(path: Path, pitch, onset, offset, cpu_seconds: float = 0.0) -> N
     atomic_write(path, buffer.getvalue())
 
 
+def _notes_arrays(path) -> dict:
+    """A note cache file's arrays, checked (a FIFO hung the manifest, a zeroed file stopped it): else ValueError."""
+    try:
+        _check_npz(Path(path))  # a regular file, bounded declared sizes, no pickles
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in ("pitch", "onset", "offset", "cpu_seconds") if name in f.files}
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: damaged note cache ({err})") from None
+    notes = [arrays.get(name) for name in ("pitch", "onset", "offset")]
+    if any(a is None or a.ndim != 1 or a.dtype.kind not in "iu" for a in notes) or len({len(a) for a in notes}) > 1:
+        raise ValueError(f"{path}: damaged note cache (not three int arrays pitch, onset, offset of one length)")
+    return arrays
+
+
 def load_notes(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read a cached work: ``(pitch, onset, offset)`` int64 arrays in steps."""
-    with np.load(path) as f:
-        return (f["pitch"].astype(np.int64), f["onset"].astype(np.int64), f["offset"].astype(np.int64))
+    """Read a cached work: ``(pitch, onset, offset)`` int64 arrays in steps; ``ValueError`` for a damaged file."""
+    return tuple(_notes_arrays(path)[name].astype(np.int64) for name in ("pitch", "onset", "offset"))
 
 
 def _roll_job(work, out_stem: str, timeout_s: int, _unused=None) -> dict:
@@ -307,8 +323,12 @@ def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
     rows, failures = [], []
     for work in works:
         stem = out_dir / "notes" / cache_name(work)
-        if _with(stem, ".npz").exists():
-            pitch, _, offset = load_notes(_with(stem, ".npz"))
+        try:
+            pitch, _, offset = load_notes(_with(stem, ".npz")) if _with(stem, ".npz").exists() else (None,) * 3
+        except ValueError as err:  # one damaged cache file is reported, never stops the manifest
+            failures.append((work.key, str(err)))
+            continue
+        if pitch is not None:
             terms = encoding_terms(work.corpus_path)
             rows.append(
                 {
@@ -327,7 +347,11 @@ def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
                 }
             )
         elif _with(stem, ".fail").exists():
-            failures.append((work.key, _with(stem, ".fail").read_text(encoding="utf8").strip()))
+            try:  # a regular file's first 64 KB: a FIFO in its place hung the manifest
+                reason = read_regular_file(_with(stem, ".fail"), 1 << 16).decode("utf8", "replace").strip()
+            except (ValueError, OSError) as err:
+                reason = f"unreadable failure note ({err})"
+            failures.append((work.key, reason))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=ROLL_MANIFEST_COLUMNS)
     writer.writeheader()
@@ -355,10 +379,9 @@ def build_statistics(works, out_dir) -> dict:
         stem = out_dir / "notes" / cache_name(work)
         if _with(stem, ".npz").exists():
             row["cached"] += 1
-            with np.load(_with(stem, ".npz")) as f:
-                if "cpu_seconds" in f:
-                    row["timed"] += 1
-                    row["cpu_seconds"] += float(f["cpu_seconds"])
+            with contextlib.suppress(ValueError, TypeError, KeyError):  # damaged, or older: cached, not timed
+                row["cpu_seconds"] += float(_notes_arrays(_with(stem, ".npz"))["cpu_seconds"])
+                row["timed"] += 1
         elif _with(stem, ".fail").exists():
             row["failed"] += 1
     total = dict(works=0, cached=0, failed=0, timed=0, cpu_seconds=0.0, estimated_cpu_seconds=0.0)

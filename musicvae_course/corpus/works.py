@@ -141,12 +141,26 @@ def write_heldout(keys, path: Path = HELDOUT_FILE) -> None:
     Path(path).write_text(header + "".join(k + "\n" for k in keys), encoding="utf8")
 
 
+def check_corpus_path(corpus_path) -> None:
+    """``ValueError`` unless ``corpus_path`` is a path inside music21's corpus (``collection/file``), as
+    ``list_works`` gives: a failures.csv row of ``/x`` had ``retry_failures`` parse ``/x`` and, when that failed,
+    delete ``/x.mid``, a file outside the build it had never written."""
+    parts = corpus_path.split("/") if isinstance(corpus_path, str) else []
+    if (
+        len(parts) < 2
+        or any(part in ("", ".", "..") or "\\" in part for part in parts)
+        or not corpus_path.isprintable()
+    ):
+        raise ValueError(f"not a path of music21's corpus (collection/file): {corpus_path!r}")
+
+
 def output_name(work: Work) -> str:
     """Relative MIDI path for a work: ``<collection>/<rest of path, '/' -> '__'>[__n<k>].mid``.
 
     The full path is kept because many files share a name (``movement1.mxl``); characters
     other than letters, digits, ``._-`` become ``_``.
     """
+    check_corpus_path(work.corpus_path)
     rest = work.corpus_path.split("/", 1)[1] if "/" in work.corpus_path else work.corpus_path
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", rest.replace("/", "__"))
     if work.number is not None:
@@ -174,6 +188,8 @@ def limit_works(works, limit: int | None = None, folk_fraction: float = 1.0) -> 
     different order from :func:`heldout_keys`, so a subset holds its fair share of
     held-out works rather than mostly held-out ones.
     """
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
+        raise ValueError(f"limit must be None or a whole number >= 1, got {limit!r}")  # -1 dropped the last work
     if not 0.0 <= folk_fraction <= 1.0:
         raise ValueError(f"folk_fraction must be in [0, 1], got {folk_fraction}")
     scale = float(2**64)
