@@ -147,13 +147,21 @@ def _write(rolls: np.ndarray, names: list[str], out: Path, args, picture: str, s
     """Each roll ``(88, 32)`` as MIDI, all of them in a row as ``<picture>.mid``, a PNG grid; each window is barred
     from its start in ``signature`` (a :class:`~musicvae_course.core.meter.TimeSignature`; default the model's
     4/4)."""
-    from .ui.plots import plot_pianoroll_grid
+    from .ui.plots import MAX_GRID_PANELS, plot_pianoroll_grid
 
     one = [] if signature is None else [signature]
     written = [_midi(roll, out / f"{name}.mid", args, one) for roll, name in zip(rolls, names)]
     row = [] if signature is None else _frames_meter(signature, len(rolls))
     written.append(_midi(np.concatenate(list(rolls), axis=-1), out / f"{picture}.mid", args, row))
-    figure = plot_pianoroll_grid(rolls, titles=names, time_signature=None if signature is None else str(signature))
+    shown = min(len(rolls), MAX_GRID_PANELS)  # the MIDI files hold every roll; a grid of 1,024 took an hour
+    figure = plot_pianoroll_grid(
+        rolls[:shown],
+        titles=names[:shown],
+        time_signature=None if signature is None else str(signature),
+        suptitle=None
+        if shown == len(rolls)
+        else f"the first {shown} of {len(rolls)} (all {len(rolls)} in {picture}.mid)",
+    )
     return written + [_png(figure, out / f"{picture}.png")]
 
 

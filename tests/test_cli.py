@@ -22,6 +22,22 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(MusicVAE(latent_dim=8), tmp_path_factory.mktemp("ckpt") / "model.pt")
 
 
+def test_more_samples_than_a_grid_draws_are_all_written_and_the_first_drawn(checkpoint, tmp_path, monkeypatch):
+    """-n 1024 asked for a grid of 1,024 panels (an hour of layout): the picture shows the first MAX_GRID_PANELS."""
+    from matplotlib.figure import Figure
+
+    from musicvae_course.ui import plots
+
+    monkeypatch.setattr(plots, "MAX_GRID_PANELS", 2)
+    titles = []
+    monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kw: titles.append(text))
+    args = ["sample", "-n", "3", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--device", "cpu"]
+    assert main(args) == 0
+    assert len(pretty_midi.PrettyMIDI(str(tmp_path / "sample_02.mid")).instruments) == 1
+    assert midi_to_pianoroll(tmp_path / "samples.mid").shape[1] <= 3 * 32 and (tmp_path / "samples.png").is_file()
+    assert titles == ["the first 2 of 3 (all 3 in samples.mid)"]
+
+
 def test_sample_writes_one_midi_per_sample_and_a_picture(checkpoint, tmp_path):
     assert (
         main(

@@ -217,10 +217,11 @@ def test_a_filtered_build_keeps_the_rest_of_the_cache(corpus, tmp_path, read_cou
 
 def test_list_midi_files_takes_folders_globs_and_lists(corpus):
     nested = sorted(corpus.rglob("*.mid"))
-    upper = corpus / "UPPER.MIDI"
+    upper, karaoke = corpus / "UPPER.MIDI", corpus / "song.kar"  # a .kar file is MIDI with lyrics: it was left out
     shutil.copy(nested[0], upper)
+    shutil.copy(nested[0], karaoke)
     (corpus / "notes.txt").write_text("not midi")
-    assert list_midi_files(corpus) == sorted(p.resolve() for p in nested + [upper])
+    assert list_midi_files(corpus) == sorted(p.resolve() for p in nested + [upper, karaoke])
     assert list_midi_files(str(corpus / "*" / "*.mid")) == [p.resolve() for p in nested]
     assert list_midi_files([nested[0], nested[1]]) == [nested[0].resolve(), nested[1].resolve()]
     with pytest.raises(FileNotFoundError, match="nowhere"):

@@ -270,7 +270,7 @@ def build_dataset(
 
     Args:
         sources: folder (searched recursively, e.g. LMD's ``lmd_full/``), glob,
-            file, or a list of them; ``.mid``/``.midi``/``.rmi`` files are used.
+            file, or a list of them; ``.mid``/``.midi``/``.rmi``/``.kar`` files are used.
         cache_dir: folder for the cache. Unchanged files (same size and mtime,
             or same content hash) are not read again; changed and new files are;
             files gone from ``sources`` are dropped. ``None``: no cache.
@@ -311,7 +311,7 @@ def build_dataset(
             unreadable and f" ({len(unreadable)} folder(s) could not be listed, e.g. {display_name(unreadable[0][0])}"
         )
         raise FileNotFoundError(
-            f"no .mid, .midi or .rmi files in {sources}" + (f"{hint}: {unreadable[0][1]})" if hint else "")
+            f"no .mid, .midi, .rmi or .kar files in {sources}" + (f"{hint}: {unreadable[0][1]})" if hint else "")
         )
     chosen = select_files(listed, path_filter, max_files, fraction, seed)
     if not chosen:

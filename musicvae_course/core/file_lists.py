@@ -15,11 +15,13 @@ import numpy as np
 from .safe_files import display_name
 from .seeding import DEFAULT_SEED
 
-MIDI_SUFFIXES = (".mid", ".midi", ".rmi")  # .rmi: RIFF MIDI, read as the MIDI file inside
+# .rmi: RIFF MIDI, read as the MIDI file inside; .kar: karaoke MIDI, a MIDI file with its lyrics as text events
+MIDI_SUFFIXES = (".mid", ".midi", ".rmi", ".kar")
 
 
 def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
-    """Every ``.mid``/``.midi``/``.rmi`` under ``sources``: folders (recursive), globs, files, or a list of them.
+    """Every ``.mid``/``.midi``/``.rmi``/``.kar`` under ``sources``: folders (recursive), globs, files, or a list of
+    them.
 
     Entries are listed by their own name (a symlink is not replaced by its target, so a dangling link or a link
     loop can be reported under the name the user sees); folders are made absolute. Whatever has a MIDI name is

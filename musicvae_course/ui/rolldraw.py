@@ -300,7 +300,7 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
         style={"description_width": "initial"},
     )
     spread.add_class("mvc-spread-slider")
-    upload = widgets.FileUpload(accept=".mid,.midi,.rmi", multiple=False, description="your MIDI")
+    upload = widgets.FileUpload(accept=".mid,.midi,.rmi,.kar", multiple=False, description="your MIDI")
     upload.add_class("mvc-upload")
     info = widgets.Label("draw notes (press, drag), then reconstruct")
     info.add_class("mvc-draw-info")
