@@ -6,7 +6,8 @@ code never imports it (import-linter checks both). Modules:
 * :mod:`.markers`: nbgrader's cell markers, questions and test cells.
 * :mod:`.student`: the student versions (solutions stubbed, hidden tests and their cases' weights removed).
 * :mod:`.check`: ``check("q1")``, the public tests a student runs in their own kernel (``protect=`` models).
-* :mod:`.cases`: ``# CASE`` lines, weights and the ``forbidden`` shortcut check.
+* :mod:`.cases`: ``# CASE`` lines, weights and the ``forbidden`` shortcut check; :mod:`.magics`: a cell's IPython
+  syntax as the Python the kernel runs, for that check.
 * :mod:`.source`: a source notebook as the grader sees it, and a submission's plan.
 * :mod:`.kernel`: one student kernel in a bubblewrap sandbox; :mod:`.codec`: plain data across, strictly decoded.
 * :mod:`.judge`: tests run in the grader's process with proxies into the kernel; :mod:`.protect`: model guards.

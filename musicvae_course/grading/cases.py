@@ -11,10 +11,15 @@ names one of them loses the question.
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import re
 import symtable
+import sys
 from dataclasses import dataclass, field
+from importlib.machinery import PathFinder
 
+from .magics import python_of_cell
 from .markers import GradedStatement, split_tests
 
 CASE_LINE = re.compile(r"^\s*#\s*CASE\s+([A-Za-z0-9_.-]+)\s*:\s*(.*?)\s*$")
@@ -92,6 +97,15 @@ def case_points(points: float, cases: list[Case], passed: list[bool]) -> list[fl
 # functions (honest answers to these exercises need none of them).
 DYNAMIC_NAMES = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals", "get_ipython", "__builtins__"}
 DYNAMIC_MODULES = {"importlib", "inspect", "pickle", "marshal", "runpy", "pkgutil", "gc", "ctypes"}
+# the notebook's namespace by another name: `__main__.answer = kit_function`, `builtins.helper = kit_function`
+DYNAMIC_MODULES |= {"__main__", "builtins"}
+# attributes that lead to a namespace (IPython's, a frame's): `IPython.get_ipython().user_ns["answer"] = ...`,
+# `sys._getframe().f_globals[...]` bind any name without naming it
+DYNAMIC_ATTRIBUTES = {"get_ipython", "user_ns", "user_global_ns", "user_module", "_getframe", "f_globals"}
+DYNAMIC_ATTRIBUTES |= {"f_locals", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame"}
+# ...and IPython's shell reached as a singleton (`IPKernelApp.instance().shell.push({"answer": kit_function})`)
+DYNAMIC_ATTRIBUTES |= {"shell", "instance", "push", "run_cell", "run_line_magic", "run_cell_magic", "ex", "ev"}
+OWN_MODULE = "module of your own"
 # getattr(obj, name) and operator.attrgetter(name) fetch by a computed name; hasattr and delattr fetch nothing
 ATTRIBUTE_CALLS = {"getattr", "setattr", "attrgetter", "methodcaller"}
 # Dunders honest answers use (a class of their own, `if __name__ == "__main__"`); the rest (__globals__, __dict__,
@@ -103,11 +117,14 @@ DUNDER = re.compile(r"^__\w+__$")
 DYNAMIC_NOTE = " (a dynamic lookup)"
 # ...of which these can also bind names: a cell using them may define any answer, so every question checks it
 REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
-REBINDING |= {"__globals__", "setattr", "delattr", "modules"}
+REBINDING |= {"__globals__", "setattr", "delattr", "modules", "__main__", "builtins"} | DYNAMIC_ATTRIBUTES
 #: The check parses, unparses and walks each cell once per question that forbids something, in the grader's process
 #: (about 14 s and 0.6 GB per MB of code): a notebook's 60 MB of ``x = 1`` lines took a worker minutes and gigabytes
 #: per question. An answer is a few kB; code over this, all cells together, counts as a use that can hide a call.
 MAX_CHECKED_CHARS = 512 * 1024
+#: ...and cells, which cost about 0.6 ms each however short: 300,000 cells of "1" (300 kB, under the limit above) took
+#: 3 minutes per question that forbids something, past the notebook's time limit. A notebook has a few hundred.
+MAX_CHECKED_CELLS = 2000
 
 
 def runnable_source(source: str) -> str:
@@ -152,16 +169,29 @@ def scope_names(text: str) -> tuple[set[str], set[str]]:
     return reads, binds
 
 
-def _dynamic_uses(tree) -> list[str]:
-    """Dynamic lookups and imports in a cell that can reach a kit function without naming it."""
+def _dynamic_uses(tree, changed: set | None = None) -> list[str]:
+    """Dynamic lookups and imports in a cell that can reach a kit function without naming it; ``changed`` gets the
+    names whose objects the cell changes (one walk of the tree: megabytes of code cost seconds per walk)."""
     found, loops = [], _loop_literals(tree)
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
+        if changed is not None:
+            _note_change(node, changed)
         if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES | DYNAMIC_MODULES:
             found.append(node.id + DYNAMIC_NOTE)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             found += [m + DYNAMIC_NOTE for m in modules if m.split(".")[0] in DYNAMIC_MODULES]
+            if isinstance(node, ast.ImportFrom):  # from IPython import get_ipython; from sys import _getframe
+                found += [a.name + DYNAMIC_NOTE for a in node.names if a.name in DYNAMIC_NAMES | DYNAMIC_ATTRIBUTES]
+            if not getattr(node, "level", 0):
+                found += [
+                    f"{OWN_MODULE} {m}{DYNAMIC_NOTE}"
+                    for m in modules
+                    if m and m.split(".")[0] not in DYNAMIC_MODULES and not _installed(m)
+                ]
+        elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES:
+            found.append(node.attr + DYNAMIC_NOTE)
         elif isinstance(node, ast.Attribute) and (
             # sys.modules, a dict; part.modules() is torch's honest method (sys.modules() would only raise)
             (node.attr == "modules" and id(node) not in called)
@@ -181,6 +211,45 @@ def _dynamic_uses(tree) -> list[str]:
             texts = [n.value for n in names if isinstance(n, ast.Constant) and isinstance(n.value, str)]
             found += ["modules" + DYNAMIC_NOTE for text in texts if "modules" in text.split(".")]  # getattr(sys, ..)
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _installed(module: str) -> bool:
+    """Whether a module's top-level package is installed (found outside the working folder): a module the student's
+    code wrote beside the notebook (``helper.py``, ``%%writefile``) runs code the check never reads, and can bind
+    any name (``import __main__`` inside it)."""
+    top = module.split(".")[0]
+    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        return True
+    here = os.path.realpath(os.getcwd())
+    paths = [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != here]
+    for finder in sys.meta_path:  # the path finder without the working folder; the others (editable installs) as is
+        try:
+            if finder is PathFinder or getattr(finder, "__name__", "") == "PathFinder":
+                spec = PathFinder.find_spec(top, paths)
+            else:
+                spec = finder.find_spec(top, None)
+        except (ImportError, ValueError, OSError, AttributeError, TypeError):
+            continue
+        if spec is not None:
+            return True
+    return False
+
+
+def _note_change(node, changed: set) -> None:
+    """Add to ``changed`` the name whose object ``node`` changes: ``np.helper = kit_function``, ``table["f"] = ...``,
+    ``setattr(np, ...)`` change what the answer reads through ``np`` or ``table`` as much as binding the name would."""
+    target = None
+    if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        target = node.value
+    elif isinstance(node, ast.Call) and node.args and _called_name(node.func) in ("setattr", "delattr"):
+        target = node.args[0]
+    else:
+        return
+    while isinstance(target, (ast.Attribute, ast.Subscript)):
+        target = target.value
+    if isinstance(target, ast.Name):
+        changed.add(target.id)
 
 
 def _called_name(func) -> str:
@@ -231,26 +300,33 @@ def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other
 
     The answer's code: the solution cells, and every other cell the student ran (``other_sources``: cells added,
     demo cells, other questions' answers) that binds a name they read or define, or ``answer_names`` (what the
-    tests call), transitively, and every cell that can bind names dynamically (``globals()[...] = ...``). So an
-    alias made in another cell counts, and so does ``getattr(kit, "latent_" + "point")``. IPython magics are
-    ignored; a cell that does not parse is skipped (a solution cell that does not parse fails anyway).
+    tests call) or changes an object behind such a name (``np.helper = ...``), transitively, and every cell that can
+    bind names dynamically (``globals()[...] = ...``, ``__main__``, a module of the student's own, ``%run``). So an
+    alias made in another cell counts, and so does ``getattr(kit, "latent_" + "point")``. Cells are read as IPython
+    runs them (:mod:`.magics`: ``%time answer = kit_function`` is code); a cell that does not parse then is skipped
+    (the kernel cannot run it either).
     """
     forbidden = set(forbidden or ())
     size = sum(len(source) for source in list(solution_sources) + list(other_sources))
     if size > MAX_CHECKED_CHARS:
         return [f"{size:,} characters of code, too many to check (limit {MAX_CHECKED_CHARS:,}){DYNAMIC_NOTE}"]
+    count = len(solution_sources) + len(other_sources)
+    if count > MAX_CHECKED_CELLS:
+        return [f"{count:,} cells of code, too many to check (limit {MAX_CHECKED_CELLS:,}){DYNAMIC_NOTE}"]
     cells = []  # (tree, reads, binds, dynamic uses, whether they can bind names)
     for source in list(solution_sources) + list(other_sources):
-        tree, text = cell_tree(source)
-        if tree is None:
+        tree, text, magics = python_of_cell(source)  # as the kernel runs it: `%time answer = kit_function` is code
+        if tree is None:  # then it does not run in the kernel either
             cells.append(None)
             continue
         reads = scope_names(text)[0]
-        binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(ast.parse(text))))[
-            1
-        ]  # a fresh tree: it is edited
-        dynamic = _dynamic_uses(tree)
-        rebinds = any(use.split(" ")[0] in REBINDING for use in dynamic)
+        changed: set = set()
+        dynamic = _dynamic_uses(tree, changed) + [use + DYNAMIC_NOTE for use in magics]
+        # a fresh tree: it is edited
+        binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(ast.parse(text))))[1] | changed
+        rebinds = any(use.split(" ")[0] in REBINDING or use.startswith(OWN_MODULE) for use in dynamic) or any(
+            not use.startswith("a shell") for use in magics
+        )
         cells.append((tree, reads, binds, dynamic, rebinds))
     scanned = set(range(len(solution_sources)))
     names = set(answer_names)

@@ -189,7 +189,8 @@ class KernelLink:
             if entry.get("ename") == "KeyboardInterrupt":
                 raise CallTimeout(f"did not finish within the {self.budget:g} s time limit (an endless loop?)")
             raise NotPlainData(
-                f"the grader's helper in your kernel failed ({entry.get('ename')}: {entry.get('evalue')})"
+                f"the grader's helper in your kernel failed ({str(entry.get('ename'))[:80]}: "
+                f"{str(entry.get('evalue'))[:300]})"
             )
         try:
             raw = entry["data"]["text/plain"]

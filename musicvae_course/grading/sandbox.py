@@ -130,8 +130,13 @@ def _bwrap_command(sandbox: Sandbox, run_dir: Path, workdir: Path, python: list,
     # A private /tmp first: the kit, its venv or the run folder may lie under /tmp (a CI clone does),
     # and the binds below must land on top of it, not under it.
     cmd += [*shared, "--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp"]
-    hiding = []
+    # The folder of every kernel's run folder (the temporary folder): the others, made later too, hold their kernel's
+    # key and sockets, and a kernel that sees them can run code in another student's (TMPDIR under /run or /var/tmp)
+    runs = run_dir.parent
+    hiding = [] if runs == Path("/") or runs.is_relative_to(TMP) else ["--tmpfs", str(runs)]
     for path in sandbox.hidden:
+        if hiding and path.is_relative_to(runs):
+            continue  # hidden with it
         if path.exists() and not run_dir.is_relative_to(path):
             hiding += ["--tmpfs", str(path)]
         elif path.exists():  # the run folder lies inside: hide the siblings on its way instead

@@ -32,6 +32,10 @@ GIVEN_MIN_TIMEOUT = 60.0  # the instructor's given cells (imports, data) are not
 # Problems listed per notebook: a million cells that raise (or repeat a locked cell) are a million lines in the
 # record and the feedback, and the class files are rebuilt from every record after each notebook
 MAX_PROBLEMS = 100
+# ...and characters per problem: what a cell raised is the student's to choose (an exception class named by 40 MB of
+# "E", five times, made a 210 MB record and as much feedback, parsed again by every rebuild of the class files)
+MAX_PROBLEM_CHARS = 1000
+MAX_NAME = 80  # characters of an exception's class name
 
 
 @dataclass
@@ -154,7 +158,8 @@ class _KernelRun:
         if status in ("ok", "error"):
             self.completed.append(step)
             if status == "error":
-                problems.append(f"{step.label} raised {outcome.get('ename')}: {str(outcome.get('evalue'))[:300]}")
+                name = str(outcome.get("ename"))[:MAX_NAME]  # a class named by 40 MB of "E" made a 200 MB record
+                problems.append(f"{step.label} raised {name}: {str(outcome.get('evalue'))[:300]}")
             if step.kind == "given":
                 self.snapshot(step)
         elif status == "timeout":  # interrupted cleanly; not replayed after a restart (it would loop again)
@@ -261,6 +266,8 @@ def grade_notebook(
             results.get(qid)
             or QuestionResult(qid, 0.0, question.points, "not run", "the tests could not run (see problems)")
         )
+    problems = grade.problems
+    grade.problems = [p if len(p) <= MAX_PROBLEM_CHARS else p[: MAX_PROBLEM_CHARS - 1] + "\u2026" for p in problems]
     if len(grade.problems) > MAX_PROBLEMS:
         more = len(grade.problems) - MAX_PROBLEMS
         grade.problems[MAX_PROBLEMS:] = [f"and {more} more problems (cells that raised, repeated or ran too long)"]
