@@ -140,6 +140,26 @@ def test_bad_roll_shape_is_named():
         metrics.sample_statistics(np.zeros((3, 80, 32)))
 
 
+def test_scores_of_rolls_of_two_shapes_are_refused_not_broadcast():
+    one = np.zeros((88, 32), bool)
+    one[40, :8] = True
+    batch = np.stack([one, one, one])
+    # a batch against one roll was broadcast: 24 true positives of 8 target cells, recall 3, a negative miss count
+    with pytest.raises(ValueError, match=r"predicted \(3, 88, 32\) and target \(88, 32\) differ in shape"):
+        metrics.frame_scores(batch, one)
+    with pytest.raises(ValueError, match="differ in shape"):
+        metrics.onset_scores(one, one[:, :16])
+    assert metrics.frame_scores(one[None, None], one)["f1"] == 1.0  # the model's (1, 1, 88, 32) against a roll
+
+
+@pytest.mark.parametrize("name", ["steps_per_beat", "steps_per_bar"])
+@pytest.mark.parametrize("steps", [0, -4, 2.5, True])
+def test_a_beat_or_bar_of_no_steps_is_refused_by_name(name, steps):
+    function = metrics.empty_beat_rate if name == "steps_per_beat" else metrics.groove_consistency
+    with pytest.raises(ValueError, match=f"{name} must be a whole number of steps >= 1"):  # was ZeroDivisionError
+        function(np.zeros((2, 88, 32), bool), **{name: steps})
+
+
 @pytest.fixture(scope="module")
 def model_and_rolls():
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ from musicvae_course.core.model import (
     LOG_VAR_RANGE,
     MusicVAE,
     count_parameters,
+    interpolate,
     interpolate_latents,
     kl_per_dimension,
     vae_loss,
@@ -125,6 +126,9 @@ def test_interpolation_endpoints_and_slerp_norm():
     assert torch.allclose(interpolate_latents(a, b, 3, "linear")[1].norm(), torch.tensor(math.sqrt(0.5)))
     with pytest.raises(ValueError, match="method"):
         interpolate_latents(a, b, 3, "cubic")
+    for t in (math.nan, math.inf, -0.1):  # NaN passed the range check and gave a code of NaNs
+        with pytest.raises(ValueError, match=r"t must be in \[0, 1\]"):
+            interpolate(a, b, [0.5, t])
 
 
 def test_model_interpolate_decodes_each_point(model):

@@ -57,7 +57,18 @@ def onsets(roll: RollLike, threshold: float = 0.5) -> torch.Tensor:
 
 
 def _confusion(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``[true positives, false positives, false negatives]`` as a float64 tensor."""
+    """``[true positives, false positives, false negatives]`` as a float64 tensor; ``ValueError`` for two shapes.
+
+    Shapes that differ only by axes of length 1 (``(1, 88, 32)`` and ``(88, 32)``) are one shape; any other pair was
+    broadcast before: a batch against one roll counted each true positive once per roll and the target's notes once.
+    """
+    if predicted.shape != target.shape:
+        if predicted.squeeze().shape != target.squeeze().shape:
+            raise ValueError(
+                f"predicted {tuple(predicted.shape)} and target {tuple(target.shape)} differ in shape; "
+                "compare rolls of one shape"
+            )
+        predicted = predicted.reshape(target.shape)
     tp = (predicted & target).sum()
     return torch.stack([tp, predicted.sum() - tp, target.sum() - tp]).double()
 
@@ -184,11 +195,17 @@ def scale_consistency(rolls: RollLike, threshold: float = 0.5) -> np.ndarray:
         return np.where(total > 0, (histogram @ _SCALES.T).max(1) / total, np.nan)
 
 
+def _check_steps(name: str, steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{name} must be a whole number of steps >= 1, got {steps!r}")
+
+
 def empty_beat_rate(rolls: RollLike, threshold: float = 0.5, steps_per_beat: int = STEPS_PER_BEAT) -> np.ndarray:
     """Share of beats in which no cell is on, in [0, 1]: ``(N,)``. A silent segment scores 1.
 
     (pypianoroll's function of this name returns the non-empty rate.)
     """
+    _check_steps("steps_per_beat", steps_per_beat)
     rolls = binary_rolls(rolls, threshold)
     if rolls.shape[-1] % steps_per_beat:
         raise ValueError(f"roll length {rolls.shape[-1]} is not a whole number of {steps_per_beat}-step beats")
@@ -208,6 +225,7 @@ def groove_consistency(rolls: RollLike, threshold: float = 0.5, steps_per_bar: i
     whatever they are: salu133445/muspy#73.) A 2-bar segment has one pair;
     NaN when no pair has an onset.
     """
+    _check_steps("steps_per_bar", steps_per_bar)
     starts = onsets(torch.from_numpy(binary_rolls(rolls, threshold))).numpy()
     if starts.shape[-1] % steps_per_bar:
         raise ValueError(f"roll length {starts.shape[-1]} is not a whole number of {steps_per_bar}-step bars")

@@ -246,7 +246,7 @@ def interpolate(z1: torch.Tensor, z2: torch.Tensor, t, method: str = "linear") -
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
     t = torch.as_tensor(t, dtype=torch.float32, device=a.device).reshape(-1, 1)
-    if ((t < 0) | (t > 1)).any():
+    if (~torch.isfinite(t) | (t < 0) | (t > 1)).any():  # NaN passed the comparisons and gave a NaN code
         raise ValueError(f"t must be in [0, 1], got {t.reshape(-1).tolist()}")
     if method == "linear":
         points = (1 - t) * a + t * b
