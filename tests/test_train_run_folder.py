@@ -8,7 +8,7 @@ from filelock import FileLock
 from tiny_rolls import tiny_segments
 
 from musicvae_course import train as training
-from musicvae_course.core.checkpoint import load_checkpoint
+from musicvae_course.core.checkpoint import CheckpointError, load_checkpoint
 from musicvae_course.core.data import PianoRollDataset
 from musicvae_course.core.model import MusicVAE
 from musicvae_course.train import run_folder
@@ -136,3 +136,37 @@ def test_stale_temp_files_are_swept_and_a_second_run_on_the_folder_is_refused(da
     assert not stale.exists() and notes.exists()
     with pytest.raises(FileExistsError, match="resume=True"):
         training.fit(new_model(), train, epochs=1, out_dir=tmp_path, **QUICK)
+
+
+def _set(key, value):
+    return lambda state: state.__setitem__(key, value)
+
+
+def _moments(change):
+    return lambda state: [slot.update(change(slot)) for slot in state["optimizer"]["state"].values()]
+
+
+DAMAGED_STATES = {  # what resuming raised before: a traceback from deep inside the loop or torch
+    "epoch as text": (_set("epoch", "1"), "epoch is '1'"),  # accepted, then counted as text
+    "negative epoch": (_set("epoch", -5), "epoch is -5"),  # ValueError from the random generator
+    "history as text": (_set("history", "x"), "history is not a list"),  # AttributeError
+    "NaN samples": (_set("samples_seen", float("nan")), "samples_seen is nan"),  # ValueError
+    "no optimizer": (lambda state: state.pop("optimizer"), "no optimizer state"),  # KeyError
+    "lr as text": (lambda state: state["optimizer"]["param_groups"][0].update(lr="fast"), "learning rate of 'fast'"),
+    "NaN moments": (_moments(lambda slot: {"exp_avg": slot["exp_avg"] * float("nan")}), "exp_avg holds NaN"),
+    "moments of another shape": (_moments(lambda slot: {"exp_avg": torch.zeros(3)}), "exp_avg has shape (3,)"),
+    "scheduler best as text": (lambda state: state["scheduler"].update(best="x"), "scheduler's best is 'x'"),
+    "state a list": (lambda state: state.clear() or state.update(epoch=[1]), "epoch is [1]"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_STATES))
+def test_a_damaged_training_state_is_named_before_resuming(data, tmp_path, damage):
+    change, said = DAMAGED_STATES[damage]
+    training.fit(new_model(), *data, epochs=1, out_dir=tmp_path, **QUICK)
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    change(checkpoint["training_state"])
+    torch.save(checkpoint, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as error:
+        training.fit(new_model(), *data, epochs=2, out_dir=tmp_path, resume=True, **QUICK)
+    assert str(tmp_path / "last.pt") in str(error.value) and said in str(error.value)

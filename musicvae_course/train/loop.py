@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.checkpoint import CheckpointError
 from ..core.devices import choose_device, set_cpu_threads
 from ..core.metrics import evaluation_sums, summarize_sums
 from ..core.model import vae_loss
@@ -188,8 +189,18 @@ class _Run:
             )
         state = checkpoint["training_state"]
         self.model.load_state_dict(checkpoint["model_state"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as err:  # a state of another run or a hand-made one
+            raise CheckpointError(f"{last}: its optimizer or scheduler state does not fit this model ({err})") from None
+        for parameter in self.params:  # Adam's moments of another shape failed only at the first step
+            for name, value in self.optimizer.state.get(parameter, {}).items():
+                if torch.is_tensor(value) and value.dim() and value.shape != parameter.shape:
+                    raise CheckpointError(
+                        f"{last}: the optimizer's {name} has shape {tuple(value.shape)} for a parameter of shape "
+                        f"{tuple(parameter.shape)}: not this model's run"
+                    )
         self.history = list(state["history"])
         self.samples_seen, self.start_epoch = int(state["samples_seen"]), int(state["epoch"])
         self.best = self.folder.check_best(self.model, checkpoint)

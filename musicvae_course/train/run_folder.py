@@ -108,6 +108,12 @@ class RunFolder:
         checkpoint = load_checkpoint(last)
         if not checkpoint.get("training_state"):
             raise CheckpointError(f"{last}: has no training state to resume from (a model file, not a run's last.pt?)")
+        problem = _training_state_problem(checkpoint["training_state"])
+        if problem:  # else resume raised KeyError, TypeError or AttributeError from deep inside torch
+            raise CheckpointError(
+                f"{last}: its training state is damaged ({problem}); start the run again with overwrite=True "
+                "(--overwrite), or resume from a copy of the run that is whole"
+            )
         return checkpoint
 
     def check_best(self, model: torch.nn.Module, checkpoint: dict) -> float:
@@ -208,6 +214,49 @@ def _cloned(tree):
     if isinstance(tree, (list, tuple)):
         return type(tree)(_cloned(value) for value in tree)
     return copy.copy(tree)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _training_state_problem(state) -> str | None:
+    """What is wrong with a ``last.pt``'s training state as ``fit`` writes it, or None. A run's own file always
+    passes (a diverged step never reaches it); a damaged or hand-made one is named instead of failing mid-resume."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a dict"
+    for key in ("epoch", "samples_seen"):
+        if not _count(state.get(key)):
+            return f"{key} is {state.get(key)!r}, not a whole number >= 0"
+    if state.get("best_epoch") is not None and not _count(state["best_epoch"]):
+        return f"best_epoch is {state['best_epoch']!r}"
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        return "history is not a list of per-epoch rows"
+    best = state.get("best_val_loss")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
+        return f"best_val_loss is {best!r}"
+    optimizer, scheduler = state.get("optimizer"), state.get("scheduler")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list):
+        return "no optimizer state"
+    if not isinstance(scheduler, dict):
+        return "no scheduler state"
+    for key in ("best", "factor", "eps", "threshold", "patience", "num_bad_epochs", "cooldown", "last_epoch"):
+        value = scheduler.get(key, 0.0)  # ReduceLROnPlateau's numbers (best starts at infinity)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return f"the scheduler's {key} is {value!r}"
+    for group in optimizer["param_groups"]:
+        lr = group.get("lr") if isinstance(group, dict) else None
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            return f"a learning rate of {lr!r}"
+    moments = optimizer.get("state", {})
+    for slot in moments.values() if isinstance(moments, dict) else [None]:
+        if not isinstance(slot, dict):
+            return "the optimizer's state is not a dict per parameter"
+        for name, value in slot.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return f"the optimizer's {name} holds NaN or infinity"
+    return None
 
 
 def _best_epoch(state: dict) -> int | None:
