@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -34,7 +33,7 @@ from ..fileio import atomic_write, sha256_of
 from . import reports
 from .judge import QuestionResult
 from .markers import GradingSourceError, grade_id_of, source_of
-from .sandbox import Limits, Sandbox, make_sandbox
+from .sandbox import Limits, Sandbox, make_sandbox, remove_tree
 from .session import Layout, NotebookGrade, grade_notebook
 from .source import load_source
 from .submissions import MAX_NOTEBOOK_BYTES, match_source, parse_submission, scan
@@ -200,7 +199,11 @@ def autograde(
     "none". ``data``: extra ``{path in the course layout: host path}`` to copy for the kernels. Raises KitChanged
     when the kit's files change during the run (records graded so far are kept).
     """
-    log = log or (lambda line: None)
+    shown = log or (lambda line: None)
+
+    def log(line):  # file and folder names a submission chose, shown on one line without terminal escapes
+        shown(reports.one_line(line))
+
     submissions_dir, source_dir, out_dir = Path(submissions_dir), Path(source_dir), Path(out_dir)
     if not submissions_dir.is_dir():
         raise NotADirectoryError(f"submissions folder {submissions_dir} does not exist")
@@ -336,7 +339,7 @@ def autograde(
     try:
         _run_jobs(todo, jobs, out_dir, sources, check_kit, log)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
         reports.write_all(out_dir, sources)
     check_kit()
     return reports.load_grades(out_dir)

@@ -44,9 +44,10 @@ def _number(value: float) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-def _one_line(text) -> str:
+def one_line(text) -> str:
     """Text a submission chose (exception messages, class and file names) on one line and without terminal
-    escapes, so that it cannot start a heading or a score line of its own in the feedback."""
+    escapes, so that it cannot start a heading or a score line of its own in the feedback, or send the grader's
+    terminal escapes (clear the screen, set its title) in the log."""
     return _CONTROL.sub(" ", str(text))
 
 
@@ -265,7 +266,7 @@ def similar_pairs(records: list[dict], sources: dict, threshold: float = SIMILAR
 
 def feedback_text(grade) -> str:
     """Markdown feedback for one notebook: score per question, per case why points were lost; no test source."""
-    lines = [f"# {_one_line(grade.notebook)}: {_number(grade.total)} / {_number(grade.max_points)} points", ""]
+    lines = [f"# {one_line(grade.notebook)}: {_number(grade.total)} / {_number(grade.max_points)} points", ""]
     if grade.status != "graded":
         lines += [f"Status: {grade.status}", ""]
     for q in grade.questions:
@@ -276,13 +277,13 @@ def feedback_text(grade) -> str:
         lines.append(head + f" ({q.status})")
         failed = [c for c in q.cases if not c.passed]
         if failed:
-            lines += [f"  - {_one_line(c.message or f'case {c.case_id} failed ({c.requirement})')}" for c in failed]
+            lines += [f"  - {one_line(c.message or f'case {c.case_id} failed ({c.requirement})')}" for c in failed]
         elif q.detail:
-            lines.append(f"  - {_one_line(q.detail)}")
+            lines.append(f"  - {one_line(q.detail)}")
     if grade.problems:
-        lines += ["", "## Problems while running your notebook", ""] + [f"- {_one_line(p)}" for p in grade.problems]
+        lines += ["", "## Problems while running your notebook", ""] + [f"- {one_line(p)}" for p in grade.problems]
     if grade.grader_notes:
-        lines += ["", "## Grader notes", ""] + [f"- {_one_line(n)}" for n in grade.grader_notes[:30]]
+        lines += ["", "## Grader notes", ""] + [f"- {one_line(n)}" for n in grade.grader_notes[:30]]
     if grade.isolation == "none" and grade.status == "graded":
         lines += ["", "_Graded without a sandbox (isolation: none)._"]
     return _encodable("\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import codec
 from .judge import GraderSpace, KernelLost, QuestionResult, run_question
 from .kernel import Kernel, KernelDied
-from .sandbox import Sandbox, make_sandbox
+from .sandbox import Sandbox, make_sandbox, remove_tree
 from .source import Source, Step, load_source, plan_submission
 
 MAX_RESTARTS = 3
@@ -121,7 +121,7 @@ class _KernelRun:
         if self.kernel is not None:
             self.kernel.close()
         for part in ("course", "home", "ipc"):
-            shutil.rmtree(self.run_dir / part, ignore_errors=True)
+            remove_tree(self.run_dir / part)
         self.workdir = self.layout.make(self.run_dir / "course")
         # the student version beside it, so check("q1") in the submission works as it did for the student
         (self.workdir / self.source.name).write_text(self.source.student_text, encoding="utf-8")
@@ -181,7 +181,7 @@ class _KernelRun:
     def close(self):
         if self.kernel is not None:
             self.kernel.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        remove_tree(self.run_dir)
 
 
 def _test_question(

@@ -7,6 +7,8 @@ it is parsed.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from pathlib import Path
 
 import nbformat
@@ -22,6 +24,16 @@ MAX_NOTEBOOK_BYTES = 64 * 1024**2
 #: strings too, which only overcounts) bounds the values; a course notebook with its outputs has a few thousand,
 #: 2 million parse in about 3 s and 0.35 GB. Base64 figures and audio hold none of them.
 MAX_NOTEBOOK_SEPARATORS = 2_000_000
+#: Every notebook file in a student's folder is read and leaves a record and a feedback file (one that matches no
+#: source too), and the class reports read every record again after each graded notebook: 2,000 files of "{}" took
+#: 6.5 s and each rebuild 0.07 s, so 100,000 (a small zip) would cost minutes of scanning and an hour of rebuilds over a
+#: class. A student's notebooks, their own first, are read up to this many; a course has a few.
+MAX_NOTEBOOKS_PER_STUDENT = 50
+#: A student's folder is searched this many folders deep, over at most this many entries. pathlib's rglob recurses
+#: in Python: a folder nested 1,500 deep (a 3 kB path) raised RecursionError and stopped the run before anyone was
+#: graded. nbgrader's layout is two deep.
+MAX_FOLDER_DEPTH = 16
+MAX_FOLDER_ENTRIES = 100_000
 
 
 def parse_submission(data: bytes, name: str):
@@ -48,11 +60,53 @@ def scan(submissions_dir: Path, only_student: str | None):
                 found[entry.name] = []
                 continue
             # the student's own notebooks first, copies in subfolders (a backup) after them
-            files = sorted((p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts), key=_depth)
+            files, cut = _notebook_files(entry)
+            files = sorted(files, key=_depth)
+            if cut:
+                stray.append(f"{entry}: {cut}; the rest of the folder is not read")
+            if len(files) > MAX_NOTEBOOKS_PER_STUDENT:
+                stray.append(
+                    f"{entry}: {len(files):,} notebook files, over the grader's limit of {MAX_NOTEBOOKS_PER_STUDENT}; "
+                    f"only the first {MAX_NOTEBOOKS_PER_STUDENT} (the folder's own, then subfolders') are read"
+                )
+                files = files[:MAX_NOTEBOOKS_PER_STUDENT]
             found[entry.name] = files
         elif entry.suffix == ".ipynb":
             stray.append(f"{entry}: not inside a student folder (expected {submissions_dir}/<student>/...); skipped")
     return found, stray
+
+
+def _notebook_files(folder: Path) -> tuple[list[Path], str]:
+    """Paths under ``folder`` whose names end in ``.ipynb`` (files, links, folders: the caller refuses all but
+    plain files), outside ``.ipynb_checkpoints``, breadth first without recursion or following links; and why the
+    search stopped early ("" when it did not)."""
+    found, queue, seen, cut = [], deque([(folder, 0)]), 0, ""
+    while queue:
+        here, depth = queue.popleft()
+        entries = []
+        try:
+            with os.scandir(here) as listing:
+                for item in listing:  # counted as they come: one folder may hold millions
+                    seen += 1
+                    if seen > MAX_FOLDER_ENTRIES:
+                        cut = f"over {MAX_FOLDER_ENTRIES:,} files and folders"
+                        queue.clear()
+                        break
+                    entries.append(item)
+        except OSError:
+            continue
+        for item in sorted(entries, key=lambda e: e.name):
+            path = Path(item.path)
+            if item.name.endswith(".ipynb"):
+                found.append(path)
+            if item.is_dir(follow_symlinks=False) and item.name != ".ipynb_checkpoints":
+                if seen > MAX_FOLDER_ENTRIES:
+                    continue
+                if depth < MAX_FOLDER_DEPTH:
+                    queue.append((path, depth + 1))
+                else:
+                    cut = cut or f"folders over {MAX_FOLDER_DEPTH} deep"
+    return found, cut
 
 
 def _depth(path: Path):
