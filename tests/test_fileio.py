@@ -43,3 +43,29 @@ def test_an_interrupt_during_a_write_is_raised_after_the_file_is_in_place(tmp_pa
                 pass
     finally:
         signal.signal(signum, previous)
+
+
+def test_walk_lists_without_recursion_prunes_and_stops_at_its_bounds(tmp_path):
+    from musicvae_course.fileio import WalkLimit, walk
+
+    deep = tmp_path / "top"
+    path = deep
+    for _ in range(5):
+        path = path / "a"
+    path.mkdir(parents=True)
+    (deep / "skip").mkdir()
+    (deep / "skip" / "hidden.txt").write_text("")
+    (path / "bottom.txt").write_text("")
+    seen = []
+    for root, folders, names in walk(deep):
+        if "skip" in folders:
+            folders.remove("skip")  # pruned as in os.walk
+        seen += names
+    assert seen == ["bottom.txt"]
+    limits = []
+    roots = [root for root, _, _ in walk(deep, limits.append, max_depth=2)]
+    assert len(roots) == 4 and [str(e) for e in limits] == ["folders over 2 deep"]  # top, a, a/a, skip
+    assert all(isinstance(e, WalkLimit) for e in limits)
+    limits.clear()
+    listed = sum(len(folders) + len(names) for _, folders, names in walk(deep, limits.append, max_entries=3))
+    assert listed == 3 and [str(e) for e in limits] == ["over 3 files and folders"]

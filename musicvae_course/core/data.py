@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fileio import walk
 from . import midi_fast
-from .file_lists import MIDI_SUFFIXES, check_build_arguments, list_midi_files, select_files, walk
+from .file_lists import MIDI_SUFFIXES, check_build_arguments, list_midi_files, select_files
 from .midi_limits import READ_TIMEOUT_S
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
 from .read_pool import content_hash, read_files

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import walk
 from .safe_files import display_name
 from .seeding import DEFAULT_SEED
 
@@ -50,31 +51,6 @@ def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
                 raise FileNotFoundError(f"no such file, folder or glob match: {display_name(str(source))}")
             found.update(_absolute(Path(m)) for m in matches if m.lower().endswith(MIDI_SUFFIXES))
     return sorted(found)
-
-
-def walk(top, onerror=None):
-    """``os.walk(top)`` top-down, links not followed, without recursion: Python 3.11's ``os.walk`` recurses once
-    per level, so a folder 1,200 levels deep raised ``RecursionError`` (after 23 s of resolving every level's
-    path again) where a build should list what it can. A folder that cannot be listed (unreadable, a path past
-    the system's length limit) is passed to ``onerror`` as its ``OSError`` and skipped."""
-    stack = [os.fspath(top)]
-    while stack:
-        root = stack.pop()
-        folders, names = [], []
-        try:
-            with os.scandir(root) as entries:
-                for entry in entries:
-                    try:
-                        is_folder = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_folder = False
-                    (folders if is_folder else names).append(entry.name)
-        except OSError as err:
-            if onerror is not None:
-                onerror(err)
-            continue
-        yield root, folders, names
-        stack.extend(os.path.join(root, name) for name in reversed(folders))
 
 
 def _absolute(path: Path) -> Path:

@@ -7,12 +7,11 @@ it is parsed.
 
 from __future__ import annotations
 
-import os
-from collections import deque
 from pathlib import Path
 
 import nbformat
 
+from ..fileio import WalkLimit, walk
 from .markers import grade_id_of
 
 #: A submitted file is read whole, and its JSON parsed, in the process that runs the batch, which no rlimit bounds:
@@ -78,35 +77,18 @@ def scan(submissions_dir: Path, only_student: str | None):
 
 def _notebook_files(folder: Path) -> tuple[list[Path], str]:
     """Paths under ``folder`` whose names end in ``.ipynb`` (files, links, folders: the caller refuses all but
-    plain files), outside ``.ipynb_checkpoints``, breadth first without recursion or following links; and why the
-    search stopped early ("" when it did not)."""
-    found, queue, seen, cut = [], deque([(folder, 0)]), 0, ""
-    while queue:
-        here, depth = queue.popleft()
-        entries = []
-        try:
-            with os.scandir(here) as listing:
-                for item in listing:  # counted as they come: one folder may hold millions
-                    seen += 1
-                    if seen > MAX_FOLDER_ENTRIES:
-                        cut = f"over {MAX_FOLDER_ENTRIES:,} files and folders"
-                        queue.clear()
-                        break
-                    entries.append(item)
-        except OSError:
-            continue
-        for item in sorted(entries, key=lambda e: e.name):
-            path = Path(item.path)
-            if item.name.endswith(".ipynb"):
-                found.append(path)
-            if item.is_dir(follow_symlinks=False) and item.name != ".ipynb_checkpoints":
-                if seen > MAX_FOLDER_ENTRIES:
-                    continue
-                if depth < MAX_FOLDER_DEPTH:
-                    queue.append((path, depth + 1))
-                else:
-                    cut = cut or f"folders over {MAX_FOLDER_DEPTH} deep"
-    return found, cut
+    plain files), outside ``.ipynb_checkpoints``, without recursion or following links (``fileio.walk``); and why
+    the search stopped early ("" when it did not)."""
+    found, cuts = [], []
+
+    def note(error: OSError) -> None:  # a folder that cannot be listed is skipped, as before
+        if isinstance(error, WalkLimit):
+            cuts.append(str(error))
+
+    for root, folders, names in walk(folder, note, MAX_FOLDER_DEPTH, MAX_FOLDER_ENTRIES):
+        folders[:] = sorted(name for name in folders if name != ".ipynb_checkpoints")
+        found += [Path(root, name) for name in sorted(names + folders) if name.endswith(".ipynb")]
+    return found, "; ".join(cuts)
 
 
 def _depth(path: Path):
