@@ -24,6 +24,7 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -51,6 +52,8 @@ def generated_corpus(folder: Path, n_folk: int) -> list[Path]:
     if not done.is_file():
         spec = importlib.util.spec_from_file_location("midi_corpus", ROOT / "tests" / "midi_corpus.py")
         midi_corpus = importlib.util.module_from_spec(spec)
+        # Registered before it runs so its pool workers' function pickles by name.
+        sys.modules["midi_corpus"] = midi_corpus
         spec.loader.exec_module(midi_corpus)
         paths, wall, cpu = midi_corpus.make_music21_corpus(folder, n_folk=n_folk)
         print(f"generated {len(paths)} MIDI files from music21 in {wall:.1f} s ({cpu:.1f} CPU-s)")

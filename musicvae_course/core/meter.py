@@ -252,6 +252,8 @@ def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
     beats: list[int] = []
     scaled_end = int(end) * _SCALE
     for index, signature in enumerate(signatures):
+        if index and signature.step * _SCALE >= scaled_end:
+            break  # this one and all after start past the end: 100,000 events after the last note took a second
         # a signature's bars stop at the next one or at the end: a file may place events far past its last note
         stop = min(signatures[index + 1].step * _SCALE, scaled_end) if index + 1 < len(signatures) else scaled_end
         bar, beat = int(bar_steps(signature) * _SCALE), int(beat_steps(signature) * _SCALE)

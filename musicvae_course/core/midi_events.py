@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .midi_limits import MAX_EVENT_BYTES, MAX_EVENTS, MAX_NOTES, LimitError
+from .midi_limits import MAX_EVENT_BYTES, MAX_EVENTS, MAX_NOTES, MAX_STEPS, LimitError
 
 MAX_TICK = 10_000_000  #: pretty_midi's limit above which a file is "likely corrupt"
 DRUM_CHANNEL = 9
@@ -138,10 +138,8 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
     if n_tracks > 0x7FFF:  # mido reads the count as signed: no tracks at all, and pretty_midi fails on none
         raise MidiLimitError(f"corrupt MIDI header: {n_tracks:,} tracks declared, more than 32,767")
     division = int.from_bytes(data[12:14], "big")
-    if division & 0x8000:
-        raise MidiFormatError("SMPTE time division (frames per second) is not supported: no beat grid")
-    if division == 0:
-        raise MidiFormatError("corrupt MIDI header: 0 ticks per quarter note")
+    if (refused := division_error(division)) is not None:
+        raise refused
     max_events = MAX_EVENTS if max_events is None else max_events  # read here, so that it can be lowered
     pos = 8 + header_size
     notes: list = []
@@ -159,16 +157,16 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
             raise MidiFormatError(f"truncated MIDI: track {track} declares {size} bytes, {len(data) - begin} left")
         try:
             metas = (tempos if track == 0 else [], signatures)  # tempo: the reference's map, the first track's
-            last, events = _parse_track(data, begin, begin + size, track, notes, metas, max_notes)
+            last, events = _parse_track(data, begin, begin + size, track, notes, metas, max_notes, division)
         except IndexError:
             raise MidiFormatError(f"corrupt or truncated MIDI: track {track} runs past its end") from None
+        if last >= MAX_TICK:  # ticks only grow: the last one bounds every note of the track
+            raise _past_max_tick(last, division)
         max_tick = max(max_tick, last)
         n_events += events
         if n_events > max_events:  # mido would keep each as an object: refused before the reference reads it
             raise MidiLimitError(f"more than {max_events:,} events (limit MAX_EVENTS)")
         pos = begin + size
-    if max_tick + 1 > MAX_TICK:
-        raise MidiLimitError(f"largest tick {max_tick} > {MAX_TICK:,}: likely corrupt")
     for tick, value in tempos:  # the reference divides by it (a ZeroDivisionError): refused here by name
         if not value:
             raise MidiLimitError(f"corrupt MIDI: track 0: a tempo of 0 microseconds per quarter note at tick {tick}")
@@ -185,9 +183,9 @@ def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None 
     )
 
 
-def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, int]:
+def _parse_track(data, pos, stop, track, notes, metas, max_notes, division) -> tuple[int, int]:
     """Walk one track's events, appending closed notes to ``notes`` and tempo and time-signature events to the
-    two lists of ``metas``; returns the track's last tick and events.
+    two lists of ``metas``; returns the track's last tick and events (``division``: for the words of an error).
 
     One loop, no objects per event: this is the module's hot path, ordered for the usual event (a one-byte
     delta, then a note-on or note-off, often in running status). A note is one int,
@@ -217,7 +215,7 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, 
                 pos += 1
                 delta = (delta << 7) | (byte & 0x7F)
                 if delta >= MAX_TICK:  # stop now: a run of 0xFF bytes would grow it in quadratic time
-                    raise MidiLimitError(f"track {track}: a time step of more than {MAX_TICK:,} ticks: likely corrupt")
+                    raise _past_max_tick(tick + delta, division, f"track {track}: a tick of at least ")
             tick += delta
         byte = data[pos]
         if byte < 0x80:  # running status: this byte is the first data byte
@@ -303,11 +301,35 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes) -> tuple[int, 
             pos += size
         else:
             raise MidiFormatError(f"corrupt MIDI: track {track}: undefined status byte 0x{kind:02x}")
-    if tick >= MAX_TICK:  # ticks only grow: checking the last one bounds every packed note
-        raise MidiLimitError(f"largest tick {tick} > {MAX_TICK:,}: likely corrupt")
     if pos != stop:
         raise MidiFormatError(f"corrupt or truncated MIDI: track {track}: last event runs past the track's end")
     return tick, events
+
+
+def division_error(division: int) -> MidiFormatError | None:
+    """Why the header's time division (its bytes 12-13 as an unsigned int) gives no beat grid, or ``None``: both
+    readers refuse in these words. SMPTE timing (film scoring, some DAWs) is valid MIDI: said so, not "corrupt"."""
+    if division & 0x8000:
+        return MidiFormatError(
+            f"MIDI header: time division 0x{division:04x} is in SMPTE frames ({256 - (division >> 8)} per second), "
+            "not supported: no beat grid; the kit needs ticks per quarter note"
+        )
+    if division == 0:
+        return MidiFormatError("corrupt MIDI header: time division 0x0000, 0 ticks per quarter note")
+    return None
+
+
+def _past_max_tick(tick: int, division: int, what: str = "largest tick ") -> MidiLimitError:
+    """The error for a tick past ``MAX_TICK`` (pretty_midi's): it says the length in quarter notes, since a piece of
+    normal length saved at a fine resolution passes it too (music21 writes 10,080 ticks per quarter note, some DAWs
+    15,360: 651 quarter notes, 5 minutes at 130 BPM), and then saving it at 480 or 960 reads."""
+    quarters = tick // division
+    resaved_reads = division > 960 and quarters * 4 <= MAX_STEPS  # a roll of the kit's length: 960 would read
+    fine = ", or a resolution too fine for its length (save it at 960 or 480)" if resaved_reads else ""
+    return MidiLimitError(
+        f"{what}{tick:,} > {MAX_TICK:,} (MAX_TICK, pretty_midi's limit): {quarters:,} quarter notes at "
+        f"{division:,} ticks per quarter note; likely corrupt{fine}"
+    )
 
 
 def _variable_int(data, pos) -> tuple[int, int]:
@@ -332,15 +354,16 @@ def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
     """Seconds from the start to ``tick`` under the file's tempo map (120 BPM until the first tempo event).
 
     As pretty_midi: ``tempos`` from the first track (``NoteTable.tempos``), sorted by tick (a stable sort, so
-    file order breaks ties and the last event on a tick wins).
+    file order breaks ties and the last event on a tick wins). Summed in ints, divided once (correctly rounded): sums
+    of floats, pretty_midi's or ours, put a file of exactly 1 hour at 150 BPM a hair over a 60-minute limit or not.
     """
-    seconds, last_tick, mspq = 0.0, 0, 500_000
+    tick_us, last_tick, mspq = 0, 0, 500_000  # ticks x microseconds per quarter note, exact
     for at, value in sorted(tempos, key=lambda item: item[0]):
         if at >= tick:
             break
-        seconds += (at - last_tick) * mspq / 1e6 / ticks_per_quarter
-        last_tick, mspq = at, value
-    return seconds + (tick - last_tick) * mspq / 1e6 / ticks_per_quarter
+        tick_us += (int(at) - last_tick) * int(mspq)
+        last_tick, mspq = int(at), value
+    return (tick_us + (int(tick) - last_tick) * int(mspq)) / (1_000_000 * int(ticks_per_quarter))
 
 
 @contextlib.contextmanager

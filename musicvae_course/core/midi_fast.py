@@ -26,9 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from .midi_events import DRUM_CHANNEL, MidiFormatError, parse_notes, seconds_at, smf_bytes
-from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
-from .pianoroll import N_PITCHES, midi_to_pianoroll, notes_to_pianoroll, pretty_midi_from_bytes, ticks_to_steps
-from .safe_files import FileSkip, read_regular_file
+from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError, roll_too_long
+from .pianoroll import (
+    HIGHEST_PITCH,
+    LOWEST_PITCH,
+    N_PITCHES,
+    existing_path,
+    midi_to_pianoroll,
+    notes_to_pianoroll,
+    pretty_midi_from_bytes,
+    ticks_to_steps,
+)
+from .safe_files import FileSkip, display_name, read_regular_file
 
 MAX_SECONDS = 3600.0  #: default length limit: longer files are refused as absurd
 
@@ -63,11 +72,14 @@ def read_pianoroll(midi, max_seconds: float | None = MAX_SECONDS, max_steps: int
     pitched = table.channel != DRUM_CHANNEL
     if not pitched.any():
         raise MidiSkip("drums only (channel 10)")
+    onset, offset = ticks_to_steps(table.start[pitched], table.end[pitched], table.ticks_per_quarter)
+    on_keys = (table.pitch[pitched] >= LOWEST_PITCH) & (table.pitch[pitched] <= HIGHEST_PITCH)
+    if on_keys.any() and int(offset[on_keys].max()) > max_steps:  # before seconds, in the order the reference checks
+        raise MidiSkip(str(roll_too_long(int(offset[on_keys].max()), max_steps)))
     if max_seconds is not None:
         seconds = seconds_at(int(table.end.max()), table.tempos, table.ticks_per_quarter)
         if seconds > max_seconds:
-            raise MidiSkip(f"too long: {seconds / 60:.0f} min (limit {max_seconds / 60:.0f} min)")
-    onset, offset = ticks_to_steps(table.start[pitched], table.end[pitched], table.ticks_per_quarter)
+            raise _too_long(seconds, max_seconds)
     try:
         return notes_to_pianoroll(table.pitch[pitched], onset, offset, max_steps=max_steps)
     except ValueError as err:
@@ -78,14 +90,17 @@ def midi_to_pianoroll_fast(midi) -> np.ndarray:
     """Like ``pianoroll.midi_to_pianoroll`` but fast: ``(88, T)`` bool.
 
     Files without pitched notes give an ``(88, 0)`` roll, as in the reference; no length limit in seconds.
-    Raises ``ValueError`` naming the file if it is unreadable or over a limit.
+    Raises what the reference raises, in its words: ``FileNotFoundError``, or ``ValueError`` naming the file if it
+    is unreadable or over a limit.
     """
+    name = "<bytes>" if isinstance(midi, (bytes, bytearray, memoryview)) else display_name(existing_path(midi))
     try:
         return read_pianoroll(midi, max_seconds=None)
     except MidiSkip as err:
         if str(err).startswith(("no notes", "drums only")):
             return np.zeros((N_PITCHES, 0), dtype=bool)
-        raise ValueError(f"{midi if isinstance(midi, (str, Path)) else '<bytes>'}: {err}") from err
+        # display_name: a name with a newline or an escape sequence cannot forge a line of the message
+        raise ValueError(f"{name}: not a readable MIDI file ({err})") from err
 
 
 def read_pianoroll_reference(midi, max_seconds: float | None = MAX_SECONDS, max_steps: int = MAX_STEPS) -> np.ndarray:
@@ -101,12 +116,26 @@ def read_pianoroll_reference(midi, max_seconds: float | None = MAX_SECONDS, max_
         raise MidiSkip("drums only (channel 10)")
     # the last note's end, as read_pianoroll: pm.get_end_time() also counts markers, lyrics and tempo events
     end = max(note.end for instrument in instruments for note in instrument.notes)
-    if max_seconds is not None and end > max_seconds:
-        raise MidiSkip(f"too long: {end / 60:.0f} min (limit {max_seconds / 60:.0f} min)")
+    if max_seconds is not None and end > max_seconds * (1 - 1e-9):
+        # near the limit, measured as read_pianoroll measures (an exact sum over the tempo map): pretty_midi's
+        # seconds are a sum of floats, and a file ending on the limit (1 hour at 150 BPM) was a hair over it here only
+        times, tempi = pm.get_tempo_changes()
+        tempos = [(pm.time_to_tick(time), round(60_000_000 / bpm)) for time, bpm in zip(times, tempi)]
+        seconds = seconds_at(pm.time_to_tick(end), tempos, pm.resolution)
+        if seconds > max_seconds:
+            raise _too_long(seconds, max_seconds)
     try:
         return midi_to_pianoroll(pm, max_steps=max_steps)
     except ValueError as err:
         raise MidiSkip(str(err)) from None
+
+
+def _too_long(seconds: float, max_seconds: float) -> MidiSkip:
+    length, limit = f"{seconds / 60:.0f} min", f"{max_seconds / 60:.0f} min"
+    for digits in (3, 6, 9):  # just over: "60 min (limit 60 min)" would not say why; seconds, as many digits as tell
+        if length == limit:
+            length, limit = f"{seconds:,.{digits}f} s", f"{max_seconds:,.{digits}f} s"
+    return MidiSkip(f"too long: {length} (limit {limit})")
 
 
 def _file_bytes(midi) -> bytes:

@@ -37,3 +37,12 @@ MAX_LATENT_DIM = 8192  #: largest latent size a checkpoint may ask for (about 17
 
 class LimitError(ValueError):
     """An input that would take more memory or time than the named limit allows."""
+
+
+def roll_too_long(n_steps: int, max_steps: int) -> LimitError:
+    """The error for a roll of ``n_steps`` sixteenth steps over ``max_steps``: one wording for both readers,
+    whichever check meets it first (the reference's, before pretty_midi reads the file, or the roll's own)."""
+    return LimitError(
+        f"the roll would be {n_steps:,} steps long ({n_steps // 4:,} quarter notes), more than "  # 4 steps a quarter
+        f"the limit of {max_steps:,} (MAX_STEPS; raise max_steps to allow it)"
+    )

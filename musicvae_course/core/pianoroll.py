@@ -37,7 +37,7 @@ from typing import Union
 import numpy as np
 
 from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, mido_reads_as_parse_notes, parse_notes
-from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError
+from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError, roll_too_long
 from .safe_files import FileSkip, display_name, read_regular_file, time_limit
 
 LOWEST_PITCH = 21  #: MIDI pitch of row 0 (A0)
@@ -90,10 +90,7 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None, max_ste
     if n_steps is None:
         n_steps = int(offset.max()) if offset.size else 0
     if n_steps > max_steps:
-        raise LimitError(
-            f"the roll would be {n_steps:,} steps long ({n_steps // STEPS_PER_BEAT:,} quarter notes), more than "
-            f"the limit of {max_steps:,} (MAX_STEPS; raise max_steps to allow it)"
-        )
+        raise roll_too_long(n_steps, max_steps)
     flat = np.zeros(N_PITCHES * n_steps, dtype=bool)
     onset, offset = np.maximum(onset, 0), np.minimum(offset, n_steps)
     inside = offset > onset
@@ -115,6 +112,16 @@ def notes_to_pianoroll(pitch, onset, offset, n_steps: int | None = None, max_ste
     return flat.reshape(N_PITCHES, n_steps)
 
 
+def existing_path(midi) -> Path:
+    """``midi`` as a ``Path`` that exists; else ``TypeError``/``FileNotFoundError`` saying what to pass."""
+    if not isinstance(midi, (str, os.PathLike)):  # bytes or a file object: Path() said "expected str, bytes or ..."
+        raise TypeError(f"expected the path of a MIDI file or a pretty_midi.PrettyMIDI, got {type(midi).__name__}")
+    if not os.path.lexists(midi):  # the name as given: Path() makes "https://x/a.mid" "https:/x/a.mid"
+        url = " (a web address: download the file first)" if "://" in display_name(os.fspath(midi)) else ""
+        raise FileNotFoundError(f"MIDI file not found: {display_name(os.fspath(midi))}{url}")
+    return Path(midi)
+
+
 def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
     """A ``pretty_midi.PrettyMIDI`` from a path (or the object itself); errors name the file. Only regular files
     are read (see ``safe_files``), at most ``MAX_MIDI_BYTES`` of them, within ``READ_TIMEOUT_S`` (``ReadTimeout``)."""
@@ -124,9 +131,7 @@ def load_pretty_midi(midi, max_steps: int = MAX_STEPS):
 
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
-    path = Path(midi)
-    if not os.path.lexists(path):
-        raise FileNotFoundError(f"MIDI file not found: {display_name(path)}")
+    path = existing_path(midi)
     try:  # mido takes ~25 us per event: 2 M meta events (8 MB) kept time_signatures busy for 45 s, unbounded
         with time_limit(READ_TIMEOUT_S, f"reading {display_name(path)}"):
             return pretty_midi_from_bytes(read_regular_file(path, MAX_MIDI_BYTES), max_steps)
@@ -153,10 +158,7 @@ def _check_bounds(data: bytes, division: int, max_steps: int):
     if rolled.any():
         steps = int(ticks_to_steps(table.start[rolled], table.end[rolled], division)[1].max())
         if steps > max_steps:
-            raise LimitError(
-                f"the roll would be {steps:,} steps long, more than the limit of {max_steps:,} "
-                "(MAX_STEPS; raise max_steps to allow it)"
-            )
+            raise roll_too_long(steps, max_steps)
     return table
 
 
@@ -167,15 +169,14 @@ def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
     (``with_every_tracks_time_signatures``)."""
     import pretty_midi
 
-    from .midi_events import smf_bytes, with_every_tracks_time_signatures
+    from .midi_events import division_error, smf_bytes, with_every_tracks_time_signatures
 
     data = smf_bytes(data)  # a RIFF MIDI (.rmi) file: the MIDI file inside it
     if data[:4] != b"MThd":  # said plainly: mido's words for these are "EOFError" and "MThd not found"
         raise ValueError("empty file (0 bytes)" if not data else f"not a MIDI file (starts with {data[:8]!r})")
     division = int.from_bytes(data[12:14], "big") if len(data) >= 14 else 1
-    if division == 0 or division & 0x8000:  # SMPTE is valid MIDI (film, some DAWs): say so, not "corrupt"
-        what = "in SMPTE frames per second (no beat grid), not supported" if division & 0x8000 else "0: corrupt"
-        raise ValueError(f"MIDI header: time division 0x{division:04x} is {what}; the kit needs ticks per quarter")
+    if (refused := division_error(division)) is not None:  # the fast reader's words
+        raise refused
     table = _check_bounds(data, division, max_steps) if REFERENCE_BOUNDS_CHECK else None
     try:
         with warnings.catch_warnings(), mido_reads_as_parse_notes():
@@ -220,8 +221,7 @@ def _midi_to_pianoroll(midi, max_steps: int) -> np.ndarray:
         if instrument.is_drum:
             continue
         for note in instrument.notes:
-            # pretty_midi stores seconds; time_to_tick inverts its own tempo
-            # map, so this recovers the file's ticks whatever the tempo.
+            # pretty_midi stores seconds; time_to_tick inverts its own tempo map: the file's ticks at any tempo
             starts.append(pm.time_to_tick(note.start))
             ends.append(pm.time_to_tick(note.end))
             pitches.append(note.pitch)
