@@ -231,10 +231,12 @@ def _run(args) -> int:
     from .core.checkpoint import load_pretrained
     from .core.devices import choose_device
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # else "[Errno 17] File exists: 'x'", after the model was loaded
+        raise ValueError(f"--out {out}: is a file, not a folder")
     device = choose_device(_checked_device(args.device))
     model = load_pretrained(args.checkpoint, device=device)
     generator = torch.Generator().manual_seed(args.seed)
-    out = Path(args.out)
     with torch.no_grad():
         if args.command == "sample":
             z = torch.randn(args.n, model.latent_dim, generator=generator) * args.temperature

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..fileio import atomic_write, sha256_of, sweep_temp_files
 from .checkpoint_checks import (
     ENCODED_FEATURES,
     CheckpointError,
+    brief,
     check_file,
     check_loaded,
     check_tensors,
@@ -110,8 +112,8 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load: the file is not plain tensors and values "
-            f"(loading it would run code from the file, which this kit never does). "
-            f"Detail: {str(err).splitlines()[0]}"
+            f"(loading it otherwise could run code from the file, which this kit never does). "
+            f"Detail: {_unpickler_detail(err)}"
         ) from None
     except Exception as err:  # torch raises many types for damaged files (IndexError too)
         raise CheckpointError(
@@ -133,11 +135,29 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     if _is_state_dict(obj):
         check_tensors(obj, display_name(path))
         return {"config": {}, "model_state": obj}
-    keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    # not sorted: keys of mixed types (1 and "a") raised TypeError; brief: a key may be megabytes long
+    keys = [brief(key) for key in list(obj)[:8]] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(
         f"{path}: not a MusicVAE checkpoint: expected a dict with "
         f"'config' and 'model_state' or a state dict, found {keys}"
     )
+
+
+def _unpickler_detail(err: Exception) -> str:
+    """What torch's weights-only unpickler refused, from its message (whose first line only says that it failed
+    and how to load the file unsafely): "Unsupported global: GLOBAL posix.system", or an opcode by name."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    found = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+    if found is None:
+        return brief(lines[0] if lines else type(err).__name__, 200)
+    detail = lines[found].split("WeightsUnpickler error:", 1)[-1].strip() or " ".join(lines[found + 1 : found + 2])
+    code = re.fullmatch(r"Unsupported operand (\d+)", detail)
+    if code and int(code.group(1)) in _OPCODES:  # 139: a whole number over 255 bytes long, LONG4
+        detail += f" (the pickle opcode {_OPCODES[int(code.group(1))]})"
+    return brief(detail, 200)
+
+
+_OPCODES = {ord(op.code.encode("latin-1")): op.name for op in pickletools.opcodes}
 
 
 def _is_state_dict(obj) -> bool:
@@ -176,7 +196,7 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
     ours = model.state_dict()
     if set(state) | _counters(ours) == set(ours):  # same names (counters may be absent)
         wrong = [
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            f"{brief(k)}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
             for k, v in ours.items()
             if k in state and state[k].shape != v.shape
         ]
@@ -202,7 +222,7 @@ def match_state_dict(model: MusicVAE, state: dict, source: str = "checkpoint"):
         if match != key:
             renamed[key] = match
     if missing or unused:
-        extra = [f"{k} {tuple(state[k].shape)}" for k in unused[:20]]
+        extra = [f"{brief(k)} {tuple(state[k].shape)}" for k in unused[:20]]
         extra += [f"and {len(unused) - 20:,} more"] if len(unused) > 20 else []  # thousands of tensors: readable
         raise CheckpointError(
             f"{source}: does not fit MusicVAE(latent_dim={model.latent_dim}, "

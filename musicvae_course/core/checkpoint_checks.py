@@ -10,7 +10,9 @@ names the file and the tensor. Taught, as a black box, in ``notebooks/01_loading
 
 from __future__ import annotations
 
+import os
 import pickletools
+import reprlib
 import zipfile
 
 import torch
@@ -39,7 +41,7 @@ def check_file(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
     try:
         check_regular_file(path)
     except FileSkip as err:
-        raise CheckpointError(f"{display_name(path)}: {err}") from None
+        raise CheckpointError(f"{display_name(path)}: {err}{_weights_inside(path)}") from None
     if not zipfile.is_zipfile(path):
         _refuse_legacy(path)
     try:
@@ -71,6 +73,23 @@ def check_file(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
             )
 
 
+def _weights_inside(path, look: int = 1000) -> str:
+    """For a folder given as a checkpoint (a Hugging Face style download: config.json beside the weights), what in
+    it may be the file to pass, among its first ``look`` entries; its config.json is never read."""
+    try:
+        with os.scandir(path) as entries:
+            names = sorted(entry.name for _, entry in zip(range(look), entries) if entry.name.endswith(_WEIGHTS))
+    except OSError:  # not a folder, or unreadable: the reason given is enough
+        return ""
+    if not names:
+        return "; a checkpoint is one .pt file"
+    unread = " (safetensors is not read by this kit: a .pt file is)" if names[0].endswith(".safetensors") else ""
+    return f"; pass the weights file inside it, e.g. {display_name(os.path.join(path, names[0]))}{unread}"
+
+
+_WEIGHTS = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
 def _refuse_legacy(path) -> None:
     """A non-zip file: PyTorch's legacy format or a bare pickle. Neither is loaded: the legacy format's sizes
     cannot be checked before torch allocates them. A pickle naming code is reported as such."""
@@ -100,15 +119,34 @@ def _refuse_legacy(path) -> None:
     )
 
 
+_REPR = reprlib.Repr()  # a value's repr, its strings, numbers and containers cut short
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
+def brief(value, limit: int = 60) -> str:
+    """``value`` (a name as it is, anything else as its ``repr``) cut to about ``limit`` characters for a message.
+
+    A file's names and values are the file's to choose: a 3 MB string as ``latent_dim``, or a 1 MB tensor name,
+    made an error message of megabytes (one line on the terminal)."""
+    text = value if isinstance(value, str) else _REPR.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _dotted(path: list) -> str:
+    """``config.notes.0``: the keys from the top (``None``: the file itself), each cut to 40 characters."""
+    return ".".join(brief(str(key), 40) for key in path if key is not None)
+
+
 def check_loaded(obj, source: str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
     """Refuse, right after ``torch.load``, containers nested deeper than ``MAX_CHECKPOINT_NESTING`` (their repr
     and any recursive walk fail) or reached more than ``MAX_CHECKPOINT_ENTRIES`` times, and tensors whose shapes
     declare more than ``max_bytes`` in all: a view of one stored number can have any shape (stride 0), so the
     zip's sizes do not bound them; the first computation on a (50000, 50000) view of 4 bytes asked for 10 GB."""
-    declared, entries, stack, names = 0, 0, [iter([("", obj)])], [""]  # an iterator per open container
+    # the path to an entry is kept as its keys and joined only for a message: joined for every entry, one 1 MB key
+    # shared (pickle's memo) by 250,000 small dicts cost 20 s of copying
+    declared, entries, stack, path = 0, 0, [iter([(None, obj)])], []  # an iterator per open container
     while stack:
         for key, item in stack[-1]:
-            name = f"{names[-1]}.{key}" if names[-1] else str(key)
             entries += 1
             if entries > MAX_CHECKPOINT_ENTRIES:
                 raise CheckpointError(
@@ -117,28 +155,28 @@ def check_loaded(obj, source: str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Non
                 )
             if isinstance(item, torch.Tensor):
                 kind = _unusual_kind(item)
+                name = _dotted(path + [key]) if key is not None else "(the whole file)"
                 if kind:  # the first computation on one raised RuntimeError or NotImplementedError, naming no file
-                    raise CheckpointError(
-                        f"{source}: tensor {name or '(the whole file)'} is {kind}; a checkpoint holds dense CPU tensors"
-                    )
+                    raise CheckpointError(f"{source}: tensor {name} is {kind}; a checkpoint holds dense CPU tensors")
                 declared += item.numel() * item.element_size()
                 if declared > max_bytes:
                     raise CheckpointError(
-                        f"{source}: tensor {name or '(the whole file)'} of shape {tuple(item.shape)} takes the tensors "
+                        f"{source}: tensor {name} of shape {tuple(item.shape)} takes the tensors "
                         f"past {max_bytes / 1e6:,.0f} MB (MAX_CHECKPOINT_BYTES), whatever the file stores; refused"
                     )
             elif isinstance(item, (dict, list, tuple, set, frozenset)):
                 if len(stack) > MAX_CHECKPOINT_NESTING:
                     raise CheckpointError(
-                        f"{source}: containers nested more than {MAX_CHECKPOINT_NESTING} deep, at {name[:60]}... "
-                        "(MAX_CHECKPOINT_NESTING); not a checkpoint of this kit"
+                        f"{source}: containers nested more than {MAX_CHECKPOINT_NESTING} deep, at "
+                        f"{_dotted(path + [key])[:60]}... (MAX_CHECKPOINT_NESTING); not a checkpoint of this kit"
                     )
                 stack.append(iter(item.items() if isinstance(item, dict) else enumerate(item)))
-                names.append(name)
+                path.append(key)
                 break
         else:
             stack.pop()
-            names.pop()
+            if path:
+                path.pop()
 
 
 def _unusual_kind(tensor: torch.Tensor) -> str | None:
@@ -155,12 +193,12 @@ def _unusual_kind(tensor: torch.Tensor) -> str | None:
 def check_tensors(state: dict, source: str) -> dict:
     """``state`` with floating tensors as float32; ``CheckpointError`` naming the first unsound tensor."""
     checked = {}
-    for name, tensor in state.items():
-        role = name.rsplit(".", 1)[-1]
+    for key, tensor in state.items():
+        role, name = key.rsplit(".", 1)[-1], brief(key)
         if role == "num_batches_tracked":
             if tensor.dtype.is_floating_point or tensor.is_complex() or tensor.dtype == torch.bool:
                 raise CheckpointError(f"{source}: tensor {name} must be an integer counter, got {tensor.dtype}")
-            checked[name] = tensor
+            checked[key] = tensor
             continue
         if not tensor.dtype.is_floating_point:
             raise CheckpointError(
@@ -171,7 +209,7 @@ def check_tensors(state: dict, source: str) -> dict:
             raise CheckpointError(f"{source}: tensor {name} holds NaN or infinite values")
         if role == "running_var" and (tensor < 0).any():
             raise CheckpointError(f"{source}: tensor {name} holds negative variances")
-        checked[name] = tensor
+        checked[key] = tensor
     return checked
 
 
@@ -187,9 +225,11 @@ def latent_dim_of(config: dict, state: dict, source: str) -> int:
             )
         value = from_tensors.pop()
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LATENT_DIM:
-        raise CheckpointError(f"{source}: config latent_dim={value!r} is not a whole number in 1..{MAX_LATENT_DIM}")
+        raise CheckpointError(
+            f"{source}: config latent_dim={_REPR.repr(value)} is not a whole number in 1..{MAX_LATENT_DIM}"
+        )
     if from_tensors and value not in from_tensors:
-        wrong = "; ".join(f"{k}: file {tuple(t.shape)} vs model ({value}, 2560)" for k, t in heads.items())
+        wrong = "; ".join(f"{brief(k)}: file {tuple(t.shape)} vs model ({value}, 2560)" for k, t in heads.items())
         raise CheckpointError(f"{source}: tensors of the wrong shape for config latent_dim={value}: {wrong}")
     return value
 

@@ -33,6 +33,7 @@ import torch
 
 from ..fileio import walk
 from . import midi_fast
+from .dataset_checks import SEGMENT_BYTES, as_segments, check_file_ids, check_npz, check_packed
 from .file_lists import MIDI_SUFFIXES, check_build_arguments, list_midi_files, select_files
 from .midi_limits import READ_TIMEOUT_S
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
@@ -52,7 +53,6 @@ __all__ = [
     "split_by_file",
 ]
 
-SEGMENT_BYTES = N_PITCHES * SEGMENT_STEPS // 8  #: one packed segment: 352 bytes
 CACHE_FORMAT = 1  #: bump when the cache layout or the roll rules change
 MAX_DATASET_FILES = 2_000_000  #: file names a dataset .npz may list (LMD's lmd_full has 178,561)
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # np.packbits is big-endian within a byte
@@ -91,11 +91,8 @@ class PianoRollDataset:
     """
 
     def __init__(self, segments, file_ids=None, files=None):
-        rolls = np.asarray(segments)
-        if rolls.ndim != 3 or rolls.shape[1:] != (N_PITCHES, SEGMENT_STEPS):
-            raise ValueError(f"segments must have shape (N, 88, 32), got {rolls.shape}")
-        _check_binary(rolls, "segments")
-        packed = np.packbits(rolls.reshape(len(rolls), -1).astype(bool), axis=1)
+        rolls = as_segments(segments)  # (N, 88, 32) of 0/1, or ValueError saying what it is
+        packed = np.packbits(rolls.reshape(len(rolls), N_PITCHES * SEGMENT_STEPS).astype(bool), axis=1)
         self._init(packed, file_ids, files)
 
     @classmethod
@@ -106,13 +103,10 @@ class PianoRollDataset:
         return ds
 
     def _init(self, packed, file_ids, files, report=None):
-        if tuple(packed.shape[1:]) != (SEGMENT_BYTES,):
-            raise ValueError(f"packed segments must have shape (N, {SEGMENT_BYTES}), got {tuple(packed.shape)}")
+        check_packed(packed)
         self.packed = packed
-        self.file_ids = None if file_ids is None else np.asarray(file_ids, dtype=np.int64)
-        if self.file_ids is not None and len(self.file_ids) != packed.shape[0]:
-            raise ValueError(f"file_ids has {len(self.file_ids)} entries for {len(packed)} segments")
-        self.files = None if files is None else [str(f) for f in files]
+        # whole numbers indexing files: strings, fractions and ids outside files were taken, or failed later
+        self.file_ids, self.files = check_file_ids(file_ids, int(packed.shape[0]), files)
         self.report = report
 
     def __len__(self) -> int:
@@ -213,17 +207,6 @@ class PianoRollDataset:
         if self.file_ids is None or self.files is None:
             raise ValueError("this dataset was made without file_ids/files; pass them to PianoRollDataset")
         return self.file_ids
-
-
-def _check_binary(rolls: np.ndarray, name: str) -> None:
-    """Refuse anything but bool or exactly 0/1 values (NaN, 0.01, -1 would silently become notes)."""
-    if rolls.dtype == bool or rolls.size == 0:
-        return
-    if not np.issubdtype(rolls.dtype, np.number) or np.iscomplexobj(rolls):
-        raise ValueError(f"{name} must be bool or 0/1 numbers, got dtype {rolls.dtype}")
-    if not ((rolls == 0) | (rolls == 1)).all():
-        bad = rolls[(rolls != 0) & (rolls != 1)].ravel()[:3]
-        raise ValueError(f"{name} must hold only 0 and 1 (binary rolls), found e.g. {bad.tolist()}")
 
 
 def split_by_file(ds: PianoRollDataset, fractions=(0.8, 0.1, 0.1), seed: int = DEFAULT_SEED):
@@ -346,47 +329,11 @@ def build_dataset(
     return ds
 
 
-def _check_npz(path: Path) -> None:
-    """A regular file whose arrays declare at most ``MAX_DATASET_BYTES`` (checked before numpy inflates them)."""
-    import zipfile
-
-    from .midi_limits import DATASET_BYTES_AT_ANY_RATIO, MAX_COMPRESSION_RATIO, MAX_DATASET_BYTES
-    from .safe_files import FileSkip, check_regular_file, display_name
-
-    try:
-        check_regular_file(path)
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(entry.file_size for entry in archive.infolist())
-            for entry in archive.infolist():  # a header may declare any shape: numpy allocates it before reading
-                if entry.file_size > max(DATASET_BYTES_AT_ANY_RATIO, MAX_COMPRESSION_RATIO * entry.compress_size):
-                    # a deflate bomb: 1.75 MB of zeros took 19 s and 2 GB (and 3.5 MB the limit's 4 GB)
-                    raise ValueError(
-                        f"array {entry.filename} inflates {entry.compress_size:,} bytes to {entry.file_size:,}, more "
-                        f"than {MAX_COMPRESSION_RATIO:g} times (MAX_COMPRESSION_RATIO)"
-                    )
-                with archive.open(entry) as member:
-                    fmt = np.lib.format
-                    read = fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0) else fmt.read_array_header_2_0
-                    shape, _, dtype = read(member)
-                needs = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                if dtype.hasobject or needs > entry.file_size:
-                    what = "objects (pickles)" if dtype.hasobject else f"{needs:,} bytes, holds {entry.file_size:,}"
-                    raise ValueError(f"array {entry.filename} of shape {shape} declares {what}")
-    except (zipfile.BadZipFile, OSError, FileSkip, ValueError, EOFError, RuntimeError, NotImplementedError) as err:
-        # RuntimeError: an encrypted entry; NotImplementedError: a compression method zipfile lacks (both escaped)
-        raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
-    if declared > MAX_DATASET_BYTES:
-        raise ValueError(
-            f"{display_name(path)}: declares {declared / 1e9:.1f} GB of arrays, more than the limit of "
-            f"{MAX_DATASET_BYTES / 1e9:.1f} GB (MAX_DATASET_BYTES)"
-        )
-
-
 def _npz_arrays(path: Path):
     """``(packed, file_ids, files)`` of a ``save_npz`` file, checked as save_npz writes them (0-d or 2-D ids, file
     names of numbers or bytes got through); ``ValueError`` naming the file. ``files`` is bounded before it becomes
     Python strings: 392 KB of ``'ab'`` repeated (256 MB as numpy) took 22 s and 3.1 GB as 33 million str objects."""
-    _check_npz(path)
+    check_npz(path)
     with np.load(path, allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in ("packed", "file_ids", "files") if name in archive.files}
     found = {name: f"{array.dtype}{array.shape}" for name, array in arrays.items()}

@@ -67,6 +67,24 @@ def check_regular_file(path) -> os.stat_result:
     return info
 
 
+def check_place_for_file(path, what: str = "file", lock: bool = False) -> None:
+    """Refuse what sits at ``path`` in the way of a file the kit writes there, before any work that would end at
+    it: ``FileExistsError`` saying what it is. A folder is refused (a write's rename over it fails: a folder named
+    ``last.pt`` failed a training run only at its first save, ``index.json`` a cache build only after every read);
+    other entries and links are replaced by the write (``fileio.atomic_write``) and pass. With ``lock``, for a lock
+    file that ``filelock`` opens in place: anything but a regular file is refused (it opens no link: one raised
+    "Too many levels of symbolic links", a traceback from training).
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return  # absent (or not reachable): whoever opens it next reports that
+    if stat.S_ISREG(info.st_mode) or not (lock or stat.S_ISDIR(info.st_mode)):
+        return
+    kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else _KINDS.get(stat.S_IFMT(info.st_mode), "a special file")
+    raise FileExistsError(f"{display_name(path)}: {kind} where the {what} goes (not one this kit made); remove it")
+
+
 def read_regular_file(path, max_bytes: int) -> bytes:
     """All bytes of a regular file, at most ``max_bytes`` of them.
 

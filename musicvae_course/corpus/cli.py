@@ -63,14 +63,24 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except (ValueError, OSError) as err:  # a missing failures.csv, --out naming a file, a damaged manifest
-        print(
-            f"python -m musicvae_course.corpus: error: {str(err).splitlines()[0] if str(err) else err!r}",
-            file=sys.stderr,
-        )
+        # the message as it is ("!r" inside the f-string's conditional quoted every message, as a repr)
+        message = str(err).splitlines()[0] if str(err) else repr(err)
+        print(f"python -m musicvae_course.corpus: error: {message}", file=sys.stderr)
         return 2
 
 
+def _check_paths(args) -> None:
+    """Refuse, before any work and naming the option, a file given for a folder and a folder given for a file
+    (``[Errno 17] File exists: 'x'`` or ``[Errno 21] Is a directory``, after listing every work, named neither)."""
+    for option, path in (("--out", args.out), ("--samples", args.samples)):
+        if path is not None and path.exists() and not path.is_dir():
+            raise ValueError(f"{option} {path}: is a file, not a folder")
+    if args.write_heldout is not None and args.write_heldout.is_dir():
+        raise ValueError(f"--write-heldout {args.write_heldout}: is a folder, not a file")
+
+
 def _run(args) -> int:
+    _check_paths(args)
     if args.write_heldout:
         keys = heldout_keys(list_works())
         write_heldout(keys, args.write_heldout)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.data import _check_npz
+from ..core.dataset_checks import check_npz
 from ..core.pianoroll import notes_to_pianoroll, segments, ticks_to_steps
 from ..core.safe_files import read_regular_file
 from ..fileio import atomic_write
@@ -199,7 +199,7 @@ def _save_notes(path: Path, pitch, onset, offset, cpu_seconds: float = 0.0) -> N
 def _notes_arrays(path) -> dict:
     """A note cache file's arrays, checked (a FIFO hung the manifest, a zeroed file stopped it): else ValueError."""
     try:
-        _check_npz(Path(path))  # a regular file, bounded declared sizes, no pickles
+        check_npz(Path(path))  # a regular file, bounded declared sizes, no pickles
         with np.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in ("pitch", "onset", "offset", "cpu_seconds") if name in f.files}
     except (OSError, EOFError, zipfile.BadZipFile) as err:

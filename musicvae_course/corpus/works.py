@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.safe_files import check_place_for_file
+from ..fileio import atomic_write
+
 HELDOUT_FRACTION = 0.05
 MIN_HELDOUT_COLLECTION_SIZE = 10  # collections this big get at least one held-out work
 SKIPPED_EXTENSIONS = (".rntxt",)  # roman-numeral analyses (Bach, Monteverdi): not music
@@ -133,12 +136,20 @@ def read_heldout(path: Path = HELDOUT_FILE) -> set[str]:
 
 
 def write_heldout(keys, path: Path = HELDOUT_FILE) -> None:
+    """Write the held-out ``keys`` (one a line, under a comment header) to ``path``, whole or not at all.
+
+    Raises:
+        FileExistsError: ``path`` is a folder.
+    """
     header = (
         "# Works held out for evaluation only (never trained on). One music21 corpus\n"
         "# path, or path#tune-number for multi-tune ABC files. Made by\n"
         "# python -m musicvae_course.corpus --write-heldout (5% per collection, by SHA-1 of the key).\n"
     )
-    Path(path).write_text(header + "".join(k + "\n" for k in keys), encoding="utf8")
+    # written whole, as a new file renamed into place: opening a FIFO given as PATH blocked forever, a link was
+    # written through (into the file it named), an interruption left half a list
+    check_place_for_file(path, "held-out list")
+    atomic_write(path, header + "".join(k + "\n" for k in keys))
 
 
 def check_corpus_path(corpus_path) -> None:

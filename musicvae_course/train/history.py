@@ -11,9 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
+from ..core.midi_limits import LimitError
+from ..core.safe_files import FileSkip, display_name, read_regular_file
 from ..fileio import atomic_write
+
+MAX_HISTORY_BYTES = 64 * 1024 * 1024  #: a history.json ``load_history`` reads (a row per epoch is ~300 bytes)
 
 
 def save_history(history: list[dict], out_dir) -> tuple[Path, Path]:
@@ -37,15 +42,24 @@ def save_history(history: list[dict], out_dir) -> tuple[Path, Path]:
 
 
 def load_history(source) -> list[dict]:
-    """A history from ``history.json``, a run folder holding it, or a list (returned as is)."""
+    """A history from ``history.json``, a run folder holding it, or a list (returned as is).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: naming the file, when it is not a readable regular file, is
+        over ``MAX_HISTORY_BYTES``, or is not a JSON list of objects (nested too deep to parse included).
+    """
     if isinstance(source, list):
         return source
     path = Path(source)
     if path.is_dir():
         path = path / "history.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no training history at {path}")
-    history = json.loads(path.read_text(encoding="utf-8"))
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"no training history at {display_name(path)}")
+    try:  # bounded, and only a regular file: a 3 GB sparse file took 12 s and 3 GB before a bare MemoryError
+        history = json.loads(read_regular_file(path, MAX_HISTORY_BYTES).decode("utf-8"))
+    except (FileSkip, LimitError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
+        # RecursionError: "[[[[..." 200,000 deep; UnicodeDecodeError: a binary file; neither named the file
+        raise ValueError(f"{display_name(path)}: not a training history ({type(err).__name__}: {err})") from None
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
-        raise ValueError(f"{path}: expected a JSON list of per-epoch objects")
+        raise ValueError(f"{display_name(path)}: expected a JSON list of per-epoch objects")
     return history

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import time
 import warnings
@@ -33,6 +34,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..core.safe_files import check_place_for_file
 from .config import SettingError
 from .history import save_history
 
@@ -72,7 +74,9 @@ class RunFolder:
 
         Raises:
             SettingError: ``resume`` without a folder. NotADirectoryError: ``path`` is a file. FileExistsError:
-            the folder holds a run and neither ``resume`` nor ``overwrite`` is set. RunFolderBusy: another run
+            the folder holds a run and neither ``resume`` nor ``overwrite`` is set, a folder sits where a run's
+            file goes, or the lock file is not a regular file (a link, a folder). CheckpointError: ``resume`` and
+            ``last.pt`` is not a readable checkpoint (a FIFO, a dangling link...). RunFolderBusy: another run
             holds the lock.
         """
         if self.path is None:
@@ -81,6 +85,10 @@ class RunFolder:
             return None
         if self.path.exists() and not self.path.is_dir():
             raise NotADirectoryError(f"out_dir {self.path}: is a file, not a folder")
+        # before any training: a folder named last.pt (or history.json) failed the run only at its first save
+        check_place_for_file(self.path / ".fit.lock", "lock file", lock=True)
+        for name in RUN_FILES:
+            check_place_for_file(self.path / name, "run's file")
         if self.writes:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(self.path / ".fit.lock")
@@ -96,7 +104,7 @@ class RunFolder:
                 if _STALE_TEMP.match(stale.name):
                     stale.unlink(missing_ok=True)  # left by a killed save: under the lock, nobody writes it
         last = self.path / "last.pt"
-        if not last.is_file():
+        if not os.path.lexists(last) or not (resume or last.is_file()):  # a FIFO or a dangling link: replaced
             return None
         if not resume:
             if overwrite:
