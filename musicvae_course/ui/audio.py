@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.pianoroll import STEPS_PER_BEAT, load_pretty_midi, pianoroll_to_midi, single_roll
+from .plots import detached, shape_hint  # plots imports matplotlib only when drawing
 
 SAMPLE_RATE = 22050  #: Hz; default for every clip
 RELEASE_SECONDS = 0.5  #: silence/decay kept after the last note ends
@@ -113,9 +114,10 @@ def _as_midi(roll_or_midi, bpm: float, threshold: float, program: int):
         midi = load_pretty_midi(roll_or_midi)
         return midi, midi.get_end_time()
     try:
-        roll = single_roll(roll_or_midi)
+        roll = single_roll(detached(roll_or_midi))
     except ValueError as err:
-        raise ValueError(f"roll_or_midi: expected a roll, a PrettyMIDI or a path; {err}") from None
+        hint = shape_hint(roll_or_midi)
+        raise ValueError(f"roll_or_midi: expected a roll, a PrettyMIDI or a path; {err}{hint}") from None
     midi = pianoroll_to_midi(roll, threshold=threshold, bpm=bpm, program=program)
     # The roll's own length counts, trailing silence included.
     return midi, roll.shape[1] * 60.0 / bpm / STEPS_PER_BEAT
@@ -232,11 +234,9 @@ def render(
             a named backend that is not installed.
         FileNotFoundError: a path that does not exist.
     """
-    if bpm <= 0:
-        raise ValueError(f"bpm must be positive, got {bpm}")
-    if int(sample_rate) != sample_rate or not 1000 <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be an integer from 1000 to {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
-    sample_rate = int(sample_rate)
+    if not _is_number(bpm) or not bpm > 0:  # "120" failed on a comparison with a TypeError
+        raise ValueError(f"bpm must be a positive number of quarter notes per minute, got {bpm!r}")
+    sample_rate = _checked_rate(sample_rate)
     backend = backend_in_use(instrument)
     midi, duration = _as_midi(roll_or_midi, bpm, threshold, program)
     if duration > MAX_SECONDS:
@@ -261,6 +261,18 @@ def render(
         )
         backend, waveform = "sine", _render(midi, "sine", n_samples, sample_rate)
     return Rendering(_finish(waveform, n_samples, sample_rate), sample_rate, backend)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _checked_rate(sample_rate) -> int:
+    """``sample_rate`` as an int in 1000..``MAX_SAMPLE_RATE`` Hz, or a ValueError naming it (NaN and "22050"
+    failed inside ``int()`` and the ``wave`` module with messages that did not)."""
+    if not _is_number(sample_rate) or not 1000 <= sample_rate <= MAX_SAMPLE_RATE or int(sample_rate) != sample_rate:
+        raise ValueError(f"sample_rate must be an integer from 1000 to {MAX_SAMPLE_RATE} Hz, got {sample_rate!r}")
+    return int(sample_rate)
 
 
 def _finish(waveform, n_samples: int, sample_rate: int) -> np.ndarray:
@@ -294,13 +306,24 @@ def synthesize(
 
 
 def to_wav_bytes(waveform, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A mono float waveform in [-1, 1] as 16-bit PCM WAV file bytes (for ``ipywidgets.Audio``)."""
-    pcm = (np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    """A mono float waveform in [-1, 1] as 16-bit PCM WAV file bytes (for ``ipywidgets.Audio``).
+
+    Raises:
+        ValueError: ``sample_rate`` outside 1000..``MAX_SAMPLE_RATE`` Hz, or a waveform that is not 1-D or holds
+            NaN (it became arbitrary 16-bit values: a click, not silence).
+    """
+    sample_rate = _checked_rate(sample_rate)
+    samples = np.asarray(waveform, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"waveform must be mono, shape (n_samples,); got shape {samples.shape}")
+    if np.isnan(samples).any():
+        raise ValueError("waveform contains NaN")
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
-        wav.setframerate(int(sample_rate))
+        wav.setframerate(sample_rate)
         wav.writeframes(pcm.tobytes())
     return buffer.getvalue()
 

@@ -18,7 +18,11 @@ from .plots import (
     _sounding_pitches,
     _style_axes,
     add_colorbar,
+    bar_numbers,
+    detached,
     grid_lines,
+    shape_hint,
+    shown_once,
 )
 
 #: Classes of :func:`difference_classes` (cell values of the difference view).
@@ -26,6 +30,14 @@ SILENT, HIT, MISS, FALSE_POSITIVE = 0, 1, 2, 3
 #: Okabe-Ito colours (readable with colour-blindness) for the difference view.
 DIFFERENCE_COLOURS = {SILENT: "#ffffff", HIT: "#009E73", MISS: "#D55E00", FALSE_POSITIVE: "#0072B2"}
 DIFFERENCE_LABELS = {HIT: "hit", MISS: "miss (original only)", FALSE_POSITIVE: "false positive (reconstruction only)"}
+
+
+def _one_roll(roll, name: str) -> np.ndarray:
+    """``(88, T)`` numpy of one roll, detached from autograd; a refused shape says what it probably is."""
+    try:
+        return single_roll(detached(roll), name)
+    except ValueError as error:
+        raise ValueError(f"{error}{shape_hint(roll)}") from None
 
 
 def difference_classes(original, reconstruction, threshold: float = 0.5) -> np.ndarray:
@@ -44,8 +56,8 @@ def difference_classes(original, reconstruction, threshold: float = 0.5) -> np.n
 
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
-    target = binarize(single_roll(original, "original"), threshold)
-    guess = binarize(single_roll(reconstruction, "reconstruction"), threshold)
+    target = binarize(_one_roll(original, "original"), threshold)
+    guess = binarize(_one_roll(reconstruction, "reconstruction"), threshold)
     if target.shape != guess.shape:
         raise ValueError(f"original {target.shape} and reconstruction {guess.shape} differ in shape")
     classes = np.full(target.shape, SILENT, dtype=np.int8)
@@ -92,8 +104,8 @@ def compare_pianorolls(
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    target = single_roll(original, "original")
-    guess = single_roll(reconstruction, "reconstruction")
+    target = _one_roll(original, "original")
+    guess = _one_roll(reconstruction, "reconstruction")
     classes = difference_classes(target, guess, threshold)
     if ax is None:
         fig, axes = _new_figure(1, 3, figsize=figsize, sharey=True, layout="constrained")
@@ -105,9 +117,10 @@ def compare_pianorolls(
     both = np.stack([binarize(target, threshold), binarize(guess, threshold)])
     low, high = _resolve_pitch_range(pitch_range, both, None)
     grid = grid_lines(target.shape[1], time_signature, bar_lines, start)
+    numbers = bar_numbers(target.shape[1], time_signature, bar_lines, start)
     sounding = _sounding_pitches(both, None)
-    _draw_roll(axes[0], target, None, (low, high), cmap, True, "original", grid, sounding)
-    image = _draw_roll(axes[1], guess, None, (low, high), cmap, True, "reconstruction", grid, sounding)
+    _draw_roll(axes[0], target, None, (low, high), cmap, True, "original", grid, sounding, numbers)
+    image = _draw_roll(axes[1], guess, None, (low, high), cmap, True, "reconstruction", grid, sounding, numbers)
     colours = ListedColormap([DIFFERENCE_COLOURS[c] for c in (SILENT, HIT, MISS, FALSE_POSITIVE)])
     diff_ax = axes[2]
     diff_ax.imshow(
@@ -120,7 +133,7 @@ def compare_pianorolls(
         interpolation="nearest",
         extent=(-0.5, classes.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
     )
-    _style_axes(diff_ax, classes.shape[1], low, high, True, sounding, grid)
+    _style_axes(diff_ax, classes.shape[1], low, high, True, sounding, grid, numbers)
     counts = {c: int((classes == c).sum()) for c in (HIT, MISS, FALSE_POSITIVE)}
     scores = precision_recall_f1(counts[HIT], counts[FALSE_POSITIVE], counts[MISS])
     precision, recall, f1 = scores["precision"], scores["recall"], scores["f1"]
@@ -139,4 +152,4 @@ def compare_pianorolls(
         other.set_ylabel("")
     if _is_probability(guess[None], None):
         add_colorbar(image, axes[1], "probability")
-    return axes[0].figure
+    return shown_once(axes[0].figure)

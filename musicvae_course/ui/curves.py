@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from ..train.history import load_history
+from .figures import shown_once
 
 _LOSSES = (  # (history key, label, colour, line style)
     ("neg_elbo", "train -ELBO", "tab:blue", "-"),
@@ -120,7 +121,7 @@ def plot_history(history, ax=None, reference=None):
         figure.delaxes(ax)  # the three panels replace the given axes
     figure, axes = _new_axes(figure)
     _draw(axes, history, reference)
-    return figure
+    return shown_once(figure)
 
 
 class LiveCurves:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.meter import Meter, bar_steps, meter_grid, parse_time_signature
 from ..core.pianoroll import (
     HIGHEST_PITCH,
     LOWEST_PITCH,
@@ -43,6 +42,10 @@ from ..core.pianoroll import (
     single_roll,
     to_numpy,
 )
+from .barlines import bar_numbers, draw_bar_numbers, grid_lines, set_step_ticks, thin_grid
+from .figures import say_if_silent, shown_once
+
+_set_step_ticks = set_step_ticks  # the name rollview imported before the bar helpers moved to barlines
 
 DEFAULT_CMAP = "Greys"  #: sequential: 0 white, 1 black, probabilities in between
 _PITCH_MARGIN = 2  # semitones kept around the used range when cropping
@@ -51,11 +54,42 @@ _MIN_CROPPED_SPAN = 12  # a cropped view shows at least an octave
 
 def as_roll_batch(roll, name: str = "roll") -> tuple[np.ndarray, bool]:
     """Any accepted roll shape as ``(B, 88, T)`` numpy, bool or float32 (:func:`~musicvae_course.core.pianoroll.
-    roll_batch` does the checking), and whether it was a batch."""
-    rolls, is_batch = roll_batch(roll, name)
+    roll_batch` does the checking), and whether it was a batch. A tensor that requires grad is detached first
+    (a picture needs no gradient; checking it attached warned on every call)."""
+    try:
+        rolls, is_batch = roll_batch(detached(roll), name)
+    except ValueError as error:
+        raise ValueError(f"{error}{shape_hint(roll)}") from None
     if rolls.shape[2] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(rolls.shape)}): nothing to draw")
     return to_numpy(rolls), is_batch
+
+
+def detached(roll):
+    """``roll`` without its autograd graph, if it is a tensor (``model.decode(z)`` in a training loop)."""
+    return roll.detach() if hasattr(roll, "detach") else roll
+
+
+def shape_hint(roll) -> str:
+    """What a refused shape probably is, said after the error: a roll with time first, or 128 MIDI pitches."""
+    shape = tuple(getattr(roll, "shape", np.shape(roll) if isinstance(roll, (list, tuple)) else ()))
+    if len(shape) >= 2 and shape[-1] == N_PITCHES and shape[-2] != N_PITCHES:
+        return "; it looks transposed, time first: pass roll.T (or .transpose(-1, -2) for a batch)"
+    if len(shape) >= 2 and shape[-2] == 128:
+        return "; 128 rows are all MIDI pitches: keep the piano's 88 (pitches 21-108) with roll[..., 21:109, :]"
+    return ""
+
+
+def checked_ax(ax, name: str = "ax"):
+    """``ax`` if it is one matplotlib Axes (a 1-element array of them is unwrapped), else a clear error: a whole
+    ``plt.subplots`` grid passed where one of its axes was meant failed deep inside with an AttributeError."""
+    if ax is None or hasattr(ax, "imshow"):
+        return ax
+    flat = np.ravel(np.asarray(ax, dtype=object)) if isinstance(ax, (list, tuple, np.ndarray)) else None
+    if flat is not None and flat.size == 1 and hasattr(flat[0], "imshow"):
+        return flat[0]
+    what = f"an array of {flat.size} axes" if flat is not None else f"a {type(ax).__name__}"
+    raise ValueError(f"{name} must be one matplotlib Axes (e.g. axes[0, 1] of plt.subplots), got {what}")
 
 
 def used_pitch_range(rolls, threshold: float = 0.5) -> tuple[int, int]:
@@ -89,7 +123,10 @@ def _resolve_pitch_range(pitch_range, rolls: np.ndarray, threshold) -> tuple[int
         if pitch_range != "used":
             raise ValueError(f"pitch_range must be None, 'used' or (low, high); got {pitch_range!r}")
         return used_pitch_range(rolls, 0.5 if threshold is None else threshold)
-    low, high = (int(p) for p in pitch_range)
+    try:
+        low, high = (int(p) for p in pitch_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"pitch_range must be None, 'used' or MIDI (low, high); got {pitch_range!r}") from None
     if not LOWEST_PITCH <= low <= high <= HIGHEST_PITCH:
         raise ValueError(f"pitch_range must lie within 21-108 with low <= high; got {pitch_range}")
     return low, high
@@ -99,37 +136,6 @@ def _resolve_pitch_range(pitch_range, rolls: np.ndarray, threshold) -> tuple[int
 #: 3 s, 64 panels 12 s, 256 over 5 minutes here), and a notebook cell would hang on model.sample(256)
 MAX_GRID_PANELS = 64
 _MAX_NAMED_PITCHES = 24  # more sounding pitches than this: name the Cs and the outer notes only
-
-
-def grid_lines(n_steps: int, time_signature=None, bar_lines=None, start: int = 0) -> tuple[list[int], list[int]]:
-    """Bar and beat positions (steps from the roll's first column, inside ``1 .. n_steps - 1``) of a roll.
-
-    Args:
-        n_steps: columns of the roll.
-        time_signature: ``"3/4"``, ``(6, 8)`` ...: a regular grid from the roll's ``start``; default 4/4.
-        bar_lines: a :class:`~musicvae_course.core.meter.Meter` (bars and beats) or a list of downbeat steps
-            (bars only, beats from ``time_signature`` if given), in steps of the piece.
-        start: step of the piece at the roll's first column (for a window cut from a piece).
-
-    Returns:
-        ``(bars, beats)``: sorted step lists; a beat on a bar line is left out of ``beats``.
-    """
-    if bar_lines is None:
-        grid = meter_grid(parse_time_signature(time_signature or "4/4"), start + n_steps)
-        downbeats, beats = grid.downbeats, grid.beats
-    elif isinstance(bar_lines, Meter):
-        downbeats, beats = bar_lines.downbeats, bar_lines.beats
-    else:
-        downbeats = sorted(int(b) for b in bar_lines)
-        beats = []
-        if time_signature is not None:  # beats inside each given bar
-            signature = parse_time_signature(time_signature)
-            step = meter_grid(signature, int(2 * bar_steps(signature)) + 64).beats[1]  # two bars hold a second beat
-            ends = [*downbeats[1:], start + n_steps]
-            beats = [b for d, e in zip(downbeats, ends) for b in range(d, e, step)]
-    bars = sorted({d - start for d in downbeats if 0 < d - start < n_steps})
-    beats = sorted({b - start for b in beats if 0 < b - start < n_steps} - set(bars))
-    return bars, beats
 
 
 def _pitch_labels(low: int, high: int, sounding, max_labels: int = 30) -> list[int]:
@@ -157,32 +163,10 @@ def _pitch_labels(low: int, high: int, sounding, max_labels: int = 30) -> list[i
     return kept
 
 
-def _step_ticks(bars, n_steps: int, width_in: float) -> list[int]:
-    """Steps to label on the step axis: 0 and the bar lines ``bars``, less any label that would touch the one
-    before it on axes ``width_in`` inches wide. A pickup of an eighth puts a bar 2 steps from 0: its label wins,
-    since it names a downbeat and 0 names only the edge."""
-    inches_per_step = width_in / max(n_steps, 1)
-
-    def half_width(step: int) -> float:  # a tick label in inches, half of it: digits at 10 pt, and a gap
-        return (0.08 * len(str(step)) + 0.06) / 2
-
-    kept: list[int] = []
-    for step in bars:
-        if not kept or (step - kept[-1]) * inches_per_step >= half_width(step) + half_width(kept[-1]):
-            kept.append(step)
-    if not kept or kept[0] * inches_per_step >= half_width(kept[0]) + half_width(0):
-        kept.insert(0, 0)
-    return kept
-
-
-def _set_step_ticks(ax, n_steps: int, bar_steps) -> None:
-    """Label the step axis at the bar lines (every other one past 12 bars), no two labels touching."""
-    width_in = (ax.figure.get_figwidth() if ax.figure is not None else 8.0) * ax.get_position().width
-    ax.set_xticks(_step_ticks(bar_steps if len(bar_steps) <= 12 else bar_steps[1::2], n_steps, width_in))
-
-
-def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ())) -> None:
-    """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines')."""
+def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), grid=((), ()), numbers=()) -> None:
+    """Note-name pitch axis, step axis, beat and bar lines (gid 'beat-lines'/'bar-lines'), and ``numbers``
+    (``(step, bar number)`` pairs from :func:`bar_numbers`) above the axes; lines and numbers thinned to what
+    the axes' width shows apart (:func:`~musicvae_course.ui.barlines.thin_grid`)."""
     ax.set_ylim(low - 0.5, high + 0.5)
     ax.set_xlim(-0.5, n_steps - 0.5)
     figure_height = ax.figure.get_figheight() if ax.figure is not None else 4.0
@@ -192,8 +176,8 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), 
     ax.set_yticks(labelled)
     ax.set_yticklabels([pitch_name(p) for p in labelled], fontsize="small" if len(labelled) > 8 else None)
     ax.set_ylabel("pitch")
-    bar_steps, beat_steps = grid
-    _set_step_ticks(ax, n_steps, bar_steps)
+    bar_steps, beat_steps, numbers = thin_grid(ax, n_steps, grid, numbers if bars else ())
+    set_step_ticks(ax, n_steps, bar_steps)
     ax.set_xlabel("step (sixteenth notes)")
     if not bars:
         return
@@ -201,6 +185,7 @@ def _style_axes(ax, n_steps: int, low: int, high: int, bars: bool, sounding=(), 
     # a line between step t-1 and t sits at t - 0.5
     ax.vlines(np.asarray(beat_steps) - 0.5, 0, 1, transform=to_axes, colors="#bbbbbb", linewidths=0.5, gid="beat-lines")
     ax.vlines(np.asarray(bar_steps) - 0.5, 0, 1, transform=to_axes, colors="#555555", linewidths=1.0, gid="bar-lines")
+    draw_bar_numbers(ax, numbers)
 
 
 def _sounding_pitches(roll: np.ndarray, threshold) -> np.ndarray:
@@ -208,15 +193,30 @@ def _sounding_pitches(roll: np.ndarray, threshold) -> np.ndarray:
     return LOWEST_PITCH + np.flatnonzero(np.asarray(on).reshape(-1, N_PITCHES, on.shape[-1]).any(axis=(0, 2)))
 
 
-def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, title, grid=None, sounding=None):
+def _pooled(data: np.ndarray, ax) -> tuple[np.ndarray, int]:
+    """``data`` ``(88, T)`` with every ``k`` columns merged by their maximum, and ``k``: 1 while ``T`` fits the
+    axes' pixels at the figure's dpi (a high-density screen gives each two), more beyond. Nearest-neighbour drawing of
+    10,000 steps on ~700 pixels showed one column in 14 and dropped the notes between them; the maximum keeps
+    every note (and the highest probability) of its columns."""
+    pixels = max(int(ax.figure.dpi * ax.figure.get_figwidth() * ax.get_position().width), 64)
+    k = -(-data.shape[1] // pixels)
+    if k <= 1:
+        return data, 1
+    padded = np.pad(data, ((0, 0), (0, (-data.shape[1]) % k)))  # zeros: no note, the lowest value
+    return padded.reshape(data.shape[0], -1, k).max(axis=2), k
+
+
+def _draw_roll(
+    ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, title, grid=None, sounding=None, numbers=()
+):
     """Draw one ``(88, T)`` roll on ``ax``; return the ``AxesImage``.
 
     ``grid``: ``(bars, beats)`` from :func:`grid_lines` (default 4/4); ``sounding``: pitches to name (default
-    the roll's own)."""
+    the roll's own); ``numbers``: bar numbers to print above (:func:`bar_numbers`; none by default)."""
     low, high = _resolve_pitch_range(pitch_range, roll, threshold)
-    data = binarize(roll, threshold) if threshold is not None else roll
+    data, k = _pooled((binarize(roll, threshold) if threshold is not None else roll).astype(np.float32), ax)
     image = ax.imshow(
-        data.astype(np.float32),
+        data,
         origin="lower",
         aspect="auto",
         cmap=cmap,
@@ -226,11 +226,11 @@ def _draw_roll(ax, roll: np.ndarray, threshold, pitch_range, cmap, bars: bool, t
         # "data": resample the 88 x T values, then colour: same
         # pixels with nearest, and ~2.5x faster than colouring first.
         interpolation_stage="data",
-        extent=(-0.5, roll.shape[1] - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
+        extent=(-0.5, data.shape[1] * k - 0.5, LOWEST_PITCH - 0.5, HIGHEST_PITCH + 0.5),
     )
     grid = grid_lines(roll.shape[1]) if grid is None else grid
     sounding = _sounding_pitches(roll, threshold) if sounding is None else sounding
-    _style_axes(ax, roll.shape[1], low, high, bars, sounding, grid)
+    _style_axes(ax, roll.shape[1], low, high, bars, sounding, grid, numbers)
     if title is not None:
         ax.set_title(title)
     return image
@@ -297,6 +297,7 @@ def visualize_pianoroll(
     Taught in ``notebooks/01_loading_the_pretrained_vae.ipynb``.
     """
     rolls, is_batch = as_roll_batch(roll)
+    ax = checked_ax(ax)
     if is_batch:
         if ax is not None:
             raise ValueError("a batch is drawn as a new grid; pass one roll when giving ax")
@@ -316,12 +317,14 @@ def visualize_pianoroll(
         fig, axes = _new_figure(figsize=figsize, layout="constrained")
         ax = axes[0, 0]
     grid = grid_lines(rolls.shape[2], time_signature, bar_lines, start)
-    image = _draw_roll(ax, rolls[0], threshold, pitch_range, cmap, bars, title, grid)
+    numbers = bar_numbers(rolls.shape[2], time_signature, bar_lines, start)
+    image = _draw_roll(ax, rolls[0], threshold, pitch_range, cmap, bars, title, grid, numbers=numbers)
+    say_if_silent(ax, rolls[0], threshold)
     if overlay is not None:
         _draw_overlay(ax, overlay, rolls.shape[2], overlay_label)
     if _is_probability(rolls, threshold):
         add_colorbar(image, ax)
-    return ax.figure
+    return shown_once(ax.figure)
 
 
 def _draw_overlay(ax, overlay, n_steps: int, label: str) -> None:
@@ -383,7 +386,15 @@ def plot_pianoroll_grid(
     Taught in ``notebooks/04_generation.ipynb``.
     """
     if isinstance(rolls, (list, tuple)):
-        rolls = np.stack([single_roll(r, f"rolls[{i}]") for i, r in enumerate(rolls)])
+        if not rolls:
+            raise ValueError("rolls is an empty list: nothing to draw")
+        rolls = [single_roll(detached(r), f"rolls[{i}]") for i, r in enumerate(rolls)]
+        for i, r in enumerate(rolls):
+            if r.shape != rolls[0].shape:  # np.stack said only "all input arrays must have the same shape"
+                raise ValueError(
+                    f"rolls[{i}] has {r.shape[1]} steps and rolls[0] {rolls[0].shape[1]}: a grid needs one T"
+                )
+        rolls = np.stack(rolls)
     batch, _ = as_roll_batch(rolls, "rolls")
     n = batch.shape[0]
     if n > MAX_GRID_PANELS:
@@ -404,13 +415,17 @@ def plot_pianoroll_grid(
         nrows, ncols, figsize=figsize or (3.2 * ncols, 2.6 * nrows), sharex=True, sharey=True, layout="constrained"
     )
     grid = grid_lines(batch.shape[2], time_signature, bar_lines, start)
+    numbers = bar_numbers(batch.shape[2], time_signature, bar_lines, start)
     sounding = _sounding_pitches(batch, threshold)  # one shared axis: name the notes of every panel
     image = None
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_visible(False)
             continue
-        image = _draw_roll(ax, batch[i], threshold, (low, high), cmap, bars, titles[i], grid, sounding)
+        # bar numbers over the first row only: the columns below share its steps
+        shown = numbers if i < ncols else ()
+        image = _draw_roll(ax, batch[i], threshold, (low, high), cmap, bars, titles[i], grid, sounding, shown)
+        say_if_silent(ax, batch[i], threshold)
         if i % ncols:
             ax.set_ylabel("")
         if i < n - ncols:
@@ -421,4 +436,4 @@ def plot_pianoroll_grid(
         add_colorbar(image, [ax for ax in axes.flat if ax.get_visible()])
     if suptitle is not None:
         fig.suptitle(suptitle)
-    return fig
+    return shown_once(fig)

@@ -266,6 +266,10 @@ def drawable_roll_widget(model, pitch_range=DEFAULT_RANGE, n_variations: int = 4
     """
     import ipywidgets as widgets
 
+    if isinstance(n_variations, bool) or int(n_variations) != n_variations or not 1 <= n_variations <= 16:
+        # 0 failed on its first reconstruction; 16 variations are a 64-bar picture already
+        raise ValueError(f"n_variations must be a whole number from 1 to 16, got {n_variations!r}")
+    n_variations = int(n_variations)
     low, high = (int(p) for p in pitch_range)
     if not LOWEST_PITCH <= low < high < LOWEST_PITCH + N_PITCHES:
         raise ValueError(f"pitch_range must lie within 21-108 with low < high; got {pitch_range}")

@@ -10,7 +10,7 @@ import io
 import numpy as np
 
 from ..core.pianoroll import N_PITCHES, binarize, single_roll
-from .plots import DEFAULT_CMAP, _draw_roll, _set_step_ticks, add_colorbar, grid_lines
+from .plots import DEFAULT_CMAP, _draw_roll, _pooled, _set_step_ticks, add_colorbar, checked_ax, detached, grid_lines
 
 
 class PianoRollView:
@@ -66,6 +66,7 @@ class PianoRollView:
     ):
         if isinstance(pitch_range, str):
             raise ValueError("PianoRollView needs a fixed pitch_range: None or (low, high)")
+        ax = checked_ax(ax)
         self._standalone = ax is None
         if self._standalone:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,12 +95,13 @@ class PianoRollView:
 
     def update(self, roll) -> None:
         """Show ``roll`` (any single-roll shape with ``T = n_steps``)."""
-        data = single_roll(roll, "roll")
+        data = single_roll(detached(roll), "roll")
         if data.shape[1] != self.n_steps:
             raise ValueError(f"roll has {data.shape[1]} steps; this view shows {self.n_steps}")
         if self.threshold is not None:
             data = binarize(data, self.threshold)
-        self.image.set_data(data.astype(np.float32))
+        # columns merged as the first picture merged them (a view wider than the axes' pixels)
+        self.image.set_data(_pooled(data.astype(np.float32), self.ax)[0])
         if not self._standalone:
             self.figure.canvas.draw_idle()
 

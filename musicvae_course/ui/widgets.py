@@ -47,6 +47,15 @@ def _frame(probabilities: torch.Tensor) -> np.ndarray:
     return probabilities.reshape(N_PITCHES, SEGMENT_STEPS).float().cpu().numpy()
 
 
+def _code(model, z, name: str) -> torch.Tensor:
+    """``z`` as a ``(latent_dim,)`` float32 CPU tensor, detached; a code of another size (a 256-d code on a model
+    of latent_dim 8) is refused naming ``name``, not deep inside a matrix product."""
+    z = torch.as_tensor(z).detach().float().cpu().reshape(-1)
+    if z.numel() != model.latent_dim:
+        raise ValueError(f"{name} has {z.numel()} numbers; this model's codes have latent_dim = {model.latent_dim}")
+    return z
+
+
 def interpolation_frame(model, z1: torch.Tensor, z2: torch.Tensor, t: float, method: str = "linear") -> np.ndarray:
     """Decode the point at ``t`` in [0, 1] between latents ``z1`` and ``z2``.
 
@@ -58,7 +67,7 @@ def interpolation_frame(model, z1: torch.Tensor, z2: torch.Tensor, t: float, met
     Returns:
         ``(88, 32)`` float32 note probabilities in [0, 1].
     """
-    z = latent_point(z1, z2, t, method)
+    z = latent_point(_code(model, z1, "z1"), _code(model, z2, "z2"), t, method)
     with _evaluating(model):
         return _frame(model.decode(z[None].to(model.device)))
 
@@ -75,14 +84,27 @@ def latent_direction_frame(model, z_base: torch.Tensor, directions: torch.Tensor
     Returns:
         ``(88, 32)`` float32 note probabilities in [0, 1].
     """
-    base = z_base.reshape(-1).float().cpu()  # latents are small: combine them on the CPU
-    directions = torch.as_tensor(directions).float().cpu().reshape(-1, base.numel())
+    base = _code(model, z_base, "z_base")  # latents are small: combine them on the CPU
+    directions = _directions(model, directions)
     weights = torch.as_tensor(np.asarray(coefficients, dtype=np.float32)).reshape(-1)
     if weights.numel() != directions.shape[0]:
         raise ValueError(f"{weights.numel()} coefficients for {directions.shape[0]} directions")
     z = base + weights @ directions
     with _evaluating(model):
         return _frame(model.decode(z[None].to(model.device)))
+
+
+def _directions(model, directions) -> torch.Tensor:
+    """``directions`` as ``(k, latent_dim)`` float32 on the CPU, detached; a ``(latent_dim,)`` vector is one."""
+    directions = torch.as_tensor(directions).detach().float().cpu()
+    if directions.dim() == 1:
+        directions = directions[None]
+    if directions.dim() != 2 or directions.shape[1] != model.latent_dim or directions.shape[0] == 0:
+        raise ValueError(
+            f"directions must have shape (k, latent_dim) = (k, {model.latent_dim}) with k >= 1; "
+            f"got {tuple(directions.shape)}"
+        )
+    return directions
 
 
 def sample_frame(model, temperature: float = 1.0, seed: int = DEFAULT_SEED) -> np.ndarray:
@@ -230,9 +252,8 @@ def latent_sliders_widget(
     """
     import ipywidgets as widgets
 
-    directions = torch.as_tensor(directions).float()
-    if directions.dim() == 1:
-        directions = directions[None]
+    directions = _directions(model, directions)
+    z_base = _code(model, z_base, "z_base")
     k = directions.shape[0]
     scales = np.ones(k, np.float32) if scales is None else np.asarray(torch.as_tensor(scales).float().reshape(-1))
     labels = [f"PC{i + 1}" for i in range(k)] if labels is None else list(labels)
@@ -293,8 +314,15 @@ def temperature_widget(
     import ipywidgets as widgets
 
     panel = RollPanel(pitch_range, with_audio)
-    slider = widgets.FloatSlider(
-        value=temperature, min=0.0, max=2.0, step=0.05, description="temperature", continuous_update=True
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    slider = widgets.FloatSlider(  # up to the temperature asked for: a slider to 2 showed 5 as 2 and drew 2
+        value=temperature,
+        min=0.0,
+        max=max(2.0, float(temperature)),
+        step=0.05,
+        description="temperature",
+        continuous_update=True,
     )
     slider.add_class("mvc-temperature-slider")
     seed_box = widgets.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed")
