@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
 
+from .literal_names import literal_name, loop_literals
 from .magics import python_of_cell
 from .markers import GradedStatement, split_tests
 
@@ -102,12 +103,32 @@ DYNAMIC_MODULES |= {"__main__", "builtins"}
 # attributes that lead to a namespace (IPython's, a frame's): `IPython.get_ipython().user_ns["answer"] = ...`,
 # `sys._getframe().f_globals[...]` bind any name without naming it
 DYNAMIC_ATTRIBUTES = {"get_ipython", "user_ns", "user_global_ns", "user_module", "_getframe", "f_globals"}
-DYNAMIC_ATTRIBUTES |= {"f_locals", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame"}
+DYNAMIC_ATTRIBUTES |= {"f_locals", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_builtins"}
+DYNAMIC_ATTRIBUTES |= {"_current_frames"}
 # ...and IPython's shell reached as a singleton (`IPKernelApp.instance().shell.push({"answer": kit_function})`)
 DYNAMIC_ATTRIBUTES |= {"shell", "instance", "push", "run_cell", "run_line_magic", "run_cell_magic", "ex", "ev"}
 OWN_MODULE = "module of your own"
 # getattr(obj, name) and operator.attrgetter(name) fetch by a computed name; hasattr and delattr fetch nothing
 ATTRIBUTE_CALLS = {"getattr", "setattr", "attrgetter", "methodcaller"}
+# Other routes from a string built at run time to an object (round 8: each scored full points with the forbidden
+# function): string.Formatter's field lookup (`get_field("0.__glo" + "bals__", ...)`), typing's evaluation of string
+# annotations in a function's globals (`get_type_hints`), a frame's builtins (`f_builtins["get" + "attr"]`) found
+# through `sys._current_frames()`, and modules that import or unpickle by name (`pydoc.locate`, `_pickle.loads`)
+FETCH_ATTRIBUTES = {"Formatter", "get_field", "get_value", "get_type_hints", "ForwardRef", "_evaluate", "_eval_type"}
+FETCH_ATTRIBUTES |= {"read_pickle", "ForkingPickler", "Unpickler"}
+DYNAMIC_MODULES |= {"pydoc", "_pickle", "shelve", "_imp", "_frozen_importlib", "zipimport"}
+DYNAMIC_MODULES |= {"_frozen_importlib_external", "dill", "cloudpickle", "joblib"}
+# ...and loaders that unpickle when asked to: np.load(..., allow_pickle=True), torch.load(..., weights_only=False)
+UNPICKLING_KEYWORDS = {"allow_pickle": False, "weights_only": True}
+# IPython's output cache: what a cell showed last (`_`, `__`, `___`), by number (`_5`, `Out[5]`, `_oh[5]`), and the
+# display hook that holds it (`sys.displayhook._`)
+OUTPUTS = re.compile(r"^(_{1,3}|_\d+|Out|_oh)$")
+FETCH_ATTRIBUTES |= {"displayhook"}
+# Methods that put a value into a container (`helpers.append(kit_function)`); `np.append(a, b)`, a module's function
+# of the same name, changes nothing: names bound by imports are left out
+IMPORTS = (ast.Import, ast.ImportFrom)
+ANY_NAME = "*"
+MUTATORS = {"append", "extend", "insert", "update", "setdefault", "add", "appendleft", "extendleft", "put", "push"}
 # Dunders honest answers use (a class of their own, `if __name__ == "__main__"`); the rest (__globals__, __dict__,
 # __subclasses__, __wrapped__, ...) lead from an object to others by name
 HARMLESS_DUNDERS = {"__name__", "__qualname__", "__doc__", "__init__", "__version__", "__main__", "__file__"}
@@ -118,6 +139,14 @@ DYNAMIC_NOTE = " (a dynamic lookup)"
 # ...of which these can also bind names: a cell using them may define any answer, so every question checks it
 REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
 REBINDING |= {"__globals__", "setattr", "delattr", "modules", "__main__", "builtins"} | DYNAMIC_ATTRIBUTES
+# ...and every module that can reach the notebook's namespace (round 8: a scratch cell that names no answer,
+# `importlib.import_module("__main__").sort_1 = kit_sort`, a pickle that calls setattr, was never read), except in
+# uses that reach no namespace (`gc.collect()`, `pickle.dump(...)`, `inspect.getsource(...)`, a plain import)
+DYNAMIC_MODULES |= {"code", "codeop"}  # run a string, as exec does
+REBINDING |= DYNAMIC_MODULES | {"__import__", "gc.get_referrers", "gc.get_objects", "gc.get_referents"}
+SAFE_USES = {"gc": {"collect", "disable", "enable", "isenabled", "get_count", "get_stats", "freeze"}}
+SAFE_USES |= {"pickle": {"dump", "dumps", "HIGHEST_PROTOCOL", "DEFAULT_PROTOCOL", "PicklingError"}}
+SAFE_USES |= {"inspect": {"getsource", "getsourcelines", "signature", "getdoc", "getfile", "cleandoc", "isfunction"}}
 #: The check parses, unparses and walks each cell once per question that forbids something, in the grader's process
 #: (about 14 s and 0.6 GB per MB of code): a notebook's 60 MB of ``x = 1`` lines took a worker minutes and gigabytes
 #: per question. An answer is a few kB; code over this, all cells together, counts as a use that can hide a call.
@@ -169,28 +198,60 @@ def scope_names(text: str) -> tuple[set[str], set[str]]:
     return reads, binds
 
 
-def _dynamic_uses(tree, changed: set | None = None) -> list[str]:
+def _dynamic_uses(tree, changed: set | None = None, mutated: set | None = None) -> list[str]:
     """Dynamic lookups and imports in a cell that can reach a kit function without naming it; ``changed`` gets the
-    names whose objects the cell changes (one walk of the tree: megabytes of code cost seconds per walk)."""
-    found, loops = [], _loop_literals(tree)
+    names whose objects the cell changes, ``mutated`` those it calls a changing method of (``helpers.append(f)``;
+    one walk of the tree: megabytes of code cost seconds per walk)."""
+    found, loops = [], loop_literals(tree)
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    safe = {  # gc.collect, pickle.dump: the module's Name node -> the use, reported as such (not rebinding)
+        id(n.value): f"{n.value.id}.{n.attr}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.attr in SAFE_USES.get(n.value.id, ())
+    }
     for node in ast.walk(tree):
         if changed is not None:
-            _note_change(node, changed)
+            _note_change(node, changed, mutated)
         if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES | DYNAMIC_MODULES:
-            found.append(node.id + DYNAMIC_NOTE)
+            found.append(safe.get(id(node), node.id) + DYNAMIC_NOTE)
+        elif (
+            isinstance(node, (ast.Name, ast.Attribute))
+            and _called_name(node) in ATTRIBUTE_CALLS
+            and id(node) not in called
+        ):
+            # `g = getattr`, `def f(xs, g=getattr)`, `reduce(getattr, ...)`: then `g(obj, computed)` is not a call of
+            # getattr that the check below can read (round 8: each reached the forbidden function)
+            found.append(f"{_called_name(node)} as a value" + DYNAMIC_NOTE)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            found += [m + DYNAMIC_NOTE for m in modules if m.split(".")[0] in DYNAMIC_MODULES]
+            found += [  # `import gc` alone: its uses say what it does; `import gc as g` hides them
+                m + DYNAMIC_NOTE
+                for m, a in zip(modules, node.names)
+                if m.split(".")[0] in DYNAMIC_MODULES
+                and not (isinstance(node, ast.Import) and m in SAFE_USES and a.asname is None)
+                and not (isinstance(node, ast.ImportFrom) and {n.name for n in node.names} <= SAFE_USES.get(m, set()))
+            ]
             if isinstance(node, ast.ImportFrom):  # from IPython import get_ipython; from sys import _getframe
-                found += [a.name + DYNAMIC_NOTE for a in node.names if a.name in DYNAMIC_NAMES | DYNAMIC_ATTRIBUTES]
+                found += [
+                    a.name + DYNAMIC_NOTE
+                    for a in node.names
+                    if a.name in DYNAMIC_NAMES | DYNAMIC_ATTRIBUTES | FETCH_ATTRIBUTES
+                ]
+                # `from operator import attrgetter as ag`: `ag(computed)` is no call of attrgetter by its name
+                found += [
+                    f"{a.name} as {a.asname}" + DYNAMIC_NOTE
+                    for a in node.names
+                    if a.name in ATTRIBUTE_CALLS and a.asname not in (None, a.name)
+                ]
             if not getattr(node, "level", 0):
                 found += [
                     f"{OWN_MODULE} {m}{DYNAMIC_NOTE}"
                     for m in modules
                     if m and m.split(".")[0] not in DYNAMIC_MODULES and not _installed(m)
                 ]
-        elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES:
+        elif isinstance(node, ast.Attribute) and (
+            node.attr in DYNAMIC_ATTRIBUTES | FETCH_ATTRIBUTES or OUTPUTS.match(node.attr)
+        ):
             found.append(node.attr + DYNAMIC_NOTE)
         elif isinstance(node, ast.Attribute) and (
             # sys.modules, a dict; part.modules() is torch's honest method (sys.modules() would only raise)
@@ -201,13 +262,17 @@ def _dynamic_uses(tree, changed: set | None = None) -> list[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             # each part of a dotted name, as operator.attrgetter("encode.__globals__") reads it
             found += [p + DYNAMIC_NOTE for p in node.value.split(".") if DUNDER.match(p) and p not in HARMLESS_DUNDERS]
+        elif isinstance(node, ast.keyword) and node.arg in UNPICKLING_KEYWORDS:
+            safe = UNPICKLING_KEYWORDS[node.arg]  # np.load(..., allow_pickle=True) unpickles a global by its name
+            if not (isinstance(node.value, ast.Constant) and node.value.value is safe):
+                found.append(f"{node.arg}={'True' if safe is False else 'False'}" + DYNAMIC_NOTE)
         elif isinstance(node, ast.Call) and _called_name(node.func) in ATTRIBUTE_CALLS:
-            called = _called_name(node.func)
+            function = _called_name(node.func)  # not `called`, the set above: a later `.modules` raised TypeError
             # the names it fetches: getattr's second argument, methodcaller's first, every one of attrgetter's
             names = {"getattr": node.args[1:2], "setattr": node.args[1:2], "methodcaller": node.args[:1]}
-            names = names.get(called, node.args) or [None]
-            if not all(_literal_names(name, loops) for name in names):
-                found.append(f"{called} with a computed name" + DYNAMIC_NOTE)
+            names = names.get(function, node.args) or [None]
+            if not all(literal_name(name, loops.get(id(node), set())) for name in names):
+                found.append(f"{function} with a computed name" + DYNAMIC_NOTE)
             texts = [n.value for n in names if isinstance(n, ast.Constant) and isinstance(n.value, str)]
             found += ["modules" + DYNAMIC_NOTE for text in texts if "modules" in text.split(".")]  # getattr(sys, ..)
     return found
@@ -236,47 +301,35 @@ def _installed(module: str) -> bool:
     return False
 
 
-def _note_change(node, changed: set) -> None:
+def _note_change(node, changed: set, mutated: set | None = None) -> None:
     """Add to ``changed`` the name whose object ``node`` changes: ``np.helper = kit_function``, ``table["f"] = ...``,
-    ``setattr(np, ...)`` change what the answer reads through ``np`` or ``table`` as much as binding the name would."""
-    target = None
+    ``setattr(np, ...)`` change what the answer reads through ``np`` or ``table`` as much as binding the name would;
+    and to ``mutated`` the name whose changing method it calls with arguments: ``helpers.append(kit_function)``
+    (round 8: the answer's ``helpers[0]`` was the kit's function, and no cell that binds ``helpers`` named it)."""
+    target, into = None, changed
     if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
         target = node.value
     elif isinstance(node, ast.Call) and node.args and _called_name(node.func) in ("setattr", "delattr"):
         target = node.args[0]
+    elif (
+        mutated is not None
+        and isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in MUTATORS
+        and (node.args or node.keywords)
+    ):
+        target, into = node.func.value, mutated
     else:
         return
     while isinstance(target, (ast.Attribute, ast.Subscript)):
         target = target.value
-    if isinstance(target, ast.Name):
-        changed.add(target.id)
+    # what a call returned (`import_module("__main__").answer = f`) may be any namespace: ANY_NAME binds them all
+    into.add(target.id if isinstance(target, ast.Name) else ANY_NAME)
 
 
 def _called_name(func) -> str:
     """``getattr`` for ``getattr(...)``, ``attrgetter`` for ``operator.attrgetter(...)``; "" for other calls."""
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-
-
-def _loop_literals(tree) -> dict[str, set]:
-    """Loop variables that run over a literal tuple/list/set of strings (``for part in ("encoder", "fc_mu")``),
-    in ``for`` statements and comprehensions: name -> the strings (union, when a name loops more than once)."""
-    loops: dict[str, set] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.target, ast.Name):
-            items = node.iter.elts if isinstance(node.iter, (ast.Tuple, ast.List, ast.Set)) else None
-            if items and all(isinstance(i, ast.Constant) and isinstance(i.value, str) for i in items):
-                loops.setdefault(node.target.id, set()).update(i.value for i in items)
-            else:
-                loops.setdefault(node.target.id, set()).add(None)  # also loops over something else: computed
-    return loops
-
-
-def _literal_names(name, loops: dict[str, set]) -> bool:
-    """Whether an attribute name is fixed in the code: a string literal, or a loop variable over string literals
-    (an honest ``getattr(model, part)`` over named parts; the forbidden-name check still reads those strings)."""
-    if isinstance(name, ast.Constant) and isinstance(name.value, str):
-        return True
-    return isinstance(name, ast.Name) and None not in loops.get(name.id, {None})
 
 
 class _LibraryImportsRemoved(ast.NodeTransformer):
@@ -295,7 +348,9 @@ def _kit_or_dynamic(module: str) -> bool:
     return module.split(".")[0] in DYNAMIC_MODULES | {KIT_PACKAGE}
 
 
-def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other_sources=()) -> list[str]:
+def shortcut_uses(
+    solution_sources: list[str], forbidden, answer_names=(), other_sources=(), modules=frozenset()
+) -> list[str]:
     """What the answer's code uses that the question forbids: kit imports, forbidden names, dynamic lookups.
 
     The answer's code: the solution cells, and every other cell the student ran (``other_sources``: cells added,
@@ -304,7 +359,8 @@ def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other
     bind names dynamically (``globals()[...] = ...``, ``__main__``, a module of the student's own, ``%run``). So an
     alias made in another cell counts, and so does ``getattr(kit, "latent_" + "point")``. Cells are read as IPython
     runs them (:mod:`.magics`: ``%time answer = kit_function`` is code); a cell that does not parse then is skipped
-    (the kernel cannot run it either).
+    (the kernel cannot run it either). ``modules``: names the notebook's other cells bind by import (``np``), whose
+    functions named like a container's methods (``np.append``) change nothing.
     """
     forbidden = set(forbidden or ())
     size = sum(len(source) for source in list(solution_sources) + list(other_sources))
@@ -313,21 +369,33 @@ def shortcut_uses(solution_sources: list[str], forbidden, answer_names=(), other
     count = len(solution_sources) + len(other_sources)
     if count > MAX_CHECKED_CELLS:
         return [f"{count:,} cells of code, too many to check (limit {MAX_CHECKED_CELLS:,}){DYNAMIC_NOTE}"]
-    cells = []  # (tree, reads, binds, dynamic uses, whether they can bind names)
+    cells, calls, modules = [], [], set(modules)  # cells: (tree, reads, binds, dynamic uses, whether they can bind)
     for source in list(solution_sources) + list(other_sources):
         tree, text, magics = python_of_cell(source)  # as the kernel runs it: `%time answer = kit_function` is code
         if tree is None:  # then it does not run in the kernel either
             cells.append(None)
             continue
-        reads = scope_names(text)[0]
-        changed: set = set()
-        dynamic = _dynamic_uses(tree, changed) + [use + DYNAMIC_NOTE for use in magics]
+        reads, own = scope_names(text)
+        changed, mutated = set(), set()
+        dynamic = _dynamic_uses(tree, changed, mutated) + [use + DYNAMIC_NOTE for use in magics]
+        calls.append(mutated)
+        modules |= {
+            (a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, IMPORTS) for a in n.names
+        }
+        # `sort_1 = _` after a cell that shows `kit_sort`: the value comes from IPython's output cache, which no
+        # cell binds by name (round 8: it scored full points); a name the cell binds itself (`_ = plot()`) is its own
+        dynamic += [
+            f"{name}, IPython's output cache" + DYNAMIC_NOTE for name in sorted(reads - own) if OUTPUTS.match(name)
+        ]
         # a fresh tree: it is edited
         binds = scope_names(ast.unparse(_LibraryImportsRemoved().visit(ast.parse(text))))[1] | changed
-        rebinds = any(use.split(" ")[0] in REBINDING or use.startswith(OWN_MODULE) for use in dynamic) or any(
+        rebinds = ANY_NAME in changed | mutated
+        rebinds |= any(use.split(" ")[0] in REBINDING or use.startswith(OWN_MODULE) for use in dynamic) or any(
             not use.startswith("a shell") for use in magics
         )
         cells.append((tree, reads, binds, dynamic, rebinds))
+    for cell, mutated in zip([c for c in cells if c is not None], calls):
+        cell[2].update(mutated - modules)  # helpers.append(f) binds helpers; np.append(a, b) binds nothing
     scanned = set(range(len(solution_sources)))
     names = set(answer_names)
     grown = True

@@ -7,6 +7,7 @@ copy of the caller's namespace. It never promises a grade (otter-grader#138).
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 import os
@@ -184,7 +185,7 @@ class Checker:
                 answers = names_used(_text(cell)) & set().union(  # what the tests use that solution cells define
                     *[scope_names(cell_tree(_text(c))[1])[1] for c in cells if cell_role(c) == "solution"]
                 )
-                uses = shortcut_uses(solutions, forbidden, answers, others) if forbidden else []
+                uses = shortcut_uses(solutions, forbidden, answers, others, _imported(cells)) if forbidden else []
                 # A name the tests use that no cell of the file defines (a stub that replaced a whole cell): only
                 # the answer defines it. A name some cell defines is missing because that cell has not run.
                 given = set().union(*[scope_names(cell_tree(_text(c))[1])[1] for c in cells if c is not cell])
@@ -230,6 +231,18 @@ class Checker:
 def _text(cell) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
+
+
+def _imported(cells) -> set[str]:
+    """Names the notebook's code cells bind by import (``np``): the shortcut check knows ``np.append(a, b)`` puts
+    nothing into a container the answer reads."""
+    found = set()
+    for cell in cells:
+        tree = cell_tree(_text(cell))[0] if cell.get("cell_type") == "code" else None
+        for node in ast.walk(tree) if tree else ():
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return found
 
 
 def check(question_id: str, notebook=None) -> None:
