@@ -222,3 +222,18 @@ def test_the_output_cache_and_renamed_getattr_earn_nothing_and_honest_getattr_no
     assert "getattr as a value" in by_question["q2"].detail
     assert "get_field" in by_question["q3"].detail
     assert not any("grading stopped early" in problem for problem in grades[0].problems), grades[0].problems
+
+
+def test_a_variable_named_like_a_module_is_no_use_of_that_module_unless_some_cell_imports_it():
+    # 04's q6 answer loops `for code, sample in zip(pool_codes, pool)`: read as the `code` module (which runs
+    # strings), it made that cell count as one that can bind any name, so q1's check read it and flagged `sample`
+    scratch = "for code, sample in zip(codes, pool):\n    chosen.append(code)"
+    answer = "def sort_1(xs):\n    return sorted(xs)"
+    assert shortcut_uses([answer], ["sample"], ["sort_1"], [scratch]) == []
+    assert shortcut_uses([answer], ["sample"], ["sort_1"], [scratch], modules={"np"}) == []
+    # the module itself, imported by any cell (given ones too, passed as modules), still counts
+    imported = shortcut_uses([answer], ["sample"], ["sort_1"], ["import code", scratch])
+    assert "code (a dynamic lookup)" in imported and "sample" in imported
+    given = shortcut_uses([answer], ["sample"], ["sort_1"], [scratch], modules={"code"})
+    assert "code (a dynamic lookup)" in given
+    assert shortcut_uses(["import inspect\n" + answer + "\nx = inspect.currentframe()"], ["sample"], ["sort_1"])

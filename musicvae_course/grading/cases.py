@@ -19,6 +19,24 @@ import sys
 from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
 
+from .dynamic_routes import (
+    ANY_NAME,
+    ATTRIBUTE_CALLS,
+    DUNDER,
+    DYNAMIC_ATTRIBUTES,
+    DYNAMIC_MODULES,
+    DYNAMIC_NAMES,
+    DYNAMIC_NOTE,
+    FETCH_ATTRIBUTES,
+    HARMLESS_DUNDERS,
+    MUTATORS,
+    OUTPUTS,
+    OWN_MODULE,
+    REBINDING,
+    SAFE_USES,
+    UNPICKLING_KEYWORDS,
+    import_bindings,
+)
 from .literal_names import literal_name, loop_literals
 from .magics import python_of_cell
 from .markers import GradedStatement, split_tests
@@ -94,59 +112,6 @@ def case_points(points: float, cases: list[Case], passed: list[bool]) -> list[fl
     return [points * c.weight / total if ok else 0.0 for c, ok in zip(cases, passed)]
 
 
-# Ways to reach a kit function without naming it: the answer's code may not use them when the question forbids
-# functions (honest answers to these exercises need none of them).
-DYNAMIC_NAMES = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals", "get_ipython", "__builtins__"}
-DYNAMIC_MODULES = {"importlib", "inspect", "pickle", "marshal", "runpy", "pkgutil", "gc", "ctypes"}
-# the notebook's namespace by another name: `__main__.answer = kit_function`, `builtins.helper = kit_function`
-DYNAMIC_MODULES |= {"__main__", "builtins"}
-# attributes that lead to a namespace (IPython's, a frame's): `IPython.get_ipython().user_ns["answer"] = ...`,
-# `sys._getframe().f_globals[...]` bind any name without naming it
-DYNAMIC_ATTRIBUTES = {"get_ipython", "user_ns", "user_global_ns", "user_module", "_getframe", "f_globals"}
-DYNAMIC_ATTRIBUTES |= {"f_locals", "f_back", "tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_builtins"}
-DYNAMIC_ATTRIBUTES |= {"_current_frames"}
-# ...and IPython's shell reached as a singleton (`IPKernelApp.instance().shell.push({"answer": kit_function})`)
-DYNAMIC_ATTRIBUTES |= {"shell", "instance", "push", "run_cell", "run_line_magic", "run_cell_magic", "ex", "ev"}
-OWN_MODULE = "module of your own"
-# getattr(obj, name) and operator.attrgetter(name) fetch by a computed name; hasattr and delattr fetch nothing
-ATTRIBUTE_CALLS = {"getattr", "setattr", "attrgetter", "methodcaller"}
-# Other routes from a string built at run time to an object (round 8: each scored full points with the forbidden
-# function): string.Formatter's field lookup (`get_field("0.__glo" + "bals__", ...)`), typing's evaluation of string
-# annotations in a function's globals (`get_type_hints`), a frame's builtins (`f_builtins["get" + "attr"]`) found
-# through `sys._current_frames()`, and modules that import or unpickle by name (`pydoc.locate`, `_pickle.loads`)
-FETCH_ATTRIBUTES = {"Formatter", "get_field", "get_value", "get_type_hints", "ForwardRef", "_evaluate", "_eval_type"}
-FETCH_ATTRIBUTES |= {"read_pickle", "ForkingPickler", "Unpickler"}
-DYNAMIC_MODULES |= {"pydoc", "_pickle", "shelve", "_imp", "_frozen_importlib", "zipimport"}
-DYNAMIC_MODULES |= {"_frozen_importlib_external", "dill", "cloudpickle", "joblib"}
-# ...and loaders that unpickle when asked to: np.load(..., allow_pickle=True), torch.load(..., weights_only=False)
-UNPICKLING_KEYWORDS = {"allow_pickle": False, "weights_only": True}
-# IPython's output cache: what a cell showed last (`_`, `__`, `___`), by number (`_5`, `Out[5]`, `_oh[5]`), and the
-# display hook that holds it (`sys.displayhook._`)
-OUTPUTS = re.compile(r"^(_{1,3}|_\d+|Out|_oh)$")
-FETCH_ATTRIBUTES |= {"displayhook"}
-# Methods that put a value into a container (`helpers.append(kit_function)`); `np.append(a, b)`, a module's function
-# of the same name, changes nothing: names bound by imports are left out
-IMPORTS = (ast.Import, ast.ImportFrom)
-ANY_NAME = "*"
-MUTATORS = {"append", "extend", "insert", "update", "setdefault", "add", "appendleft", "extendleft", "put", "push"}
-# Dunders honest answers use (a class of their own, `if __name__ == "__main__"`); the rest (__globals__, __dict__,
-# __subclasses__, __wrapped__, ...) lead from an object to others by name
-HARMLESS_DUNDERS = {"__name__", "__qualname__", "__doc__", "__init__", "__version__", "__main__", "__file__"}
-HARMLESS_DUNDERS |= {"__class__", "__call__", "__len__", "__iter__", "__next__", "__repr__", "__str__", "__eq__"}
-HARMLESS_DUNDERS |= {"__lt__", "__hash__", "__enter__", "__exit__", "__post_init__", "__slots__", "__all__"}
-DUNDER = re.compile(r"^__\w+__$")
-DYNAMIC_NOTE = " (a dynamic lookup)"
-# ...of which these can also bind names: a cell using them may define any answer, so every question checks it
-REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
-REBINDING |= {"__globals__", "setattr", "delattr", "modules", "__main__", "builtins"} | DYNAMIC_ATTRIBUTES
-# ...and every module that can reach the notebook's namespace (round 8: a scratch cell that names no answer,
-# `importlib.import_module("__main__").sort_1 = kit_sort`, a pickle that calls setattr, was never read), except in
-# uses that reach no namespace (`gc.collect()`, `pickle.dump(...)`, `inspect.getsource(...)`, a plain import)
-DYNAMIC_MODULES |= {"code", "codeop"}  # run a string, as exec does
-REBINDING |= DYNAMIC_MODULES | {"__import__", "gc.get_referrers", "gc.get_objects", "gc.get_referents"}
-SAFE_USES = {"gc": {"collect", "disable", "enable", "isenabled", "get_count", "get_stats", "freeze"}}
-SAFE_USES |= {"pickle": {"dump", "dumps", "HIGHEST_PROTOCOL", "DEFAULT_PROTOCOL", "PicklingError"}}
-SAFE_USES |= {"inspect": {"getsource", "getsourcelines", "signature", "getdoc", "getfile", "cleandoc", "isfunction"}}
 #: The check parses, unparses and walks each cell once per question that forbids something, in the grader's process
 #: (about 14 s and 0.6 GB per MB of code): a notebook's 60 MB of ``x = 1`` lines took a worker minutes and gigabytes
 #: per question. An answer is a few kB; code over this, all cells together, counts as a use that can hide a call.
@@ -198,7 +163,9 @@ def scope_names(text: str) -> tuple[set[str], set[str]]:
     return reads, binds
 
 
-def _dynamic_uses(tree, changed: set | None = None, mutated: set | None = None) -> list[str]:
+def _dynamic_uses(
+    tree, changed: set | None = None, mutated: set | None = None, imported: set | frozenset | None = None
+) -> list[str]:
     """Dynamic lookups and imports in a cell that can reach a kit function without naming it; ``changed`` gets the
     names whose objects the cell changes, ``mutated`` those it calls a changing method of (``helpers.append(f)``;
     one walk of the tree: megabytes of code cost seconds per walk)."""
@@ -212,7 +179,12 @@ def _dynamic_uses(tree, changed: set | None = None, mutated: set | None = None) 
     for node in ast.walk(tree):
         if changed is not None:
             _note_change(node, changed, mutated)
-        if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES | DYNAMIC_MODULES:
+        if isinstance(node, ast.Name) and (
+            node.id in DYNAMIC_NAMES
+            # a module's name is that module only where some cell imports it: `for code, sample in ...` (a latent
+            # code, 04 q6) is no use of the `code` module and made every question's check flag the notebook
+            or (node.id in DYNAMIC_MODULES and (imported is None or node.id in imported))
+        ):
             found.append(safe.get(id(node), node.id) + DYNAMIC_NOTE)
         elif (
             isinstance(node, (ast.Name, ast.Attribute))
@@ -370,18 +342,17 @@ def shortcut_uses(
     if count > MAX_CHECKED_CELLS:
         return [f"{count:,} cells of code, too many to check (limit {MAX_CHECKED_CELLS:,}){DYNAMIC_NOTE}"]
     cells, calls, modules = [], [], set(modules)  # cells: (tree, reads, binds, dynamic uses, whether they can bind)
-    for source in list(solution_sources) + list(other_sources):
-        tree, text, magics = python_of_cell(source)  # as the kernel runs it: `%time answer = kit_function` is code
+    parsed = [python_of_cell(source) for source in list(solution_sources) + list(other_sources)]
+    for tree, _, _ in parsed:  # every name an import binds, in any cell, before any cell is judged
+        modules |= import_bindings(tree)
+    for tree, text, magics in parsed:  # as the kernel runs it: `%time answer = kit_function` is code
         if tree is None:  # then it does not run in the kernel either
             cells.append(None)
             continue
         reads, own = scope_names(text)
         changed, mutated = set(), set()
-        dynamic = _dynamic_uses(tree, changed, mutated) + [use + DYNAMIC_NOTE for use in magics]
+        dynamic = _dynamic_uses(tree, changed, mutated, modules) + [use + DYNAMIC_NOTE for use in magics]
         calls.append(mutated)
-        modules |= {
-            (a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, IMPORTS) for a in n.names
-        }
         # `sort_1 = _` after a cell that shows `kit_sort`: the value comes from IPython's output cache, which no
         # cell binds by name (round 8: it scored full points); a name the cell binds itself (`_ = plot()`) is its own
         dynamic += [

@@ -7,7 +7,6 @@ copy of the caller's namespace. It never promises a grade (otter-grader#138).
 
 from __future__ import annotations
 
-import ast
 import builtins
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from . import protect as _protect
 from .cases import cell_tree, grading_metadata, names_used, scope_names, shortcut_note, shortcut_uses
+from .dynamic_routes import import_bindings
 from .markers import GradingSourceError, cell_role, nbgrader_metadata, solution_question, split_tests
 
 
@@ -235,14 +235,9 @@ def _text(cell) -> str:
 
 def _imported(cells) -> set[str]:
     """Names the notebook's code cells bind by import (``np``): the shortcut check knows ``np.append(a, b)`` puts
-    nothing into a container the answer reads."""
-    found = set()
-    for cell in cells:
-        tree = cell_tree(_text(cell))[0] if cell.get("cell_type") == "code" else None
-        for node in ast.walk(tree) if tree else ():
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found |= {(a.asname or a.name).split(".")[0] for a in node.names}
-    return found
+    nothing into a container the answer reads, and that a variable named ``code`` is no module."""
+    code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
+    return set().union(*[import_bindings(cell_tree(_text(cell))[0]) for cell in code_cells])
 
 
 def check(question_id: str, notebook=None) -> None:
