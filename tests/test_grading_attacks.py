@@ -218,8 +218,7 @@ def test_forbidden_functions_reached_another_way_and_edited_given_helpers_earn_n
         source,
         {
             "q1_solution": "def sort_1(xs):\n    return helper(xs)",  # an alias made in another cell
-            "q2_solution": "import importlib\n\n\ndef sort_2(xs):\n"
-            "    return getattr(importlib.import_module('__main__'), 'kit_' + 'sort')(xs)",
+            "q2_solution": "def sort_2(xs):\n    return getattr(sort_2, '__glo' + 'bals__')['kit_' + 'sort'](xs)",
             "q3_solution": "def sort_3(xs):\n    raise NotImplementedError()",
             "q4_solution": "def sort_4(xs):\n    return xs  # wrong\n\n\ndef check_4(xs):\n    return [1, 2]",
             "q5_solution": "def sort_5(xs):\n    return [x for x, _ in sorted((x, i) for i, x in enumerate(xs))]",
@@ -238,7 +237,7 @@ def test_forbidden_functions_reached_another_way_and_edited_given_helpers_earn_n
     by_question = {q.question_id: q for q in grades[0].questions}
     assert {q: r.points for q, r in by_question.items()} == {"q1": 0, "q2": 0, "q3": 0, "q4": 0, "q5": 1}
     assert "uses kit_sort from the kit" in by_question["q1"].detail
-    assert "importlib, getattr with a computed name, which can hide" in by_question["q2"].detail
+    assert "getattr with a computed name, which can hide" in by_question["q2"].detail
     assert "asks you to write this yourself" in by_question["q3"].detail
     assert by_question["q4"].detail == "case main (the tests before the first CASE line): sorts a tuple"
 

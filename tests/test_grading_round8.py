@@ -27,6 +27,19 @@ GLOBALS = "'__glo' + 'bals__'"  # a dunder built at run time: no string the chec
 KIT = "'kit_' + 'sort'"
 
 
+def _graded_sorting(tmp_path, answers: dict, added: dict) -> list:
+    """Grade one student's answers to the attack suite's sorting notebook in the sandbox; their grades."""
+    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
+    source = _sorting_source()
+    (tmp_path / "source").mkdir()
+    nbformat.write(source, tmp_path / "source" / "sorting.ipynb")
+    (tmp_path / "subs" / "student").mkdir(parents=True)
+    nbformat.write(_answered(source, answers, added), tmp_path / "subs" / "student" / "sorting.ipynb")
+    return autograde.autograde(
+        tmp_path / "subs", tmp_path / "source", tmp_path / "grades", cell_timeout=20, jobs=1, sandbox="bwrap"
+    )
+
+
 @pytest.mark.parametrize(
     "answer, others, found",
     [
@@ -177,6 +190,8 @@ def test_a_scratch_cell_that_can_reach_the_notebooks_namespace_is_read_though_it
         "import pickle\n\npickle.dump(kit_sort([2, 1]), open('sorted.pkl', 'wb'))",
         "import inspect\n\nprint(inspect.getsource(kit_sort))",
         "from pickle import dump\n\ndump(kit_sort([1]), open('one.pkl', 'wb'))",
+        # reloading the kit after editing it: common in a course, and reaches no namespace
+        "import importlib\n\nimportlib.reload(np)\nprint(kit_sort([2, 1]))",
     ],
 )
 def test_scratch_cells_that_collect_garbage_pickle_results_or_read_the_kits_source_stay_out_of_the_answer(scratch):
@@ -192,12 +207,8 @@ def test_a_modules_function_named_like_a_containers_method_puts_nothing_into_the
 
 
 def test_the_output_cache_and_renamed_getattr_earn_nothing_and_honest_getattr_no_longer_stops_the_grading(tmp_path):
-    assert bwrap_path(), "the attack suite needs bubblewrap: apt-get install bubblewrap (CI installs it)"
-    source = _sorting_source()
-    (tmp_path / "source").mkdir()
-    nbformat.write(source, tmp_path / "source" / "sorting.ipynb")
-    submission = _answered(
-        source,
+    grades = _graded_sorting(
+        tmp_path,
         {
             "q1_solution": "sort_1 = _",  # the kit's function, shown by the cell before
             "q2_solution": f"g = getattr\n\n\ndef sort_2(xs):\n    return g(sort_2, {GLOBALS})[{KIT}](xs)",
@@ -210,11 +221,6 @@ def test_the_output_cache_and_renamed_getattr_earn_nothing_and_honest_getattr_no
             "q5_solution": "def sort_5(xs):\n    return sorted(xs)",
         },
         {"q1_solution": "kit_sort"},
-    )
-    (tmp_path / "subs" / "student").mkdir(parents=True)
-    nbformat.write(submission, tmp_path / "subs" / "student" / "sorting.ipynb")
-    grades = autograde.autograde(
-        tmp_path / "subs", tmp_path / "source", tmp_path / "grades", cell_timeout=20, jobs=1, sandbox="bwrap"
     )
     by_question = {q.question_id: q for q in grades[0].questions}
     assert {q: r.points for q, r in by_question.items()} == {"q1": 0, "q2": 0, "q3": 0, "q4": 1, "q5": 1}
@@ -237,3 +243,32 @@ def test_a_variable_named_like_a_module_is_no_use_of_that_module_unless_some_cel
     given = shortcut_uses([answer], ["sample"], ["sort_1"], [scratch], modules={"code"})
     assert "code (a dynamic lookup)" in given
     assert shortcut_uses(["import inspect\n" + answer + "\nx = inspect.currentframe()"], ["sample"], ["sort_1"])
+
+
+def test_an_honest_cell_that_compares_with_the_kit_keeps_its_points_beside_a_reloaded_module(tmp_path):
+    # q5's added cell calls kit_sort only to compare (nothing sort_5 reads), a scratch cell reloads a module: full
+    # points. (Beside another question's importlib.import_module, q5 scores 0: the test below.)
+    honest = "def sort_5(xs):\n    return [x for x, _ in sorted((x, i) for i, x in enumerate(xs))]"
+    grades = _graded_sorting(
+        tmp_path,
+        {"q5_solution": honest},
+        {"q5_solution": "expected = kit_sort([3, 1])", "q4": "import importlib\nimport math\n\nimportlib.reload(math)"},
+    )
+    points = {q.question_id: q.points for q in grades[0].questions}
+    assert points == {"q1": 0, "q2": 0, "q3": 0, "q4": 0, "q5": 1}, grades[0].questions
+
+
+def test_a_module_that_reaches_the_namespace_in_one_answer_costs_every_question_that_forbids_something(tmp_path):
+    # sort_2 runs during q2's tests, before q5's: importlib.import_module and a computed getattr can fetch setattr
+    # and bind sort_5 (the check cannot tell this read from that write), so q5's honest code is read with it
+    attack = "import importlib\n\n\ndef sort_2(xs):\n    return getattr(importlib.import_module('__main__'), " + KIT
+    grades = _graded_sorting(
+        tmp_path,
+        {"q2_solution": attack + ")(xs)", "q5_solution": "def sort_5(xs):\n    return sorted(xs)"},
+        {},
+    )
+    by_question = {q.question_id: q for q in grades[0].questions}
+    assert {q: r.points for q, r in by_question.items()} == {"q1": 0, "q2": 0, "q3": 0, "q4": 0, "q5": 0}
+    for question in ("q2", "q5"):
+        assert "importlib" in by_question[question].detail, by_question[question].detail
+        assert "getattr with a computed name" in by_question[question].detail
