@@ -237,3 +237,51 @@ def held_note(ticks: int, pitch: int = 60, tempo_us: int | None = None) -> bytes
     """A track body: (a tempo event,) one note held for ``ticks``, end of track."""
     body = b"" if tempo_us is None else b"\x00\xff\x51\x03" + tempo_us.to_bytes(3, "big")
     return body + b"\x00\x90" + bytes([pitch, 100]) + vlq(ticks) + b"\x80" + bytes([pitch, 0]) + b"\x00\xff\x2f\x00"
+
+
+END_OF_TRACK = b"\x00\xff\x2f\x00"
+
+
+def with_format(data: bytes, file_format: int) -> bytes:
+    """``data`` (a Standard MIDI File) with its header's format word set to ``file_format`` (0, 1 or 2)."""
+    return data[:8] + file_format.to_bytes(2, "big") + data[10:]
+
+
+def other_source_files() -> dict[str, bytes]:
+    """One small file per kind of MIDI that notation programs, DAWs, recorders and converters write, by kind.
+
+    Each is readable: both readers must give it one roll. The kinds the kit once read differently (format 2,
+    running status after a sysex) are here with the rest, so that a reader change that parts them is caught.
+    """
+    note = held_note(480)
+    text = b"\x00\xff\x01\x01a"
+    sysex = b"\x00\xf0\x05\x7e\x7f\x09\x01\xf7"  # GM on, as DAWs and hardware recorders write it first
+    tempo_map = b"".join(
+        vlq(7 if k else 0) + b"\xff\x51\x03" + (400_000 + 997 * k).to_bytes(3, "big") for k in range(400)
+    )
+    signature = b"\x00\xff\x58\x04\x03\x02\x18\x08"
+    return {
+        "format_0": with_format(smf(signature + note), 0),
+        "format_2_sequences": with_format(smf(signature + note, held_note(960, 64), held_note(120, 67)), 2),
+        "running_status_after_meta": smf(b"\x00\x90\x3c\x40" + text + b"\x60\x3c\x00" + END_OF_TRACK),
+        "running_status_after_sysex": smf(b"\x00\x90\x3c\x40" + sysex + b"\x60\x3c\x00" + END_OF_TRACK),
+        "running_status_after_escape": smf(b"\x00\x90\x3c\x40\x00\xf7\x02\xf8\xfa\x60\x3c\x00" + END_OF_TRACK),
+        "no_end_of_track": smf(note[:-4], held_note(960, 64)[:-4]),
+        "events_after_end_of_track": smf(note + b"\x00\x90\x3e\x40\x60\x80\x3e\x00"),
+        "velocity_0_note_offs": smf(b"\x00\x90\x3c\x40\x00\x40\x40\x83\x60\x3c\x00\x00\x40\x00" + END_OF_TRACK),
+        "drums_and_piano": smf(
+            b"\x00\x99\x24\x40\x60\x89\x24\x00" + b"\x00\x90\x3c\x40\x60\x80\x3c\x00" + END_OF_TRACK
+        ),
+        "pitches_off_the_keyboard": smf(
+            b"\x00\x90\x10\x40\x00\x90\x7f\x40\x00\x90\x3c\x40\x60\x80\x3c\x00"
+            b"\x81\x00\x80\x10\x00\x00\x80\x7f\x00" + END_OF_TRACK
+        ),
+        "zero_length_notes": smf(b"\x00\x90\x3c\x40\x00\x80\x3c\x00\x00\x90\x3e\x40\x60\x80\x3e\x00" + END_OF_TRACK),
+        "overlapping_same_pitch": smf(
+            b"\x00\x90\x3c\x40\x60\x90\x3c\x50\x60\x80\x3c\x00\x60\x80\x3c\x00" + END_OF_TRACK
+        ),
+        "key_signatures_odd": smf(b"\x00\xff\x59\x02\xf7\x00\x00\xff\x59\x02\x09\x02\x00\xff\x59\x01\x07" + note),
+        "time_signature_0_4": smf(b"\x00\xff\x58\x04\x00\x02\x18\x08" + note),
+        "hundreds_of_tempo_changes": smf(tempo_map + END_OF_TRACK, held_note(2880)),
+        "trailing_bytes": smf(note) + b"\x00" * 64,
+    }

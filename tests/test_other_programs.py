@@ -44,7 +44,7 @@ SCORES = {
     "csvx_restrike_overlap": (0, [("6/8", 0), ("9/8", 12)], [0, 12], 30),
     "csv_sysex_text": (0, [("4/4", 0)], [0, 16], 20),  # sysex, sequencer-specific, SMPTE offset, lyrics, channel 16
     "mu_waltz": (0, [("3/4", 0), ("6/8", 36)], [0, 12, 24, 36], 48),
-    "mu_format2": (0, [("2/4", 0)], [0], 8),  # format 2: tracks read together, as pretty_midi reads them
+    "mu_format2": (0, [("2/4", 0)], [0, 8], 16),  # format 2: independent sequences, one after the other
     "mu_triplets_nodeint": (0, [("4/4", 0)], [0, 16], 24),
     # MuseScore marks the pickup as a short bar (1/8, 1/4) and repeats it where the repeat plays it again
     "ms_jig": (0, [("1/8", 0), ("6/8", 2), ("6/8", 50)], [0, 2, 14, 26, 38, 50, 62], 192),

@@ -340,12 +340,20 @@ def numbered_downbeats(grid: Meter) -> list[int]:
     numbers 0, as a pickup given in steps is. Bar 1 is then the first full bar however the pickup was said (as
     ``ui.rolldraw`` starts a window there); a piece that truly opens with one shorter bar counts it as a pickup too.
     Where a pickup was given in steps (the first downbeat is after step 0), the first downbeat is bar 1: a 7/8 bar
-    after it is not a pickup because a 5/4 bar follows.
+    after it is not a pickup because a 5/4 bar follows. A marked pickup followed by a single bar (1/4 then 4/4, the
+    piece ending in that bar) is told by the signature that starts the bar. A short bar later in the piece (a
+    LilyPond ``\\partial`` mid-piece, a repeat's split bar, a change of signature mid-bar) counts as one bar, as
+    LilyPond and MuseScore number it.
     """
     downbeats = list(grid.downbeats)
-    if len(downbeats) >= 3 and downbeats[0] == 0 and downbeats[1] - downbeats[0] < downbeats[2] - downbeats[1]:
-        return downbeats[1:]
-    return downbeats
+    if len(downbeats) < 2 or downbeats[0] != 0:
+        return downbeats
+    if len(downbeats) >= 3:
+        following = downbeats[2] - downbeats[1]
+    else:  # a pickup and one bar, or less of it (a file cut short, a window): the signature says how long a bar is
+        in_force = [s for s in grid.signatures if isinstance(s, TimeSignature) and s.step <= downbeats[1]]
+        following = bar_steps(in_force[-1]) if in_force and in_force[-1].step == downbeats[1] else 0
+    return downbeats[1:] if downbeats[1] < following else downbeats
 
 
 def bar_number_span(downbeats, start: int, stop: int) -> str:

@@ -11,10 +11,16 @@ module walks the events itself, in one tight loop over the bytes, and applies th
 * notes of that key that started on the note-off's own tick stay open if some earlier note was closed, and are
   dropped if none was (pretty_midi 0.2.10, ``_load_instruments``);
 * notes never closed are dropped; a note-off with no open note is ignored; channel 10 (index 9) is drums;
-* the byte grammar is mido's: running status (kept across sysex, not across meta events), sysex and meta
-  lengths as variable-length integers, data bytes must be < 128, exactly the number of tracks the header
-  declares. Every event's delta time counts, that of a meta event mido does not know too (mido drops it; the
-  reference is mended to keep it, see ``mido_reads_as_parse_notes``).
+* the byte grammar is mido's: running status, sysex and meta lengths as variable-length integers, data bytes
+  must be < 128, exactly the number of tracks the header declares. Every event's delta time counts, that of a
+  meta event mido does not know too (mido drops it; the reference is mended to keep it, see ``midi_mido``);
+* running status: a meta or sysex event sets none, so a data byte after one continues the channel message before
+  it. The SMF spec says both cancel running status, but writers rely on it and players read it so; mido does
+  after a meta event, and is mended to after a sysex (it read a "running sysex" and lost the note-off);
+* a format-2 file (independent sequences, one per track) is read in sequence, each track starting where the one
+  before ends (``smf_bytes``), as its format means; formats 0 and 1 play their tracks together;
+* a track ends where its chunk ends, with or without an end-of-track event (events after one are read, as mido
+  reads them); the key, tempo and other meta events change no note (the roll is on ticks).
 
 It is over 10x faster than mido + pretty_midi on real multi-voice files (``benchmarks/bench_loader.py``)
 because it builds no message objects and no tempo map; it needs none, since the roll is built on ticks (see
@@ -24,7 +30,6 @@ Taught, as a black box, in ``notebooks/03_fine_tuning_on_a_subset.ipynb``.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,19 +80,20 @@ class NoteTable:
 def smf_bytes(data: bytes) -> bytes:
     """The Standard MIDI File in ``data``: ``data`` itself, or the ``data`` chunk of a RIFF MIDI file (RMID,
     ``.rmi``, as Windows and some players and archives save MIDI), with chunks of other kinds among the tracks
-    left out and empty track chunks ended (``_normalized_tracks``); both readers take it through here.
+    left out and empty track chunks ended (``_normalized_tracks``), a format-2 file's sequences put one after another
+    (``_in_sequence``); both readers take it through here.
 
     Raises ``MidiFormatError`` for a RIFF MIDI file without a whole ``data`` chunk.
     """
     if data[:4] != b"RIFF" or data[8:12] != b"RMID":
-        return _normalized_tracks(data)
+        return _in_sequence(_normalized_tracks(data))
     pos = 12
     while pos + 8 <= len(data):
         size = int.from_bytes(data[pos + 4 : pos + 8], "little")
         if data[pos : pos + 4] == b"data":
             if pos + 8 + size > len(data):
                 raise MidiFormatError(f"truncated RIFF MIDI (RMID): its data chunk declares {size:,} bytes")
-            return _normalized_tracks(data[pos + 8 : pos + 8 + size])
+            return _in_sequence(_normalized_tracks(data[pos + 8 : pos + 8 + size]))
         pos += 8 + size + (size & 1)  # RIFF chunks are padded to an even length
     raise MidiFormatError("RIFF MIDI (RMID) file without a data chunk: no MIDI in it")
 
@@ -119,6 +125,55 @@ def _normalized_tracks(data: bytes) -> bytes:
             break  # damaged: left to the parsers to name
         pos = end
     return b"".join([*pieces, data[pos:]]) if changed else data
+
+
+def _in_sequence(data: bytes) -> bytes:
+    """A format-2 file (independent sequences, one per track: pattern banks, some old sequencers' songs) as the
+    format-1 file that plays its sequences one after another, each from where the one before ended (its last event,
+    the end-of-track event); any other ``data`` as it is.
+
+    Both readers played a format-2 file's tracks together, all from tick 0: sequences meant one after the other
+    sounded at once. Each track's first delta time grows by the length of those before it. A damaged file is left
+    as it is, for the parsers to name what is wrong.
+    """
+    if data[:4] != b"MThd" or len(data) < 14 or data[8:10] != b"\x00\x02":
+        return data
+    pos = 8 + int.from_bytes(data[4:8], "big")
+    pieces, offset, events = [data[:8], b"\x00\x01", data[10:pos]], 0, 0
+    for track in range(int.from_bytes(data[10:12], "big")):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        begin, end = pos + 8, pos + 8 + size
+        if data[pos : pos + 4] != b"MTrk" or end > len(data):
+            return data
+        try:
+            last, count = _parse_track(data, begin, end, track, [], ([], []), MAX_NOTES, 1)
+            first_delta, first_event = _delta_time(data, begin)
+        except (MidiFormatError, IndexError):
+            return data
+        events += count
+        if events > MAX_EVENTS:  # parse_notes refuses it by name, without walking the rest
+            return data
+        body = _vlq(first_delta + offset) + data[first_event:end] if offset and size else data[begin:end]
+        pieces += [b"MTrk", len(body).to_bytes(4, "big"), body]
+        offset, pos = offset + last, end
+    return b"".join([*pieces, data[pos:]])
+
+
+def _delta_time(data: bytes, pos: int) -> tuple[int, int]:
+    """The variable-length number at ``pos`` and the position after it."""
+    value = 0
+    while data[pos] & 0x80:
+        value, pos = (value << 7) | (data[pos] & 0x7F), pos + 1
+    return (value << 7) | data[pos], pos + 1
+
+
+def _vlq(value: int) -> bytes:
+    """``value`` (>= 0) as a MIDI variable-length number."""
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append(0x80 | (value & 0x7F))
+    return bytes(reversed(out))
 
 
 def parse_notes(data: bytes, max_notes: int = MAX_NOTES, max_events: int | None = None) -> NoteTable:
@@ -222,7 +277,10 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes, division) -> t
             kind = status
             if kind < 0xA0:
                 if not kind:
-                    raise MidiFormatError(f"corrupt MIDI: track {track}: running status without a status byte")
+                    raise MidiFormatError(
+                        f"corrupt MIDI: track {track}: the event at tick {tick} has no status byte and no channel "
+                        "message before it to repeat (running status)"
+                    )
                 first = byte
                 second = data[pos + 1]
                 pos += 2
@@ -231,7 +289,7 @@ def _parse_track(data, pos, stop, track, notes, metas, max_notes, division) -> t
         else:
             pos += 1
             kind = byte
-            if byte != 0xFF:
+            if byte < 0xF0 or (byte != 0xFF and byte != 0xF0 and byte != 0xF7):  # meta, sysex: no running status
                 status = byte
             if kind < 0xA0:
                 first = data[pos]
@@ -364,68 +422,3 @@ def seconds_at(tick: int, tempos: list, ticks_per_quarter: int) -> float:
         tick_us += (int(at) - last_tick) * int(mspq)
         last_tick, mspq = int(at), value
     return (tick_us + (int(tick) - last_tick) * int(mspq)) / (1_000_000 * int(ticks_per_quarter))
-
-
-@contextlib.contextmanager
-def mido_reads_as_parse_notes():
-    """Within this block mido (the reference's parser) reads events that hold no note as ``parse_notes`` does.
-
-    * A meta event mido does not know (e.g. 0x08, program name) keeps its delta time: mido 1.3.3 builds it with
-      time 0, so every later event of its track moved earlier by that delta (a silently wrong roll).
-    * A meta event mido cannot decode (a key signature of 64 sharps, a time signature of 2 bytes, an empty SMPTE
-      offset) and a time signature of numerator 0 (pretty_midi cannot build it) are kept as unknown meta events:
-      each refused the whole file, notes and all, where players and ``parse_notes`` read it. A tempo event is
-      still decoded or refused, as ``parse_notes`` refuses it: it moves every note in seconds.
-    * Sysex data bytes of 128 or more (an F7 "escape" packet carries real-time bytes such as 0xF8 by design) are
-      clipped to 127: mido refused the file ("data byte must be in range 0..127").
-
-    Used by the reference (``pianoroll.pretty_midi_from_bytes``); a mido parse in another thread meanwhile gets the
-    same mends, which only ever read what mido refused or restore a delta a message had lost.
-    """
-    from mido.midifiles import midifiles
-    from mido.midifiles.meta import UnknownMetaMessage
-
-    build, read_sysex = midifiles.build_meta_message, midifiles.read_sysex
-
-    def build_leniently(meta_type, data, delta=0):
-        if meta_type == 0x58 and data[:1] == [0]:
-            return UnknownMetaMessage(meta_type, data, time=delta)
-        if meta_type == 0x51:
-            message = build(meta_type, data, delta)  # decoded or refused, as parse_notes refuses it
-        else:
-            try:
-                message = build(meta_type, data, delta)
-            except Exception:  # IndexError, KeySignatureError, ValueError: no note in it, kept undecoded
-                return UnknownMetaMessage(meta_type, data, time=delta)
-        message.time = delta
-        return message
-
-    def read_sysex_of_any_bytes(infile, delta, clip=False):
-        return read_sysex(infile, delta, clip=True)
-
-    midifiles.build_meta_message, midifiles.read_sysex = build_leniently, read_sysex_of_any_bytes
-    try:
-        yield
-    finally:
-        midifiles.build_meta_message, midifiles.read_sysex = build, read_sysex
-
-
-def with_every_tracks_time_signatures(pm, table: NoteTable):
-    """``pm`` (the ``pretty_midi.PrettyMIDI`` of the file ``table`` was parsed from) with the time signatures of
-    every track, in place; returned for chaining.
-
-    pretty_midi reads time signatures from the first track only, as the SMF spec places them; but DAW exports,
-    type-1 files whose first track is empty and music21's exports (one event per part) put them in other tracks,
-    and players, notation programs and mido read them there. Events are taken in file order (track by track) and
-    sorted by tick, stably, so where several share a tick the last one read wins (:mod:`~.meter` keeps one per
-    step). An event of numerator 0 has no bar and no ``pretty_midi.TimeSignature``: it is left out (pretty_midi
-    refuses a file with one in its first track).
-    """
-    import pretty_midi
-
-    events = sorted((e for e in table.time_signatures if e[1] > 0), key=lambda e: e[0])
-    pm.time_signature_changes = [
-        pretty_midi.TimeSignature(numerator, denominator, pm.tick_to_time(tick))
-        for tick, numerator, denominator in events
-    ]
-    return pm

@@ -15,7 +15,7 @@ and duration separately and disagree with the reference at tuplets.
 Work is bounded before any roll is allocated: file size (``MAX_MIDI_BYTES``), notes (``MAX_NOTES``), events
 (``MAX_EVENTS``), steps (``MAX_STEPS``, from the note table), all in :mod:`musicvae_course.core.midi_limits`.
 Events without notes that mido cannot decode (a key signature of 64 sharps, a short time signature, sysex bytes
-over 127) are read by both readers: the reference is mended (``midi_events.mido_reads_as_parse_notes``). Files mido
+over 127) are read by both readers: the reference is mended (``midi_mido.mido_reads_as_parse_notes``). Files mido
 refuses for other byte-level damage but this parser reads are rare; the reference raises on them.
 """
 

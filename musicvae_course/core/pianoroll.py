@@ -24,6 +24,7 @@ MIDI 21-108 are dropped (an 88-key roll has no row for them). Drum tracks are sk
 instruments, not notes. Overlapping notes of the same pitch merge (the roll is a union). In a file, a note-off
 (or a note-on of velocity 0) closes every open note of its key (track, channel, pitch) that started on an
 earlier tick, so a re-struck key ends at the first note-off (pretty_midi's rule; ``midi_events`` reproduces it).
+A format-2 file's tracks are independent sequences: they follow one another (``midi_events.smf_bytes``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from typing import Union
 
 import numpy as np
 
-from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, mido_reads_as_parse_notes, parse_notes
+from .midi_events import DRUM_CHANNEL, MidiFormatError, MidiLimitError, division_error, parse_notes, smf_bytes
 from .midi_limits import MAX_MIDI_BYTES, MAX_STEPS, LimitError, roll_too_long
+from .midi_mido import mido_reads_as_parse_notes, with_every_tracks_time_signatures
 from .safe_files import FileSkip, display_name, read_regular_file, time_limit
 
 LOWEST_PITCH = 21  #: MIDI pitch of row 0 (A0)
@@ -169,9 +171,7 @@ def pretty_midi_from_bytes(data: bytes, max_steps: int = MAX_STEPS):
     (``with_every_tracks_time_signatures``)."""
     import pretty_midi
 
-    from .midi_events import division_error, smf_bytes, with_every_tracks_time_signatures
-
-    data = smf_bytes(data)  # a RIFF MIDI (.rmi) file: the MIDI file inside it
+    data = smf_bytes(data)  # a RIFF MIDI (.rmi) file: the MIDI file inside it; format 2: its sequences in turn
     if data[:4] != b"MThd":  # said plainly: mido's words for these are "EOFError" and "MThd not found"
         raise ValueError("empty file (0 bytes)" if not data else f"not a MIDI file (starts with {data[:8]!r})")
     division = int.from_bytes(data[12:14], "big") if len(data) >= 14 else 1
