@@ -73,6 +73,13 @@ def atomic_write(path: str | os.PathLike, content: Content, *, encoding: str = "
     return path
 
 
+def interrupts_held():
+    """A block in which Ctrl+C and SIGTERM (from the main thread) wait for its end: for files written in pairs
+    (``history.json`` and ``history.csv``), so that an interrupt between the two writes cannot leave them
+    disagreeing. Each write is still atomic on its own (:func:`atomic_write`)."""
+    return _interrupts_after_the_write()
+
+
 @contextlib.contextmanager
 def _interrupts_after_the_write():
     """Hold Ctrl+C and SIGTERM back for the duration of the block; one that arrived is raised again at its end.

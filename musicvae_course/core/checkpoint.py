@@ -12,6 +12,7 @@ and nothing in it executes. Taught in ``notebooks/01_loading_the_pretrained_vae.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import pickletools
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write, sha256_of, sweep_temp_files
+from ..fileio import atomic_write, interrupts_held, sha256_of, sweep_temp_files
 from .checkpoint_checks import (
     ENCODED_FEATURES,
     CheckpointError,
@@ -86,7 +87,12 @@ def save_checkpoint(model: MusicVAE, path, training_state: dict | None = None, *
     }
     if training_state is not None:
         state["training_state"] = training_state
-    return atomic_write(path, lambda handle: torch.save(state, handle))
+    # serialised in memory first, then written: on a full disk torch.save into the file raised "RuntimeError:
+    # [enforce fail at inline_container.cc:672] unexpected pos", naming neither the file nor the disk
+    buffer = io.BytesIO()
+    with interrupts_held():  # Ctrl+C inside torch.save left its zip writer half-closed: a RuntimeError too
+        torch.save(state, buffer)
+        return atomic_write(path, buffer.getbuffer())
 
 
 def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
@@ -111,25 +117,25 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path}: refused to load: the file is not plain tensors and values "
+            f"{display_name(path)}: refused to load: the file is not plain tensors and values "
             f"(loading it otherwise could run code from the file, which this kit never does). "
             f"Detail: {_unpickler_detail(err)}"
         ) from None
     except Exception as err:  # torch raises many types for damaged files (IndexError too)
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{display_name(path)}: not a readable PyTorch checkpoint (truncated or corrupt?): "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         ) from None
     check_loaded(obj, display_name(path), max_bytes)
     state = obj.get("model_state", obj) if isinstance(obj, dict) else obj
     if isinstance(state, dict) and len(state) > MAX_CHECKPOINT_TENSORS:  # matching them by shape is quadratic
         raise CheckpointError(
-            f"{path}: {len(state):,} entries in its state dict, more than the limit of {MAX_CHECKPOINT_TENSORS:,} "
-            "(MAX_CHECKPOINT_TENSORS); not a MusicVAE checkpoint"
+            f"{display_name(path)}: {len(state):,} entries in its state dict, more than the limit of "
+            f"{MAX_CHECKPOINT_TENSORS:,} (MAX_CHECKPOINT_TENSORS); not a MusicVAE checkpoint"
         )
     if isinstance(obj, dict) and "model_state" in obj:
         if not isinstance(obj.get("config", {}), dict) or not _is_state_dict(obj["model_state"]):
-            raise CheckpointError(f"{path}: 'config' must be a dict and 'model_state' a dict of tensors")
+            raise CheckpointError(f"{display_name(path)}: 'config' must be a dict and 'model_state' a dict of tensors")
         check_tensors(obj["model_state"], display_name(path))  # every caller, train's --init too: no NaN weights
         return {**obj, "config": dict(obj.get("config", {}))}
     if _is_state_dict(obj):
@@ -138,7 +144,7 @@ def load_checkpoint(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     # not sorted: keys of mixed types (1 and "a") raised TypeError; brief: a key may be megabytes long
     keys = [brief(key) for key in list(obj)[:8]] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(
-        f"{path}: not a MusicVAE checkpoint: expected a dict with "
+        f"{display_name(path)}: not a MusicVAE checkpoint: expected a dict with "
         f"'config' and 'model_state' or a state dict, found {keys}"
     )
 

@@ -18,6 +18,7 @@ import zipfile
 import torch
 
 from .midi_limits import (
+    DATASET_BYTES_AT_ANY_RATIO,
     MAX_CHECKPOINT_BYTES,
     MAX_CHECKPOINT_ENTRIES,
     MAX_CHECKPOINT_NESTING,
@@ -25,7 +26,7 @@ from .midi_limits import (
     MAX_COMPRESSION_RATIO,
     MAX_LATENT_DIM,
 )
-from .safe_files import FileSkip, check_regular_file, display_name
+from .safe_files import FileSkip, check_not_hollow, check_regular_file, display_name
 
 ENCODED_FEATURES = 2560  #: inputs of the mu and log-var heads (256 x 5 x 2)
 # What a legacy pickle of plain tensors and values may name; anything else would run code if unpickled.
@@ -55,6 +56,10 @@ def check_file(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
             f"{display_name(path)}: declares {declared / 1e6:,.0f} MB of data, more than the limit of "
             f"{max_bytes / 1e6:,.0f} MB (MAX_CHECKPOINT_BYTES); refused before loading"
         )
+    try:  # a sparse file: its stored tensors are holes on disk, and gigabytes once read
+        check_not_hollow(path, declared, MAX_COMPRESSION_RATIO, DATASET_BYTES_AT_ANY_RATIO)
+    except ValueError as err:
+        raise CheckpointError(f"{display_name(path)}: {err}; refused before loading") from None
     for entry in entries:
         if entry.filename.endswith(".pkl") and entry.file_size > MAX_CHECKPOINT_PICKLE_BYTES:
             # the unpickler builds an object per few bytes, in Python: 512 MB of pickle took minutes and gigabytes

@@ -33,7 +33,7 @@ import torch
 
 from ..fileio import walk
 from . import midi_fast
-from .dataset_checks import SEGMENT_BYTES, as_segments, check_file_ids, check_npz, check_packed
+from .dataset_checks import SEGMENT_BYTES, as_segments, check_file_ids, check_packed, checked_npz
 from .file_lists import MIDI_SUFFIXES, check_build_arguments, list_midi_files, select_files
 from .midi_limits import READ_TIMEOUT_S
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
@@ -195,7 +195,7 @@ class PianoRollDataset:
         from ..fileio import atomic_write
 
         path = Path(path)
-        path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+        path = path if path.suffix.lower() == ".npz" else path.with_name(path.name + ".npz")
         packed = self.packed.cpu().numpy() if torch.is_tensor(self.packed) else np.asarray(self.packed)
         file_ids = self.file_ids if self.file_ids is not None else np.zeros(len(self), np.int64)
         files = np.array(self.files or [""], dtype=str)
@@ -333,8 +333,7 @@ def _npz_arrays(path: Path):
     """``(packed, file_ids, files)`` of a ``save_npz`` file, checked as save_npz writes them (0-d or 2-D ids, file
     names of numbers or bytes got through); ``ValueError`` naming the file. ``files`` is bounded before it becomes
     Python strings: 392 KB of ``'ab'`` repeated (256 MB as numpy) took 22 s and 3.1 GB as 33 million str objects."""
-    check_npz(path)
-    with np.load(path, allow_pickle=False) as archive:
+    with checked_npz(path) as handle, np.load(handle, allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in ("packed", "file_ids", "files") if name in archive.files}
     found = {name: f"{array.dtype}{array.shape}" for name, array in arrays.items()}
     packed, ids, files = (arrays.get(name) for name in ("packed", "file_ids", "files"))
@@ -374,17 +373,21 @@ def _holds_midi(folder: Path, look: int = 2000) -> bool:
     return False
 
 
-def load_dataset(path) -> PianoRollDataset:
-    """Open a cache folder written by ``build_dataset`` (memory-mapped) or a ``.npz`` from ``save_npz``."""
+def load_dataset(path, lock_timeout: float = LOCK_TIMEOUT_S) -> PianoRollDataset:
+    """Open a cache folder written by ``build_dataset`` (memory-mapped) or a ``.npz`` from ``save_npz``.
+
+    ``lock_timeout``: seconds to wait while a build of the same cache folder runs (the wait names its lock file
+    and the process holding it, and shows the seconds waited); then ``CacheBusy``.
+    """
     path = Path(path)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz" and not path.is_dir():  # X.NPZ from a Windows copy is a .npz too
         return PianoRollDataset.from_packed(*_npz_arrays(path))
     if not (path / "index.json").is_file():
         hint = ""
         if _holds_midi(path):  # the likeliest mix-up: a folder of MIDI files where their cache is wanted
             hint = f"; it holds MIDI files: read them into a cache with build_dataset({str(path)!r}, cache_dir=...)"
-        raise FileNotFoundError(f"{path}: not a dataset cache (no index.json) and not a .npz file{hint}")
-    with Cache(path, None) as cache:
+        raise FileNotFoundError(f"{display_name(path)}: not a dataset cache (no index.json) and not a .npz file{hint}")
+    with Cache(path, None, lock_timeout) as cache:
         ds = PianoRollDataset.from_packed(*cache.dataset_arrays(cache.entries, list(cache.entries)))
     skipped = [(p, e["reason"]) for p, e in cache.entries.items() if e["reason"]]
     ds.report = BuildReport(

@@ -10,16 +10,20 @@ and every batch then raised ``NotImplementedError``; an empty ``(0, 88, 32)`` ar
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from .pianoroll import N_PITCHES, SEGMENT_STEPS
-from .safe_files import FileSkip, check_regular_file, display_name
+from .safe_files import FileSkip, check_not_hollow, check_regular_file, display_name
 
 SEGMENT_BYTES = N_PITCHES * SEGMENT_STEPS // 8  #: one packed segment: 352 bytes
 MAX_NPZ_ARRAYS = 64  #: arrays in an .npz the kit reads (a dataset has 3, a corpus note cache 4)
@@ -83,18 +87,44 @@ def check_file_ids(file_ids, n_segments: int, files) -> tuple[np.ndarray | None,
     return ids.astype(np.int64), names
 
 
-def check_npz(path: Path) -> None:
-    """A regular file whose arrays declare at most ``MAX_DATASET_BYTES`` (checked before numpy inflates them)."""
+@contextlib.contextmanager
+def checked_npz(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened once and checked (``check_npz``), for ``np.load`` to read from the same open file: a file
+    replaced between a check by name and a read by name (a bomb swapped in) was read unchecked."""
+    try:
+        check_regular_file(path)  # before opening: a FIFO would block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileSkip, OSError) as err:
+        raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
+    with os.fdopen(fd, "rb") as handle:
+        check_npz(path, handle)
+        handle.seek(0)
+        yield handle
+
+
+def check_npz(path: Path, handle: BinaryIO | None = None) -> None:
+    """A regular file whose arrays declare at most ``MAX_DATASET_BYTES`` (checked before numpy inflates them).
+
+    ``handle``: the file already open (``checked_npz``); it is checked, not ``path`` again (which names it).
+    """
     from . import midi_limits  # its limits read when called: they can be lowered (tests do)
 
     ratio, limit_any_ratio = midi_limits.MAX_COMPRESSION_RATIO, midi_limits.DATASET_BYTES_AT_ANY_RATIO
+    source = path if handle is None else handle
     try:
-        check_regular_file(path)
-        _check_entry_count(path)
-        with zipfile.ZipFile(path) as archive:
+        if handle is None:
+            check_regular_file(path)
+        elif not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise FileSkip("not a regular file (replaced after it was checked)")
+        _check_entry_count(source)
+        with zipfile.ZipFile(source) as archive:
             declared = sum(entry.file_size for entry in archive.infolist())
             if len(archive.infolist()) > MAX_NPZ_ARRAYS:  # a zip64 directory: its count was not read beforehand
                 raise ValueError(f"{len(archive.infolist()):,} arrays, more than {MAX_NPZ_ARRAYS} (MAX_NPZ_ARRAYS)")
+            names = [entry.filename for entry in archive.infolist()]
+            if len(set(names)) < len(names):  # numpy reads the last of them: which one was meant is unknown
+                twice = next(name for name in names if names.count(name) > 1)
+                raise ValueError(f"array {twice} is stored {names.count(twice)} times (a zip edited by hand?)")
             for entry in archive.infolist():  # a header may declare any shape: numpy allocates it before reading
                 if entry.file_size > max(limit_any_ratio, ratio * entry.compress_size):
                     # a deflate bomb: 1.75 MB of zeros took 19 s and 2 GB (and 3.5 MB the limit's 4 GB)
@@ -113,6 +143,10 @@ def check_npz(path: Path) -> None:
     except (zipfile.BadZipFile, OSError, FileSkip, ValueError, EOFError, RuntimeError, NotImplementedError) as err:
         # RuntimeError: an encrypted entry; NotImplementedError: a compression method zipfile lacks (both escaped)
         raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
+    try:  # stored arrays of a sparse file: 4 GB of holes is a few KB on disk, and 4 GB once read
+        check_not_hollow(path if handle is None else handle.fileno(), declared, ratio, limit_any_ratio)
+    except ValueError as err:
+        raise ValueError(f"{display_name(path)}: not a dataset .npz ({err})") from None
     if declared > midi_limits.MAX_DATASET_BYTES:
         raise ValueError(
             f"{display_name(path)}: declares {declared / 1e9:.1f} GB of arrays, more than the limit of "
@@ -124,7 +158,7 @@ def _check_entry_count(path) -> None:
     """Refuse, from the zip's end record alone, more than ``MAX_NPZ_ARRAYS`` entries: ``zipfile`` builds an object
     for each before anything can be checked, and each was then opened to read its header (200,000 empty arrays, a
     45 MB file: 17 s). What this look misses (a count it cannot find) is counted again after opening."""
-    with open(path, "rb") as handle:
+    with contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb") as handle:
         size = handle.seek(0, os.SEEK_END)
         handle.seek(max(0, size - (1 << 16) - 22))  # the end record: 22 bytes and a comment of up to 64 KB
         tail = handle.read()
@@ -134,3 +168,20 @@ def _check_entry_count(path) -> None:
         count = struct.unpack("<Q", tail[at64 + 32 : at64 + 40])[0]
     if count > MAX_NPZ_ARRAYS:
         raise ValueError(f"{count:,} arrays, more than {MAX_NPZ_ARRAYS} (MAX_NPZ_ARRAYS)")
+
+
+MAX_PARSE_RATIO = 12  #: Python bytes per byte a cache index may cost to parse (the kit's own: 3 to 6)
+
+
+def check_json_parse_cost(text: bytes, allowance: int) -> None:
+    """Refuse JSON (a cache index, a history) whose parse would cost more than ``MAX_PARSE_RATIO`` times its size
+    (past ``allowance``), estimated from its brackets, quotes and separators before parsing: 60 MB of
+    ``[{},{},...`` took 1.3 GB (about 24x), where the kit's own index costs 3 to 6 times its size."""
+    cost = (
+        64 * (text.count(b"{") + text.count(b"[")) + 24 * text.count(b'"') + 12 * (text.count(b",") + text.count(b":"))
+    )
+    if cost > max(allowance, MAX_PARSE_RATIO * len(text)):
+        raise ValueError(
+            f"{len(text):,} bytes that would take about {cost / 1e6:,.0f} MB to parse (more than {MAX_PARSE_RATIO}x "
+            "its size: not a file this kit wrote)"
+        )

@@ -35,15 +35,16 @@ def choose_device(device: DeviceLike = None, local_rank: int = 0) -> torch.devic
 def usable_cpus() -> int:
     """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 
 
 def default_cpu_threads(processes: int = 1) -> int:
-    """``min(physical cores, 4)`` shared among ``processes``, at least 1.
+    """``min(physical cores, usable CPUs, 4)`` shared among ``processes``, at least 1.
 
     Physical, not logical, cores: two threads on one core's hyperthreads are
-    slower than one.
+    slower than one. Usable CPUs (the affinity mask): under ``taskset -c 0`` or a
+    container's CPU set, the machine's cores counted CPUs this process cannot use.
     """
     try:
         import psutil
@@ -51,9 +52,8 @@ def default_cpu_threads(processes: int = 1) -> int:
         cores = psutil.cpu_count(logical=False)
     except ImportError:  # psutil is optional; fall back to the CPUs this process may use
         cores = None
-    if not cores:
-        cores = usable_cpus()
-    return max(1, min(cores or 1, MAX_DEFAULT_THREADS) // max(1, processes))
+    cores = min(cores or usable_cpus(), usable_cpus())
+    return max(1, min(cores, MAX_DEFAULT_THREADS) // max(1, processes))
 
 
 def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:

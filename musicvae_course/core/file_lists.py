@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,49 @@ def list_midi_files(sources, unreadable: list | None = None) -> list[Path]:
         elif os.path.lexists(path):
             found.add(_absolute(path))
         else:
-            matches = glob.glob(str(source), recursive=True)
+            matches = _recursive_glob(str(source), note) if "**" in str(source) else glob.glob(str(source))
             if not matches:
                 raise FileNotFoundError(f"no such file, folder or glob match: {display_name(str(source))}")
             found.update(_absolute(Path(m)) for m in matches if m.lower().endswith(MIDI_SUFFIXES))
     return sorted(found)
+
+
+def _recursive_glob(pattern: str, onerror) -> list[str]:
+    """``glob.glob(pattern, recursive=True)`` without following links: glob's ``**`` follows links to folders, and
+    three links to ``.`` or ``..`` in one folder made it list paths 40 links deep, exponentially many (over 60 s
+    for ``corpus/**/*.mid``, never ending). Walks from the part of ``pattern`` before its first wildcard (as
+    ``fileio.walk``: links listed, not followed) and matches each path; hidden names match only written out."""
+    magic = min(i for i in (pattern.find(c) for c in "*?[") if i >= 0)
+    base = pattern[: pattern.rfind(os.sep, 0, magic) + 1] or "."
+    regex = re.compile(_glob_regex(pattern))
+    hidden = re.search(r"(^|/)\.[^/.]", pattern) is not None  # a name starting with "." written out
+    found = []
+    for root, folders, names in walk(base, onerror=onerror):
+        for name in names + folders:
+            path = os.path.join(root, name) if base != "." else os.path.relpath(os.path.join(root, name))
+            if regex.match(path) and (hidden or name[:1] != "."):
+                found.append(path)
+        folders[:] = [f for f in folders if hidden or f[:1] != "."]
+    return found
+
+
+def _glob_regex(pattern: str) -> str:
+    """A glob pattern as a regular expression: ``**/`` any folders, ``*`` and ``?`` within one name, ``[...]``."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i) or pattern.startswith("**", i):
+            out.append("(?:[^/]*/)*" if pattern.startswith("**/", i) else ".*")
+            i += 3 if pattern.startswith("**/", i) else 2
+            continue
+        char, end = pattern[i], pattern.find("]", i + 2)
+        if char == "[" and end > 0:
+            inner = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + inner[1:] if inner.startswith("!") else inner) + "]")
+            i = end + 1
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char)))
+        i += 1
+    return "(?s:" + "".join(out) + r")\Z"
 
 
 def _absolute(path: Path) -> Path:

@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from . import midi_fast
+from .devices import usable_cpus
 from .midi_limits import MAX_MIDI_BYTES, MAX_SEGMENTS_PER_FILE, READ_TIMEOUT_S
 from .pianoroll import segments
 from .safe_files import die_with_parent, read_regular_file, time_limit
@@ -87,7 +88,7 @@ def read_files(paths, workers, max_seconds, reader, bar, timeout: float | None =
             results[path] = read_file(path, max_seconds, reader, timeout)
             bar.update()
         return results
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cpus()  # the affinity mask, not the machine's CPUs
     pending = list(paths)
     while pending:
         chunk = max(1, min(_CHUNK_FILES, len(pending) // (4 * workers)))

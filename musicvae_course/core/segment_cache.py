@@ -38,14 +38,25 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_write, sweep_temp_files
-from .midi_limits import MAX_SEGMENTS_PER_FILE
+from .dataset_checks import check_json_parse_cost
+from .midi_limits import MAX_COMPRESSION_RATIO, MAX_SEGMENTS_PER_FILE
 from .read_pool import content_hash, file_signature
-from .safe_files import check_place_for_file, check_regular_file, display_name, read_regular_file
+from .safe_files import (
+    check_not_hollow,
+    check_place_for_file,
+    check_regular_file,
+    display_name,
+    read_regular_file,
+)
 
 SEGMENT_BYTES = 352  #: 88 x 32 bits, packed
 LOCK_TIMEOUT_S = 600.0  #: how long a build waits for another build of the same cache folder
 _HEADER_BYTES = 128  # an .npy v1 header for a 2-D uint8 array fits in 128 bytes
 _ROWS_FILE = re.compile(r"segments-[\w.-]+\.npy")  # as _write names them, in the folder itself
+
+
+_OWNER = ".lock.owner"  # who holds .lock: filelock truncates the lock file itself when it opens it
+PARSE_ALLOWANCE = 64 * 1024 * 1024  #: bytes any index may cost to parse, or any rows file hold in holes
 
 
 class CacheBusy(TimeoutError):
@@ -79,6 +90,7 @@ class Cache:
 
     def close(self):
         if self._lock is not None:
+            (self.folder / _OWNER).unlink(missing_ok=True)  # ours: written when we took the lock
             self._lock.release()
             self._lock = None
 
@@ -94,12 +106,14 @@ class Cache:
             for name in ("index.json", "skipped.csv"):  # a folder there failed the build only after every read
                 check_place_for_file(self.folder / name, "cache's file")
             lock = FileLock(str(self.folder / ".lock"))
-            lock.acquire(timeout=lock_timeout)
+            _acquire(lock, self.folder, lock_timeout)
             self._lock = lock
+            _record_owner(self.folder)
         except Timeout:
             raise CacheBusy(
                 f"the cache folder {display_name(self.folder)} is in use by another build (waited {lock_timeout:g} s "
-                "for its lock); wait for it to finish, or use another cache_dir"
+                f"for its lock {display_name(self.folder / '.lock')}{_owner_text(self.folder)}); wait for it to "
+                "finish, or use another cache_dir"
             ) from None
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
@@ -111,7 +125,7 @@ class Cache:
 
     def _sweep(self):
         """Remove what killed builds left: temporary files, rows files no index names."""
-        for name in ("index.json", "skipped.csv"):  # ours only: not a user's .notes.tmp
+        for name in ("index.json", "skipped.csv", _OWNER):  # ours only: not a user's .notes.tmp
             sweep_temp_files(self.folder, name)
         for path in self.folder.glob(".segments-*.npy.*.tmp"):  # rows files' leftovers (their names vary)
             if path.is_file():
@@ -127,7 +141,9 @@ class Cache:
         from .midi_limits import MAX_CACHE_INDEX_BYTES
 
         try:  # bounded: a 3 GB sparse index.json took 13 s and 3.3 GB before failing; a JSON nested deep recursed
-            index = json.loads(read_regular_file(self.folder / "index.json", MAX_CACHE_INDEX_BYTES))
+            text = read_regular_file(self.folder / "index.json", MAX_CACHE_INDEX_BYTES)
+            check_json_parse_cost(text, PARSE_ALLOWANCE)
+            index = json.loads(text)
             if not isinstance(index, dict) or not isinstance(index.get("files"), dict):
                 raise ValueError("not a cache index")
             return index
@@ -150,7 +166,8 @@ class Cache:
             if not (isinstance(named, str) and _ROWS_FILE.fullmatch(named)):
                 raise ValueError(f"not a segments-*.npy name of this folder: {named!r}")
             self.rows_file = named
-            check_regular_file(self.folder / self.rows_file)
+            size = check_regular_file(self.folder / self.rows_file).st_size
+            check_not_hollow(self.folder / self.rows_file, size, MAX_COMPRESSION_RATIO, PARSE_ALLOWANCE)
             rows = np.load(self.folder / self.rows_file, mmap_mode="r", allow_pickle=False)
             if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != SEGMENT_BYTES:
                 raise ValueError(f"rows of shape {rows.shape} and type {rows.dtype}")
@@ -324,6 +341,96 @@ class Cache:
             return str(path) if path.is_file() else None
         atomic_write(path, text.getvalue())
         return str(path)
+
+
+def _acquire(lock, folder: Path, timeout: float) -> None:
+    """Take ``lock``, saying once what is waited for (lock file, holder) and showing the seconds waited.
+
+    Raises ``filelock.Timeout`` after ``timeout`` seconds, and ``CacheBusy`` at once when the build that took it is
+    gone (its process id no longer runs on this host): then a process it started still holds it, which no wait ends.
+    """
+    import time
+
+    from filelock import Timeout
+    from tqdm.auto import tqdm
+
+    try:
+        lock.acquire(timeout=0)
+        return
+    except Timeout:
+        pass
+    deadline, began = time.monotonic() + timeout, time.monotonic()
+    warnings.warn(
+        f"{display_name(folder)}: waiting up to {timeout:g} s for its lock {display_name(folder / '.lock')}"
+        f"{_owner_text(folder)} (another build of this cache; lock_timeout= sets the wait)",
+        stacklevel=5,
+    )
+    gone = 0  # checks in a row that found the taker gone: twice, 1 s apart (a new taker writes its name at once)
+    with tqdm(total=int(timeout) or None, desc="waiting for the cache lock", unit="s") as bar:
+        while True:
+            gone = gone + 1 if _owner_gone(folder) else 0
+            if gone >= 2:
+                raise CacheBusy(
+                    f"the cache folder {display_name(folder)} is locked ({display_name(folder / '.lock')}) by a "
+                    f"build that is gone{_owner_text(folder)}: a process it started still holds the lock; end it "
+                    "(or restart the kernel that started it), or use another cache_dir"
+                )
+            remaining = deadline - time.monotonic()
+            try:
+                lock.acquire(timeout=max(0.0, min(1.0, remaining)))
+                return
+            except Timeout:
+                bar.update(int(time.monotonic() - began) - bar.n)
+                if remaining <= 1.0:
+                    raise
+
+
+def _record_owner(folder: Path) -> None:
+    """Write who holds the lock (pid, host, start) beside it, for a build that waits on it to say."""
+    import os
+    import socket
+    import sys
+    import time
+
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    owner["program"] = display_name(sys.argv[0] if sys.argv and sys.argv[0] else "python")[-80:]
+    try:
+        atomic_write(folder / _OWNER, json.dumps(owner))
+    except OSError:
+        pass  # only a courtesy to builds that wait
+
+
+def _owner(folder: Path) -> dict:
+    try:
+        owner = json.loads(read_regular_file(folder / _OWNER, 4096))
+        return owner if isinstance(owner, dict) and _whole(owner.get("pid")) else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+
+
+def _owner_text(folder: Path) -> str:
+    owner = _owner(folder)
+    if not owner:
+        return ""
+    where = f" on {display_name(str(owner.get('host')))[:60]}"
+    return f", taken by process {owner['pid']}{where} at {display_name(str(owner.get('since')))[:20]}"
+
+
+def _owner_gone(folder: Path) -> bool:
+    """Whether the lock's recorded taker was a process of this host that no longer runs."""
+    import os
+    import socket
+
+    owner = _owner(folder)
+    if not owner or owner.get("host") != socket.gethostname() or owner["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
 
 
 def _whole(value) -> bool:

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, interrupts_held
 from .export import _export_job
 from .terms import encoding_terms, rights_statement
 from .works import (
@@ -208,11 +208,13 @@ def build_corpus(
         raise ValueError("two works map to the same output file; check output_name()")
     summary = BuildSummary(tried=len(jobs))
     rows = []
-    # Both files are written row by row and flushed, so a long build is usable (and
-    # inspectable) before it ends; the manifest is rewritten sorted at the end.
+    # Rows go, as they come, to *.partial.csv (a long build is inspectable before it ends); manifest.csv and
+    # failures.csv are replaced whole at the end: a rebuild opened them for writing at its start, and one
+    # interrupted then had emptied the previous build's manifest (its MIDI files still there, listed nowhere).
+    partial = {name: out_dir / name.replace(".csv", ".partial.csv") for name in ("failures.csv", "manifest.csv")}
     with (
-        open(out_dir / "failures.csv", "w", newline="", encoding="utf8") as failures_file,
-        open(out_dir / "manifest.csv", "w", newline="", encoding="utf8") as manifest_file,
+        open(partial["failures.csv"], "w", newline="", encoding="utf8") as failures_file,
+        open(partial["manifest.csv"], "w", newline="", encoding="utf8") as manifest_file,
     ):
         failures = csv.writer(failures_file)
         failures.writerow(["corpus_path", "number", "reason"])
@@ -232,7 +234,13 @@ def build_corpus(
                 failures_file.flush()
                 summary.failures.append(failure)
                 summary.failed += 1
-    _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([("corpus_path", "number", "reason"), *summary.failures])
+    with interrupts_held():  # the pair, as one: the manifest and the failures of the same build
+        _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
+        atomic_write(out_dir / "failures.csv", text.getvalue())
+    for path in partial.values():
+        path.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -255,9 +263,27 @@ def _failed_work(row: dict) -> Work:
     return Work(corpus_path, int(number) if number else None)
 
 
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf8") as f:
-        return list(csv.DictReader(f))
+MAX_TABLE_BYTES = 64 * 1024 * 1024  #: a manifest or failures table read back (15,000 works take about 8 MB)
+
+
+def read_table(path: Path, columns=()) -> list[dict]:
+    """The rows of a CSV table the corpus tools wrote, bounded: ``ValueError`` naming the file when it is not a
+    readable regular file (a FIFO blocked the read for ever), is over ``MAX_TABLE_BYTES``, is not UTF-8 text, or
+    lacks one of ``columns`` (a bare ``KeyError`` came later)."""
+    from ..core.midi_limits import LimitError
+    from ..core.safe_files import FileSkip, display_name, read_regular_file
+
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise FileNotFoundError(f"no such table: {display_name(path)}")
+    try:
+        text = read_regular_file(path, MAX_TABLE_BYTES).decode("utf8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (FileSkip, LimitError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{display_name(path)}: not a readable table ({err})") from None
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{display_name(path)}: columns {missing} missing (has {list(rows[0])[:20]})")
+    return rows
 
 
 def retry_failures(
@@ -269,8 +295,8 @@ def retry_failures(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    failed = _read_csv(out_dir / "failures.csv")
-    rows = _read_csv(out_dir / "manifest.csv")
+    failed = read_table(out_dir / "failures.csv")
+    rows = read_table(out_dir / "manifest.csv")
     if rows and tuple(rows[0]) != MANIFEST_COLUMNS:  # checked before the work, not when writing it at the end
         raise ValueError(f"{out_dir / 'manifest.csv'}: columns {list(rows[0])[:20]} are not {list(MANIFEST_COLUMNS)}")
     if heldout is None:
@@ -294,9 +320,10 @@ def retry_failures(
         else:
             summary.failures.append((work.corpus_path, "" if work.number is None else work.number, result["reason"]))
             summary.failed += 1
-    _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
     text = io.StringIO(newline="")
     csv.writer(text).writerows([("corpus_path", "number", "reason"), *summary.failures])
-    atomic_write(out_dir / "failures.csv", text.getvalue())
+    with interrupts_held():  # a retry moves works from one file to the other: both or neither
+        _write_manifest(out_dir / "manifest.csv", sorted(rows, key=lambda r: r["file"]))
+        atomic_write(out_dir / "failures.csv", text.getvalue())
     summary.seconds = time.perf_counter() - start
     return summary

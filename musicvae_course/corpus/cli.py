@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..core.safe_files import display_name
 from .build import DEFAULT_TIMEOUT_S, build_corpus, retry_failures
 from .samples import build_samples
 from .works import build_order, heldout_keys, limit_works, list_works, write_heldout
@@ -74,7 +75,7 @@ def _check_paths(args) -> None:
     (``[Errno 17] File exists: 'x'`` or ``[Errno 21] Is a directory``, after listing every work, named neither)."""
     for option, path in (("--out", args.out), ("--samples", args.samples)):
         if path is not None and path.exists() and not path.is_dir():
-            raise ValueError(f"{option} {path}: is a file, not a folder")
+            raise ValueError(f"{option} {display_name(path)}: is a file, not a folder")
     if args.write_heldout is not None and args.write_heldout.is_dir():
         raise ValueError(f"--write-heldout {args.write_heldout}: is a folder, not a file")
 

@@ -19,7 +19,6 @@ Taught indirectly: the bundled model's card (``MODEL_CARD.md``) reports this mix
 
 from __future__ import annotations
 
-import csv
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..core.data import PianoRollDataset, build_dataset
 from ..core.pianoroll import N_PITCHES, SEGMENT_STEPS
+from .build import read_table
 from .rolls import work_segments
 from .works import FOLK_COLLECTIONS
 
@@ -112,8 +112,8 @@ def music21_dataset(rolls_dir, split: str) -> PianoRollDataset:
     A work whose cached notes cannot be rolled (over a ``core.midi_limits`` limit, a damaged
     cache file) is skipped with a warning naming it; every other work is kept."""
     rolls_dir = Path(rolls_dir)
-    with open(rolls_dir / "manifest.csv", newline="", encoding="utf8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    table = read_table(rolls_dir / "manifest.csv", ("split", "cache_file", "key", "collection"))
+    rows = [r for r in table if r["split"] == split]
     blocks, ids, files = [], [], []
     for row in rows:
         try:
@@ -134,8 +134,7 @@ def mma_dataset(mma_dir, split: str, cache_dir=None, workers: int = 1) -> PianoR
     """Segments of the MMA renders of one split, read by the kit's own loader
     (``core.data.build_dataset``: drums dropped); ``files`` are ``mma/<style>/<file stem>``."""
     mma_dir = Path(mma_dir).resolve()  # the loader reports resolved paths: key the names the same way
-    with open(mma_dir / "manifest.csv", newline="", encoding="utf8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    rows = [r for r in read_table(mma_dir / "manifest.csv", ("split", "file", "style")) if r["split"] == split]
     paths = [str(mma_dir / r["file"]) for r in rows]
     ds = build_dataset(paths, cache_dir=cache_dir, workers=workers, progress=False)
     names = {str(mma_dir / r["file"]): f"mma/{r['style']}/{Path(r['file']).stem}" for r in rows}

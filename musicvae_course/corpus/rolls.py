@@ -1,18 +1,17 @@
 """music21 works -> piano-roll notes straight from the parsed score: the whole corpus in minutes.
 
-The MIDI route (:func:`.build.export_work`, then ``core.pianoroll.midi_to_pianoroll``) writes
-and re-reads a MIDI file per work: 2.5-3.9 s per work here. This module reads the notes from
-the parsed score itself (the same preparation as the export: voices merged, chord symbols and
-grace notes dropped, sounding pitch, repeats expanded the way music21's MIDI writer expands
-them, :mod:`.repeats`) and applies the roll's one rounding rule (``core.pianoroll`` module
-docstring) to the ticks music21 would have written at 480 per quarter. So the rolls equal the
-MIDI route's (``tests/test_corpus_rolls.py`` checks a sample); drums (``Unpitched``) are dropped
-as the reader drops channel 10. The whole corpus, 14,918 of 14,922 works, takes 668 s on this
-2-core machine from nothing (1,271 CPU-s; music21's parsers are most of it).
+The MIDI route (:func:`.build.export_work`, then ``core.pianoroll.midi_to_pianoroll``) writes and re-reads a MIDI
+file per work: 2.5-3.9 s per work here. This module reads the notes from the parsed score itself (the same
+preparation as the export: voices merged, chord symbols and grace notes dropped, sounding pitch, repeats expanded
+the way music21's MIDI writer expands them, :mod:`.repeats`) and applies the roll's one rounding rule
+(``core.pianoroll`` module docstring) to the ticks music21 would have written at 480 per quarter. So the rolls equal
+the MIDI route's (``tests/test_corpus_rolls.py`` checks a sample); drums (``Unpitched``) are dropped as the reader
+drops channel 10. The whole corpus, 14,918 of 14,922 works, takes 668 s on this 2-core machine from nothing (1,271
+CPU-s; music21's parsers are most of it).
 
-Each work's notes are cached as one small ``.npz`` (``pitch, onset, offset`` in steps) or one
-``.fail`` text file, written atomically, so a stopped build continues where it stopped and one
-failing or slow work (per-work time limit) never stops the others.
+Each work's notes are cached as one small ``.npz`` (``pitch, onset, offset`` in steps) or one ``.fail`` text file,
+written atomically, so a stopped build continues where it stopped and one failing or slow work (per-work time limit)
+never stops the others.
 
 Usage (from the repository root)::
 
@@ -28,18 +27,20 @@ import argparse
 import contextlib
 import csv
 import io
+import os
 import time
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..core.dataset_checks import check_npz
+from ..core.dataset_checks import checked_npz
 from ..core.pianoroll import notes_to_pianoroll, segments, ticks_to_steps
-from ..core.safe_files import read_regular_file
-from ..fileio import atomic_write
-from .build import _run_jobs
+from ..core.safe_files import display_name, read_regular_file
+from ..fileio import atomic_write, interrupts_held
+from .build import _run_jobs, _write_manifest
 from .export import (
     MIDI_TICKS_PER_QUARTER,
     _remove_chord_symbols,
@@ -72,9 +73,8 @@ ROLL_MANIFEST_COLUMNS = (
 def _without_beaming() -> Iterator[None]:
     """Parse without the beams music21's ABC (and MuseData, RomanText) readers add to every part.
 
-    Beams are engraving only: they change no pitch, offset or duration (``tests/test_corpus_rolls.py``
-    compares with the MIDI route, which keeps them), and making them was 36-40% of the time of an
-    Essen, O'Neill or Ryan's tune.
+    Beams are engraving only: they change no pitch, offset or duration (``tests/test_corpus_rolls.py`` compares with
+    the MIDI route, which keeps them), and making them was 36-40% of the time of an Essen, O'Neill or Ryan's tune.
     """
     from music21 import stream
 
@@ -122,14 +122,12 @@ def _has_repeats(score) -> bool:
 def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pitched notes of a music21 score as ``(pitch, start_tick, end_tick)`` int64 arrays.
 
-    Ticks are at 480 per quarter (``MIDI_TICKS_PER_QUARTER``), as music21's MIDI writer would
-    write them, with the writer's preparation: sounding pitch, repeats expanded (as
-    ``Stream.expandRepeats`` does, without copying the notes: :mod:`.repeats`; where music21
-    cannot expand them the music is read once straight through, as the export does). The
-    writer's own ``prepareStreamForMidi`` deep-copies every score, which took most of the time.
-    Tied notes stay separate notes (on the roll their union is the tied note); ``Unpitched``
-    notes (percussion) are dropped; a chord gives one note per pitch. A score with repeats is
-    emptied of its notes.
+    Ticks are at 480 per quarter (``MIDI_TICKS_PER_QUARTER``), as music21's MIDI writer would write them, with the
+    writer's preparation: sounding pitch, repeats expanded (as ``Stream.expandRepeats`` does, without copying the
+    notes: :mod:`.repeats`; where music21 cannot expand them the music is read once straight through, as the export
+    does). The writer's own ``prepareStreamForMidi`` deep-copies every score, which took most of the time. Tied
+    notes stay separate notes (on the roll their union is the tied note); ``Unpitched`` notes (percussion) are
+    dropped; a chord gives one note per pitch. A score with repeats is emptied of its notes.
     """
     from .export import _strip_repeats
     from .repeats import expanded_notes, midi_pitches
@@ -159,9 +157,9 @@ def score_notes(score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def work_notes(work) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One work's sounding notes in steps: ``(pitch, onset, offset)`` int64 arrays.
 
-    Same rules as ``core.pianoroll.midi_to_pianoroll`` (zero-length notes dropped, one rounding
-    rule); pitches outside 21-108 are kept here and dropped when painted
-    (``core.pianoroll.notes_to_pianoroll``). Raises on a work music21 cannot read.
+    Same rules as ``core.pianoroll.midi_to_pianoroll`` (zero-length notes dropped, one rounding rule); pitches
+    outside 21-108 are kept here and dropped when painted (``core.pianoroll.notes_to_pianoroll``). Raises on a work
+    music21 cannot read.
     """
     pitch, start, end = score_notes(_prepared_score(work))
     sounding = end > start
@@ -199,14 +197,13 @@ def _save_notes(path: Path, pitch, onset, offset, cpu_seconds: float = 0.0) -> N
 def _notes_arrays(path) -> dict:
     """A note cache file's arrays, checked (a FIFO hung the manifest, a zeroed file stopped it): else ValueError."""
     try:
-        check_npz(Path(path))  # a regular file, bounded declared sizes, no pickles
-        with np.load(path, allow_pickle=False) as f:
+        with checked_npz(Path(path)) as handle, np.load(handle, allow_pickle=False) as f:  # checked as it is read
             arrays = {name: f[name] for name in ("pitch", "onset", "offset", "cpu_seconds") if name in f.files}
     except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: damaged note cache ({err})") from None
+        raise ValueError(f"{display_name(path)}: damaged note cache ({err})") from None
     notes = [arrays.get(name) for name in ("pitch", "onset", "offset")]
     if any(a is None or a.ndim != 1 or a.dtype.kind not in "iu" for a in notes) or len({len(a) for a in notes}) > 1:
-        raise ValueError(f"{path}: damaged note cache (not three int arrays pitch, onset, offset of one length)")
+        raise ValueError(f"{display_name(path)}: damaged note cache (not int pitch, onset, offset of one length)")
     return arrays
 
 
@@ -231,6 +228,18 @@ def _roll_job(work, out_stem: str, timeout_s: int, _unused=None) -> dict:
     return {"ok": False, "seconds": time.perf_counter() - start, "reason": reason}
 
 
+def _cached_ok(path: Path, damaged: list) -> bool:
+    """Whether ``path`` is a usable note cache; a damaged one (zeroed, cut, a FIFO) is noted in ``damaged`` and
+    removed, to be parsed again: it was counted as cached, and failed only in the manifest."""
+    try:
+        return os.path.lexists(path) and bool(_notes_arrays(path))
+    except ValueError as err:
+        damaged.append(display_name(str(err)))
+    with contextlib.suppress(OSError):  # a folder stays: the parse's write over it reports it
+        path.unlink()
+    return False
+
+
 def build_rolls(
     works,
     out_dir,
@@ -242,22 +251,23 @@ def build_rolls(
 ) -> dict:
     """Cache every work's notes under ``out_dir/notes/`` (resumable); return counts.
 
-    Works already cached (``.npz``, or ``.fail`` unless ``retry_failed``) are not parsed
-    again, so a killed build continues where it stopped. ``job`` replaces the worker
-    function (tests). ``workers=0`` runs the works in this process, one by one.
-    Returns ``{'works', 'cached_before', 'done', 'failed', 'seconds'}``.
+    Works already cached (``.npz``, or ``.fail`` unless ``retry_failed``) are not parsed again, so a killed build
+    continues where it stopped. ``job`` replaces the worker function (tests). ``workers=0`` runs the works in this
+    process, one by one. Returns ``{'works', 'cached_before', 'done', 'failed', 'seconds'}``.
     """
     start = time.perf_counter()
     notes_dir = Path(out_dir) / "notes"
-    todo, cached = [], 0
+    todo, cached, damaged = [], 0, []
     for work in works:
         stem = notes_dir / cache_name(work)
-        if _with(stem, ".npz").exists() or (not retry_failed and _with(stem, ".fail").exists()):
+        if _cached_ok(_with(stem, ".npz"), damaged) or (not retry_failed and _with(stem, ".fail").exists()):
             cached += 1
             continue
         stem.parent.mkdir(parents=True, exist_ok=True)
         _with(stem, ".fail").unlink(missing_ok=True)
         todo.append((work, str(stem), None))
+    if damaged:
+        warnings.warn(f"{len(damaged)} damaged note cache file(s) parsed again, e.g. {damaged[0]}", stacklevel=2)
     done = failed = 0
     if workers == 0:  # in this process, one by one (debugging, tests): no pool to start
         results = ((w, p, (job or _roll_job)(w, p, timeout_s)) for w, p, _ in todo)
@@ -279,14 +289,11 @@ POOL_CHUNK = 1000  #: works per pool: music21's caches grow with every parse, a 
 
 
 def _pooled(todo, workers, timeout_s, progress, job):
-    """Run jobs in pools of ``POOL_CHUNK`` works each; yield ``(work, stem, result)``.
-
-    Not ``build._run_jobs`` directly: its pools recycle workers (``max_tasks_per_child``), and
-    Python 3.11's ``ProcessPoolExecutor`` then hangs once every worker has reached the limit
-    (seen here: a build stopped for good at 2 x 200 works). A fresh pool per chunk bounds the
-    caches without recycling. A chunk whose pool breaks (a worker killed) is finished by
-    ``_run_jobs``, which isolates the culprit.
-    """
+    """Run jobs in pools of ``POOL_CHUNK`` works each; yield ``(work, stem, result)``. Not ``build._run_jobs``
+    directly: its pools recycle workers (``max_tasks_per_child``), and Python 3.11's ``ProcessPoolExecutor`` then
+    hangs once every worker has reached the limit (seen here: a build stopped for good at 2 x 200 works). A fresh
+    pool per chunk bounds the caches without recycling. A chunk whose pool breaks (a worker killed) is finished by
+    ``_run_jobs``, which isolates the culprit."""
     import concurrent.futures as cf
 
     from tqdm import tqdm
@@ -314,10 +321,8 @@ def _pooled(todo, workers, timeout_s, progress, job):
 
 
 def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
-    """One row per work with a cached result: provenance, terms, split, notes or failure.
-
-    Written to ``out_dir/manifest.csv`` (works with notes) and ``out_dir/failures.csv``.
-    """
+    """One row per work with a cached result (provenance, terms, split, notes or failure), written to
+    ``out_dir/manifest.csv`` (works with notes) and ``out_dir/failures.csv``, as a pair (``interrupts_held``)."""
     out_dir = Path(out_dir)
     heldout = read_heldout(HELDOUT_FILE) if heldout is None else heldout
     rows, failures = [], []
@@ -353,23 +358,19 @@ def roll_manifest(works, out_dir, heldout=None) -> list[dict]:
                 reason = f"unreadable failure note ({err})"
             failures.append((work.key, reason))
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=ROLL_MANIFEST_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(out_dir / "manifest.csv", text.getvalue())
-    text = io.StringIO()
     csv.writer(text).writerows([("key", "reason"), *failures])
-    atomic_write(out_dir / "failures.csv", text.getvalue())
+    with interrupts_held():
+        _write_manifest(out_dir / "manifest.csv", rows, ROLL_MANIFEST_COLUMNS)
+        atomic_write(out_dir / "failures.csv", text.getvalue())
     return rows
 
 
 def build_statistics(works, out_dir) -> dict:
     """What a (possibly partial) build cost, by collection, and the whole corpus extrapolated.
 
-    Uses the CPU seconds each cached work recorded (parse + notes, in its worker). Returns
-    ``{collection: {works, cached, failed, timed, cpu_seconds, mean_cpu_s}, 'all': {...,
-    'estimated_cpu_seconds'}}``: the estimate adds each collection's mean over its timed works
-    times its works not yet timed.
+    Uses the CPU seconds each cached work recorded (parse + notes, in its worker). Returns ``{collection: {works,
+    cached, failed, timed, cpu_seconds, mean_cpu_s}, 'all': {..., 'estimated_cpu_seconds'}}``: the estimate adds
+    each collection's mean over its timed works times its works not yet timed.
     """
     out_dir = Path(out_dir)
     stats: dict = {}
@@ -401,9 +402,8 @@ def work_segments(path) -> np.ndarray:
 
 
 def fair_order(works, heldout=None) -> list:
-    """Build order for a time-boxed build: held-out works first (every collection's evaluation
-    set), then round-robin over collections (each in a salted hash order), so a build stopped
-    at any point holds a fair share of every collection rather than all of the slow ones."""
+    """Build order for a time-boxed build: held-out works first (every collection's evaluation set), then round-robin
+    over collections (each in a salted hash order), so a build stopped holds a fair share of every collection."""
     from .works import _stable_hash
 
     heldout = read_heldout(HELDOUT_FILE) if heldout is None else heldout

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .build import DEFAULT_TIMEOUT_S, BuildSummary, _run_jobs, _write_manifest
 from .terms import LICENCE_NAMES, check_redistributable, encoding_terms, rights_statement
 from .works import Work, corpus_root
@@ -235,7 +236,7 @@ def build_samples(
     order = {spec.file: i for i, spec in enumerate(specs)}
     rows.sort(key=lambda r: order[r["file"]])
     _write_manifest(out_dir / "manifest.csv", rows, SAMPLE_MANIFEST_COLUMNS)
-    (out_dir / "README.md").write_text(samples_readme(rows, max_measures), encoding="utf8")
+    atomic_write(out_dir / "README.md", samples_readme(rows, max_measures))  # whole or not at all, as the manifest
     summary.seconds = time.perf_counter() - start
     return summary
 

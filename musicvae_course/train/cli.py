@@ -32,6 +32,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..core.safe_files import display_name
 from .config import SettingError, TrainConfig
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
@@ -136,11 +137,13 @@ def _data(args):
 
     path = Path(args.data)
     if not path.exists():
-        raise FileNotFoundError(f"--data {path}: no such file or folder")
+        raise FileNotFoundError(f"--data {display_name(path)}: no such file or folder")
     try:
         dataset = load_dataset(path)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a damaged or foreign file
-        raise SettingError(f"--data {path}: not a readable data cache ({type(err).__name__}: {err})") from None
+        raise SettingError(
+            f"--data {display_name(path)}: not a readable data cache ({type(err).__name__}: {err})"
+        ) from None
     try:
         return split_by_file(dataset, fractions=tuple(args.split), seed=args.seed)
     except ValueError as err:

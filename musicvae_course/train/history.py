@@ -14,11 +14,13 @@ import json
 import os
 from pathlib import Path
 
+from ..core.dataset_checks import check_json_parse_cost
 from ..core.midi_limits import LimitError
 from ..core.safe_files import FileSkip, display_name, read_regular_file
-from ..fileio import atomic_write
+from ..fileio import atomic_write, interrupts_held
 
 MAX_HISTORY_BYTES = 64 * 1024 * 1024  #: a history.json ``load_history`` reads (a row per epoch is ~300 bytes)
+PARSE_ALLOWANCE = 16 * 1024 * 1024  #: bytes any history may cost to parse, past 12 times its size
 
 
 def save_history(history: list[dict], out_dir) -> tuple[Path, Path]:
@@ -31,13 +33,14 @@ def save_history(history: list[dict], out_dir) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / "history.json", out_dir / "history.csv"
-    atomic_write(json_path, json.dumps(history, indent=1))
     columns = list(dict.fromkeys(key for row in history for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    atomic_write(csv_path, buffer.getvalue())
+    with interrupts_held():  # both or neither: a Ctrl+C between the two writes left them an epoch apart
+        atomic_write(json_path, json.dumps(history, indent=1))
+        atomic_write(csv_path, buffer.getvalue())
     return json_path, csv_path
 
 
@@ -56,8 +59,10 @@ def load_history(source) -> list[dict]:
     if not os.path.lexists(path):
         raise FileNotFoundError(f"no training history at {display_name(path)}")
     try:  # bounded, and only a regular file: a 3 GB sparse file took 12 s and 3 GB before a bare MemoryError
-        history = json.loads(read_regular_file(path, MAX_HISTORY_BYTES).decode("utf-8"))
-    except (FileSkip, LimitError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
+        text = read_regular_file(path, MAX_HISTORY_BYTES)
+        check_json_parse_cost(text, PARSE_ALLOWANCE)  # 64 MB of [{},{},...] took 1.5 GB as Python objects
+        history = json.loads(text.decode("utf-8"))
+    except (FileSkip, LimitError, UnicodeDecodeError, RecursionError, ValueError) as err:
         # RecursionError: "[[[[..." 200,000 deep; UnicodeDecodeError: a binary file; neither named the file
         raise ValueError(f"{display_name(path)}: not a training history ({type(err).__name__}: {err})") from None
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):

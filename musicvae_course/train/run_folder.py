@@ -23,6 +23,7 @@ Only rank 0 writes (under torchrun). Taught in ``notebooks/03_fine_tuning_on_a_s
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import re
@@ -34,7 +35,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from ..core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..core.safe_files import check_place_for_file
+from ..core.safe_files import check_place_for_file, display_name
 from .config import SettingError
 from .history import save_history
 
@@ -84,21 +85,31 @@ class RunFolder:
                 raise SettingError("resume=True needs out_dir (the run folder holding last.pt)")
             return None
         if self.path.exists() and not self.path.is_dir():
-            raise NotADirectoryError(f"out_dir {self.path}: is a file, not a folder")
+            raise NotADirectoryError(f"out_dir {display_name(self.path)}: is a file, not a folder")
         # before any training: a folder named last.pt (or history.json) failed the run only at its first save
         check_place_for_file(self.path / ".fit.lock", "lock file", lock=True)
         for name in RUN_FILES:
             check_place_for_file(self.path / name, "run's file")
         if self.writes:
-            self.path.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(self.path / ".fit.lock")
             try:
+                self.path.mkdir(parents=True, exist_ok=True)
                 self._lock.acquire(timeout=0)
-            except Timeout:
+            except Timeout:  # an OSError too: caught first
                 self._lock = None
+                lock = display_name(self.path / ".fit.lock")
                 raise RunFolderBusy(
-                    f"{self.path} is in use by another training run (lock {self.path / '.fit.lock'}); "
+                    f"{display_name(self.path)} is in use by another training run (lock {lock}); "
                     "wait for it to end or choose another out_dir"
+                ) from None
+            except OSError as err:  # a read-only folder or disk: a bare PermissionError from inside filelock
+                self._lock = None
+                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                raise PermissionError(
+                    err.errno,
+                    f"out_dir {display_name(self.path)}: cannot write there ({err.strerror}); a run folder must be "
+                    "writable (checkpoints and history go there): choose another out_dir",
                 ) from None
             for stale in self.path.iterdir():
                 if _STALE_TEMP.match(stale.name):
@@ -110,17 +121,19 @@ class RunFolder:
             if overwrite:
                 return None
             raise FileExistsError(
-                f"{self.path} already holds a run (last.pt): pass resume=True to continue it, "
+                f"{display_name(self.path)} already holds a run (last.pt): pass resume=True to continue it, "
                 "overwrite=True to start again, or choose another out_dir"
             )
         checkpoint = load_checkpoint(last)
         if not checkpoint.get("training_state"):
-            raise CheckpointError(f"{last}: has no training state to resume from (a model file, not a run's last.pt?)")
+            raise CheckpointError(
+                f"{display_name(last)}: has no training state to resume from (a model file, not a run's last.pt?)"
+            )
         problem = _training_state_problem(checkpoint["training_state"])
         if problem:  # else resume raised KeyError, TypeError or AttributeError from deep inside torch
             raise CheckpointError(
-                f"{last}: its training state is damaged ({problem}); start the run again with overwrite=True "
-                "(--overwrite), or resume from a copy of the run that is whole"
+                f"{display_name(last)}: its training state is damaged ({problem}); start the run again with "
+                "overwrite=True (--overwrite), or resume from a copy of the run that is whole"
             )
         return checkpoint
 
