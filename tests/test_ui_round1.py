@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from musicvae_course.core.meter import meter  # noqa: E402
 from musicvae_course.core.model import MusicVAE  # noqa: E402
-from musicvae_course.core.pianoroll import midi_to_pianoroll  # noqa: E402
+from musicvae_course.core.pianoroll import midi_to_pianoroll, roll_batch  # noqa: E402
 from musicvae_course.ui import audio, compare, plots, rolldraw, widgets  # noqa: E402
 
 
@@ -172,6 +172,7 @@ def test_a_tensor_that_requires_grad_draws_and_sounds_without_a_warning():
         plots.plot_pianoroll_grid(torch.rand(2, 1, 88, 32, requires_grad=True))
         compare.compare_pianorolls(probabilities, probabilities)
         audio.render(probabilities, instrument="sine")
+        roll_batch(probabilities)  # the core's shape check, under every plot and the model's input check
 
 
 _JUPYTER = """

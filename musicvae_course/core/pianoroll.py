@@ -387,8 +387,7 @@ def roll_batch(roll, name: str = "roll"):
         device and dtype; anything else becomes a numpy array); ``is_batch`` is False for a single roll.
 
     Raises:
-        ValueError: naming ``name``: wrong shape, no rolls, NaN, or values outside [0, 1]. A roll of 0 steps is
-        accepted (silence of no length).
+        ValueError: naming ``name``: wrong shape, no rolls, NaN, or values outside [0, 1] (0 steps is accepted).
     """
     array = roll if _is_tensor(roll) else np.asarray(roll)
     shape = tuple(array.shape)
@@ -407,7 +406,8 @@ def roll_batch(roll, name: str = "roll"):
     if not _is_bool(array) and array.shape[2] > 0:
         if (array != array).any():  # NaN, for tensors and arrays alike
             raise ValueError(f"{name} contains NaN")
-        low, high = float(array.min()), float(array.max())
+        plain = array.detach() if _is_tensor(array) else array  # float() of a tensor that requires grad warns
+        low, high = float(plain.min()), float(plain.max())
         if low < 0.0 or high > 1.0:
             raise ValueError(
                 f"{name} has values in [{low:.3g}, {high:.3g}]; expected bool or probabilities in [0, 1] "
