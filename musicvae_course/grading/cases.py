@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
 
+from .code_strings import assigned_names, runner_bindings, runner_code
 from .dynamic_routes import (
     ANY_NAME,
     ATTRIBUTE_CALLS,
@@ -345,6 +346,8 @@ def shortcut_uses(
     parsed = [python_of_cell(source) for source in list(solution_sources) + list(other_sources)]
     for tree, _, _ in parsed:  # every name an import binds, in any cell, before any cell is judged
         modules |= import_bindings(tree)
+    runners = (*runner_bindings(t for t, _, _ in parsed), assigned_names(t for t, _, _ in parsed))
+    parsed = [_with_run_strings(tree, text, magics, runners) for tree, text, magics in parsed]
     for tree, text, magics in parsed:  # as the kernel runs it: `%time answer = kit_function` is code
         if tree is None:  # then it does not run in the kernel either
             cells.append(None)
@@ -403,6 +406,33 @@ def shortcut_uses(
                 found += [part for part in node.value.split(".") if part in forbidden]
         found += dynamic
     return list(dict.fromkeys(found))
+
+
+def _with_run_strings(tree, text: str, magics: list[str], runners: tuple):
+    """The cell with the written code strings its debugger, profiler and timeit calls run read as its own code
+    (:mod:`.code_strings`), and those whose code the check cannot read added to ``magics`` (uses that can bind any
+    name, as ``%run`` does)."""
+    if tree is None:
+        return tree, text, magics
+    uses, seen = list(magics), set()
+    for _ in range(4):  # a string may hold another call of that kind
+        code, found = runner_code(tree, *runners)
+        uses += [use for use in found if use not in uses]
+        fresh = []
+        for piece in code:
+            if piece in seen:
+                continue
+            seen.add(piece)
+            try:
+                ast.parse(piece)
+            except (SyntaxError, ValueError):
+                continue  # it fails when it runs, too
+            fresh.append(piece)
+        if not fresh:
+            break
+        text = "\n".join([text, *fresh])
+        tree = ast.parse(text)
+    return tree, text, uses
 
 
 def shortcut_note(question_id: str, uses: list[str], forbidden) -> str:

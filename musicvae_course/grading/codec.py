@@ -123,21 +123,33 @@ def _mvc_rebuild(node, resolve, tensors=True):
 KERNEL_HELPER = (
     ENCODER_SOURCE
     + r'''
+import builtins as _builtins, os as _os
+
 class _MvcGrader:
     """The grader's half in the kernel: calls and fetches by request, snapshots of protected objects."""
 
     def __init__(self):
         self.snapshots = {}
+        self.given = {}  # the question's given helpers, as define() made them: what the tests call by those names
+        self.bindings = {}  # what the locked cells bound (np, OUT, models), as they bound it: the helpers' globals
 
     def _ns(self):
         return get_ipython().user_ns
 
     def _resolve(self, name):
-        return self._ns()[name]
+        """A grader object sent by name (``model``): the kernel's as the locked cells bound it, not what the name
+        holds now (a function the tests call first could rebind it: ``global small_vae``)."""
+        return self.bindings[name] if name in self.bindings else self._ns()[name]
+
+    def _lookup(self, name):
+        return self.given[name] if name in self.given else self._ns()[name]
 
     def describe(self, names):
         ns, out = self._ns(), {}
         for name in names:
+            if name in self.given:
+                out[name] = "callable"
+                continue
             out[name] = "missing" if name not in ns else ("callable" if callable(ns[name]) else "value")
         return _json.dumps(out)
 
@@ -160,17 +172,29 @@ class _MvcGrader:
         req = _json.loads(request)
         args = _mvc_rebuild(req["args"], self._resolve)
         kwargs = _mvc_rebuild(req["kwargs"], self._resolve)
-        return self._reply(lambda: self._ns()[req["name"]](*args, **kwargs))
+        return self._reply(lambda: self._lookup(req["name"])(*args, **kwargs))
 
-    def define(self, source):
+    def define(self, source, keep=()):
         """Run the instructor's given helpers again (a student may have changed them); not through run_cell, so
-        input transformers do not touch them."""
-        exec(compile(source, "<given helpers>", "exec"), self._ns())
+        input transformers do not touch them. They get globals of their own: the notebook's as they are now, with
+        what the locked cells bound as they bound it and no builtin rebound, so a student's function that the tests
+        call first and that rebinds a helper or a name a helper reads (``global sorted``, ``np``) changes neither
+        (the tests call the helpers kept here). ``keep``: the names the source's solution cells bind, the student's
+        even where a builtin has that name."""
+        ns = self._ns()
+        scope = {k: v for k, v in ns.items() if k.startswith("__") or k in keep or not hasattr(_builtins, k)}
+        scope.update(self.bindings)
+        scope["__builtins__"] = _builtins
+        before = dict(scope)
+        exec(compile(source, "<given helpers>", "exec"), scope)
+        self.given = {k: v for k, v in scope.items() if k not in before or before[k] is not v}
+        ns.update(self.given)  # the notebook sees them too, as before
         return "ok"
 
     def snapshot(self, names):
         """Copy the state of locked-cell objects with a state_dict (models), to restore before each question."""
         ns = self._ns()
+        self.bindings.update({name: ns[name] for name in names if name in ns})
         for name in names:
             obj = ns.get(name)
             if isinstance(obj, type) or not all(
@@ -185,6 +209,7 @@ class _MvcGrader:
             self.snapshots[name] = (obj, state, flags)
 
     def restore(self):
+        self.given = {}
         ns = self._ns()
         for name, (obj, state, flags) in self.snapshots.items():
             ns[name] = obj
@@ -195,9 +220,29 @@ class _MvcGrader:
                     p.requires_grad_(grad)
         return "ok"
 
+class _MvcInstalledFirst:
+    """A module that is installed (site-packages, the standard library) is imported from where it is installed, never
+    from a file of the same name in the notebook's folder, which lies before site-packages on the kernel's path
+    (round 9: a scratch cell wrote yaml.py, whose import then ran code the shortcut check never read)."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or "." in name:
+            return None  # submodules are found in their package
+        from importlib.machinery import PathFinder
+        return PathFinder.find_spec(name, self.paths)
+
+_mvc_here = _os.path.realpath(_os.getcwd())
+_sys.meta_path.insert(  # just before the path finder: the finders before it (setuptools' shims) keep their turn
+    next((i for i, f in enumerate(_sys.meta_path) if getattr(f, "__name__", "") == "PathFinder"), 0),
+    _MvcInstalledFirst(
+    [p for p in _sys.path if p and _os.path.realpath(p) != _mvc_here  # '' is the notebook's folder; path hooks
+     and (_os.path.isabs(p) or not _os.path.exists(p))]))  # (editable installs) are no folder
 _mvc_grader = _MvcGrader()
 get_ipython().user_ns_hidden["_mvc_grader"] = _mvc_grader
-del _MvcGrader
+del _MvcGrader, _MvcInstalledFirst, _mvc_here
 '''
 )
 

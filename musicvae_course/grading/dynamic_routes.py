@@ -52,9 +52,21 @@ HARMLESS_DUNDERS |= {"__class__", "__call__", "__len__", "__iter__", "__next__",
 HARMLESS_DUNDERS |= {"__lt__", "__hash__", "__enter__", "__exit__", "__post_init__", "__slots__", "__all__"}
 DUNDER = re.compile(r"^__\w+__$")
 DYNAMIC_NOTE = " (a dynamic lookup)"
+# Round 9: doctest runs the examples of any docstring, or of a string it is handed, in the notebook's namespace;
+# unittest.mock's `patch("__main__.answer", new=...)` (imported from it: :mod:`.code_strings`; `fig.patch` is a
+# plot's background) and YAML's unsafe loaders (`!!python/name:`, `/apply:`) reach
+# an object by a dotted name and can set it; `breakpoint(*args)` calls the hook that `PYTHONBREAKPOINT` names
+# (`builtins.exec`) with its arguments; and the import machinery (`sys.meta_path`, `path_hooks`) decides which file
+# an import runs: the kernel imports installed modules first, and code that changes that can run its own
+DYNAMIC_MODULES |= {"doctest"}
+NAMED_SETTERS = {"mock", "Loader", "UnsafeLoader", "FullLoader", "unsafe_load", "unsafe_load_all"}
+NAMED_SETTERS |= {"full_load", "full_load_all"}
+FETCH_ATTRIBUTES |= NAMED_SETTERS
+DYNAMIC_ATTRIBUTES |= {"breakpointhook", "meta_path", "path_hooks", "path_importer_cache"}
 # ...of which these can also bind names: a cell using them may define any answer, so every question checks it
 REBINDING = {"exec", "eval", "compile", "globals", "vars", "locals", "get_ipython", "__builtins__", "__dict__"}
 REBINDING |= {"__globals__", "setattr", "delattr", "modules", "__main__", "builtins"} | DYNAMIC_ATTRIBUTES
+REBINDING |= NAMED_SETTERS
 # ...and every module that can reach the notebook's namespace (round 8: a scratch cell that names no answer,
 # `importlib.import_module("__main__").sort_1 = kit_sort`, a pickle that calls setattr, was never read), except in
 # uses that reach no namespace (`gc.collect()`, `pickle.dump(...)`, `inspect.getsource(...)`, a plain import)

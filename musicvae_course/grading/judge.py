@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import builtins
 import io
-import json
 import os
 import signal
 import sys
@@ -26,15 +25,8 @@ from pathlib import Path
 
 from . import codec, protect
 from .cases import Case, case_points, names_used, runnable_source, shortcut_note, shortcut_uses
+from .link import CallTimeout, KernelLink, KernelLost, NotPlainData, _Proxy
 from .source import Source
-
-
-class KernelLost(RuntimeError):
-    """The kernel died or stopped answering during a call (the caller restarts it)."""
-
-
-class CallTimeout(RuntimeError):
-    """A call into the kernel ran past the question's time limit and was interrupted."""
 
 
 class GraderTimeout(BaseException):
@@ -73,10 +65,6 @@ class _Clock:
         if self.installed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, signal.SIG_DFL if self.previous is None else self.previous)
-
-
-class NotPlainData(RuntimeError):
-    """What came back from the kernel is not plain data (the message names the type)."""
 
 
 @dataclass
@@ -166,139 +154,6 @@ class GraderSpace:
             grad, dtype = self.torch_modes or (True, torch.float32)
             torch.set_grad_enabled(grad)
             torch.set_default_dtype(dtype)
-
-
-class KernelLink:
-    """Requests from grader-side tests to one student kernel, with the question's deadline."""
-
-    def __init__(self, kernel, deadline: float, budget: float):
-        self.kernel, self.deadline, self.budget = kernel, deadline, budget
-
-    def _ask(self, expression: str):
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise CallTimeout(f"the time limit of {self.budget:g} s for this question was used up")
-        reply = self.kernel.execute("", left, user_expressions={"r": expression}, silent=True)
-        status = reply.get("status")
-        if status in ("dead", "hung"):
-            raise KernelLost("the kernel died" if status == "dead" else "the kernel stopped answering")
-        if status == "timeout":
-            raise CallTimeout(f"did not finish within the {self.budget:g} s time limit (an endless loop?)")
-        entry = reply.get("user_expressions", {}).get("r", {})
-        if entry.get("status") != "ok":
-            if entry.get("ename") == "KeyboardInterrupt":
-                raise CallTimeout(f"did not finish within the {self.budget:g} s time limit (an endless loop?)")
-            raise NotPlainData(
-                f"the grader's helper in your kernel failed ({str(entry.get('ename'))[:80]}: "
-                f"{str(entry.get('evalue'))[:300]})"
-            )
-        try:
-            raw = entry["data"]["text/plain"]
-            if len(raw) > 2 * codec.MAX_TEXT + 2:  # the repr of a str at most doubles it (escaped backslashes)
-                raise ValueError("too big")
-            text = codec.read_repr(raw)
-        except (KeyError, TypeError, ValueError):  # DecodeError is a ValueError
-            raise NotPlainData("the answer from your kernel was not readable") from None
-        if type(text) is not str or len(text) > codec.MAX_TEXT:
-            raise NotPlainData("the answer from your kernel was not readable (or too big)")
-        return text
-
-    def describe(self, names) -> dict:
-        if not names:
-            return {}
-        answer = self._ask(f"_mvc_grader.describe({sorted(names)!r})")
-        if type(answer) is not str:
-            raise NotPlainData("the grader's helper in your kernel was replaced")
-        try:
-            kinds = codec.loads(answer)
-        except ValueError:
-            kinds = {}
-        kinds = kinds if type(kinds) is dict else {}
-        return {n: kinds.get(n) if kinds.get(n) in ("callable", "value", "missing") else "missing" for n in names}
-
-    def _result(self, what: str, answer):
-        if type(answer) is not str:
-            raise NotPlainData("the grader's helper in your kernel was replaced")
-        try:
-            node = codec.loads(answer)
-        except codec.DecodeError as exc:
-            raise NotPlainData(f"the answer from your kernel was refused: {exc}") from None
-        if type(node) is not dict or len(node) != 1:
-            raise NotPlainData("the answer from your kernel was not readable")
-        if "raised" in node:
-            info = node["raised"]
-            if type(info) is not dict:
-                raise NotPlainData("the answer from your kernel was not readable")
-            raise student_exception(what, str(info.get("type", "Exception"))[:80], str(info.get("message", ""))[:2000])
-        if "ok" not in node:
-            raise NotPlainData("the answer from your kernel was not readable")
-        try:
-            value = codec.decode(json.dumps(node["ok"]))
-        except codec.DecodeError as exc:
-            raise NotPlainData(f"{what} gave a value the grader refused: {exc}") from None
-        if _has_foreign(value):
-            raise NotPlainData(f"{what} gave {codec.describe_type(_has_foreign(value))}; expected plain data")
-        return value
-
-    def fetch(self, name: str):
-        return self._result(name, self._ask(f"_mvc_grader.fetch({name!r})"))
-
-    def call(self, name: str, args, kwargs, refs):
-        try:
-            request = json.dumps(
-                {
-                    "name": name,
-                    "args": json.loads(codec.encode(list(args), refs)),
-                    "kwargs": json.loads(codec.encode(dict(kwargs), refs)),
-                }
-            )
-        except TypeError as exc:
-            raise TypeError(f"calling {name}: {exc}") from None
-        return self._result(name, self._ask(f"_mvc_grader.call({request!r})"))
-
-
-def _has_foreign(value):
-    if isinstance(value, codec.Foreign):
-        return value
-    if type(value) in (list, tuple):
-        return next((f for f in map(_has_foreign, value) if f is not None), None)
-    if type(value) is dict:
-        return next((f for f in map(_has_foreign, value.values()) if f is not None), None)
-    return None
-
-
-# A StopIteration out of a function that map(), filter() or zip() calls ends them quietly: all(map(is_even, xs))
-# would be True, and the test passed, whatever the function computes. Re-raised as a StudentError, it fails the case.
-STOP_ITERATION = (StopIteration, StopAsyncIteration)
-
-
-def student_exception(function: str, type_name: str, message: str) -> BaseException:
-    """The exception a student's function raised, re-made grader-side: the same builtin class when there is one
-    (so ``except ValueError`` in a test works), tagged with the function's name for the feedback."""
-    cls = getattr(builtins, type_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Exception)) or issubclass(cls, STOP_ITERATION):
-        cls = StudentError
-    try:
-        exc = cls(message)
-    except Exception:  # builtin exceptions with required arguments (UnicodeDecodeError)
-        exc = StudentError(message)
-    exc._mvc_origin = (function, type_name)
-    return exc
-
-
-class StudentError(Exception):
-    """An exception of a class the grader does not have, raised by student code."""
-
-
-class _Proxy:
-    def __init__(self, name, link, refs):
-        self._name, self._link, self._refs = name, link, refs
-
-    def __call__(self, *args, **kwargs):
-        return self._link.call(self._name, args, kwargs, self._refs)
-
-    def __repr__(self):
-        return f"<your function {self._name}>"
 
 
 MAX_MESSAGE = 2000  # characters: a test's f-string can print what came back whole (millions of values)
@@ -402,6 +257,7 @@ def run_question(
                 passed.append(False)
                 messages.append(_failure_message(lost, case, unusable))
                 continue
+            link.failure = None
             try:
                 try:
                     clock.arm()
@@ -410,6 +266,8 @@ def run_question(
                         exec(code, namespace)
                 finally:
                     clock.armed = False
+                if link.failure is not None:  # the test caught it (`except Exception`): the case fails all the same
+                    raise link.failure
             except KernelLost:
                 space.restore()
                 raise

@@ -191,7 +191,8 @@ def _test_question(
     run.kernel.execute("", 10, user_expressions={"r": "_mvc_grader.restore()"}, silent=True)
     helpers = run.source.given_helpers.get(question_id)
     if helpers:  # the tests call them in the kernel: the instructor's, not the student's edit
-        run.kernel.execute("", 10, user_expressions={"r": f"_mvc_grader.define({helpers!r})"}, silent=True)
+        keep = sorted(run.source.solution_names)  # a builtin's name may be an answer's (not rebound: the student's)
+        run.kernel.execute("", 10, user_expressions={"r": f"_mvc_grader.define({helpers!r}, {keep!r})"}, silent=True)
     try:
         return run_question(space, question_id, run.kernel, budget, solution_sources, other_sources)
     except KernelLost as exc:
