@@ -202,8 +202,9 @@ class _MvcGrader:
                 continue  # not a model (a class such as MusicVAE has these attributes unbound)
             try:
                 state = {k: v.detach().clone() for k, v in obj.state_dict().items()}
-                flags = [(m, m.training, [(p, p.requires_grad) for p in m.parameters(recurse=False)])
-                         for m in obj.modules()]
+                flags = [(m, m.training, [(p, p.requires_grad) for p in m.parameters(recurse=False)],
+                          [(d, k, t.dtype, t.device) for d in ("_parameters", "_buffers")
+                           for k, t in getattr(m, d).items() if t is not None]) for m in obj.modules()]
             except Exception:
                 continue
             self.snapshots[name] = (obj, state, flags)
@@ -213,8 +214,16 @@ class _MvcGrader:
         ns = self._ns()
         for name, (obj, state, flags) in self.snapshots.items():
             ns[name] = obj
+            for module, _, _, placed in flags:  # model.double() swapped in float64 tensors: load_state_dict kept them
+                for d, k, dtype, device in placed:
+                    t = getattr(module, d).get(k)
+                    if t is not None and (t.dtype != dtype or t.device != device):
+                        if d == "_parameters":
+                            t.data = t.data.to(device=device, dtype=dtype)
+                        else:
+                            module._buffers[k] = t.to(device=device, dtype=dtype)
             obj.load_state_dict(state)
-            for module, training, params in flags:
+            for module, training, params, _ in flags:
                 module.training = training
                 for p, grad in params:
                     p.requires_grad_(grad)

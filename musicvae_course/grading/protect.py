@@ -16,16 +16,28 @@ def protectable(obj) -> bool:
 
 
 def snapshot(obj):
-    """A copy of the object's parameters and buffers (cloned), train/eval flags and requires_grad flags."""
+    """A copy of the object's parameters and buffers (cloned), train/eval flags, requires_grad flags, and each
+    tensor's dtype and device (``model.double()`` swaps in new tensors, which ``load_state_dict`` only fills)."""
     state = {key: value.detach().clone() for key, value in obj.state_dict().items()}
     modes = [(module, module.training) for module in obj.modules()]
     grads = [(name, p, p.requires_grad) for name, p in obj.named_parameters()]
-    return state, modes, grads
+    return state, modes, grads, _placements(obj)
+
+
+def _placements(obj) -> list:
+    """(module, "_parameters" or "_buffers", name, dtype, device) of every tensor the object holds."""
+    return [
+        (module, kind, key, tensor.dtype, tensor.device)
+        for module in obj.modules()
+        for kind in ("_parameters", "_buffers")
+        for key, tensor in getattr(module, kind, {}).items()
+        if tensor is not None
+    ]
 
 
 def changes(name: str, obj, snap) -> list[str]:
     """What changed since ``snap``, in words: parameters/buffers by name, train/eval mode, requires_grad."""
-    state, modes, grads = snap
+    state, modes, grads, placed = snap
     now = obj.state_dict()
     changed = [key for key, value in state.items() if key not in now or not now[key].equal(value)]
     found = []
@@ -36,12 +48,21 @@ def changes(name: str, obj, snap) -> list[str]:
         found.append(f"{name}'s train/eval mode")
     if any(p.requires_grad != grad for _, p, grad in grads):
         found.append(f"requires_grad of {name}'s parameters")
+    if [place[3:] for place in _placements(obj)] != [place[3:] for place in placed]:
+        found.append(f"{name}'s dtype or device (model.double(), .to(...))")
     return found
 
 
 def restore(obj, snap) -> None:
     """Put back parameters, buffers, modes and requires_grad flags as ``snap`` holds them."""
-    state, modes, grads = snap
+    state, modes, grads, placed = snap
+    for module, kind, key, dtype, device in placed:
+        tensor = getattr(module, kind).get(key)
+        if tensor is not None and (tensor.dtype != dtype or tensor.device != device):
+            if kind == "_parameters":  # the Parameter object stays (optimizers hold it); its data moves back
+                tensor.data = tensor.data.to(device=device, dtype=dtype)
+            else:
+                module._buffers[key] = tensor.to(device=device, dtype=dtype)
     obj.load_state_dict(state)
     for module, training in modes:
         module.training = training
