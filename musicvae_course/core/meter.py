@@ -14,7 +14,8 @@ Rules
   in other tracks than the first; pretty_midi alone reads the first track's only). A ``PrettyMIDI`` passed in
   holds what it was read with: use a path, or ``load_pretty_midi(path)``, not ``pretty_midi.PrettyMIDI(path)``.
 * Several events at the same step (music21 writes one per track) count once: the last one read wins, in file
-  order (track by track).
+  order (track by track). One that repeats the signature in force on one of its bar lines (Logic and Cubase
+  write the meter every bar) starts nothing and is left out of :class:`Meter` ``signatures``.
 * A **pickup** (anacrusis) that the file marks with a short time signature (e.g. 2/8 then 6/8, as MuseScore
   writes irregular bars) comes out right by the first rule; :func:`numbered_downbeats` numbers bars from the first
   full one after it. MIDI has no pickup event, so a file that starts a pickup with the full signature (music21's,
@@ -246,6 +247,9 @@ def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
     signatures = sorted((parse_time_signature(s) for s in signatures), key=lambda s: s.step)
     if pickup_steps < 0:
         raise ValueError(f"pickup_steps must be >= 0, got {pickup_steps}")
+    # past the end: kept as read, unmeasured (a file may hold 100,000 of them after its last note)
+    inside = [s for s in signatures[1:] if s.step < end]
+    signatures = _without_repeats([*signatures[:1], *inside], pickup_steps) + signatures[1 + len(inside) :]
     if end > MAX_STEPS:
         raise LimitError(f"end {end:,} is more steps than the longest roll (MAX_STEPS, {MAX_STEPS:,})")
     downbeats: list[int] = []
@@ -277,6 +281,23 @@ def meter_grid(signatures, end: int, pickup_steps: int = 0) -> Meter:
                 beat_position += beat
             position += bar
     return Meter(sorted(set(downbeats)), sorted(set(beats)), signatures, int(end))
+
+
+def _without_repeats(signatures: list[TimeSignature], pickup_steps: int = 0) -> list[TimeSignature]:
+    """``signatures`` less each one that repeats the signature in force on one of its bar lines: Logic and Cubase
+    write the meter again every bar (or every few), which starts no new bar, and a score prints it once. One that
+    repeats it mid-bar stays: it starts a new bar there, by the MIDI convention."""
+    kept: list[TimeSignature] = []
+    origin = Fraction(0)  # where the bars of the signature in force are counted from
+    for signature in signatures:
+        if kept and (signature.numerator, signature.denominator) == tuple(kept[-1][:2]):
+            bar = bar_steps(kept[-1])
+            # on a bar line of its own, or of the file's (from the signature's step) where a pickup moves them
+            if (signature.step - origin) % bar == 0 or (signature.step - kept[-1].step) % bar == 0:
+                continue
+        kept.append(signature)
+        origin = Fraction(signature.step + (pickup_steps if len(kept) == 1 else 0))
+    return kept
 
 
 def _unscaled(position: int) -> int:
@@ -343,10 +364,13 @@ def numbered_downbeats(grid: Meter) -> list[int]:
     after it is not a pickup because a 5/4 bar follows. A marked pickup followed by a single bar (1/4 then 4/4, the
     piece ending in that bar) is told by the signature that starts the bar. A short bar later in the piece (a
     LilyPond ``\\partial`` mid-piece, a repeat's split bar, a change of signature mid-bar) counts as one bar, as
-    LilyPond and MuseScore number it.
+    LilyPond and MuseScore number it. A meter that changes at each of the first two bar lines (5/8, 6/8, 5/8 ...)
+    has no pickup: its first bar is bar 1.
     """
     downbeats = list(grid.downbeats)
     if len(downbeats) < 2 or downbeats[0] != 0:
+        return downbeats
+    if _changes_every_bar(grid):
         return downbeats
     if len(downbeats) >= 3:
         following = downbeats[2] - downbeats[1]
@@ -354,6 +378,14 @@ def numbered_downbeats(grid: Meter) -> list[int]:
         in_force = [s for s in grid.signatures if isinstance(s, TimeSignature) and s.step <= downbeats[1]]
         following = bar_steps(in_force[-1]) if in_force and in_force[-1].step == downbeats[1] else 0
     return downbeats[1:] if downbeats[1] < following else downbeats
+
+
+def _changes_every_bar(grid: Meter) -> bool:
+    """Whether the meter changes at the first two bar lines (5/8, 6/8, 5/8 ...; 7/8, 2/4, 3/4 ...): a piece in
+    changing meter opens with a full bar, not a pickup, however short it is. A pickup the file marks with a short
+    signature is followed by more than one bar of the next (2/8 then 6/8 ...)."""
+    starts = [s.step for s in grid.signatures if isinstance(s, TimeSignature)]
+    return len(grid.downbeats) >= 3 and starts[:3] == grid.downbeats[:3]
 
 
 def bar_number_span(downbeats, start: int, stop: int) -> str:

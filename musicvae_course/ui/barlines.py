@@ -11,6 +11,8 @@ pixels: 625 bars of 4/4 (10,000 steps) drawn each were a grey wash that hid ever
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from ..core.meter import Meter, bar_steps, meter_grid, numbered_downbeats, parse_time_signature
@@ -68,16 +70,20 @@ def bar_numbers(n_steps: int, time_signature=None, bar_lines=None, start: int = 
         numbered, signatures = meter_grid(signature, start + n_steps).downbeats, [signature]
     else:
         downbeats = bar_lines.downbeats if isinstance(bar_lines, Meter) else sorted(int(b) for b in bar_lines)
-        numbered = numbered_downbeats(Meter(list(downbeats), [], [], 0))
         signatures = list(bar_lines.signatures) if isinstance(bar_lines, Meter) else []
+        # the signatures tell a pickup from a meter that changes every bar (5/8, 6/8, 5/8 ...)
+        numbered = numbered_downbeats(Meter(list(downbeats), [], signatures, 0))
         if not signatures and time_signature is not None:
             signatures = [parse_time_signature(time_signature)]
     shown = [(d - start, i + 1) for i, d in enumerate(numbered) if 0 <= d - start < n_steps]
+    # a signature per bar (5/8, 6/8 ... for thousands of bars): found by bisection, not by a scan per bar
+    starts = [s.step for s in signatures]
     named = []
     for index, (step, number) in enumerate(shown):
-        in_force = [s for s in signatures if s.step <= step + start]
-        starts_here = any(s.step == step + start for s in signatures)
-        named.append((step, number, str(in_force[-1]) if in_force and (index == 0 or starts_here) else ""))
+        in_force = bisect.bisect_right(starts, step + start)
+        starts_here = in_force > 0 and starts[in_force - 1] == step + start
+        text = str(signatures[in_force - 1]) if in_force and (index == 0 or starts_here) else ""
+        named.append((step, number, text))
     return named
 
 
