@@ -25,6 +25,8 @@ import base64
 import json
 import sys
 
+from .kernel_state import STATE_SOURCE
+
 MAX_TEXT = 64 * 1024 * 1024  # characters of one encoded value (a few (88, 32) rolls are ~100 kB)
 MAX_NODES = 200_000
 MAX_DEPTH = 32
@@ -122,6 +124,7 @@ def _mvc_rebuild(node, resolve, tensors=True):
 
 KERNEL_HELPER = (
     ENCODER_SOURCE
+    + STATE_SOURCE
     + r'''
 import builtins as _builtins, os as _os
 
@@ -132,6 +135,7 @@ class _MvcGrader:
         self.snapshots = {}
         self.given = {}  # the question's given helpers, as define() made them: what the tests call by those names
         self.bindings = {}  # what the locked cells bound (np, OUT, models), as they bound it: the helpers' globals
+        self.state, self.switches, self.hooks, self.outside = _MvcState, None, None, None
 
     def _ns(self):
         return get_ipython().user_ns
@@ -189,10 +193,12 @@ class _MvcGrader:
         exec(compile(source, "<given helpers>", "exec"), scope)
         self.given = {k: v for k, v in scope.items() if k not in before or before[k] is not v}
         ns.update(self.given)  # the notebook sees them too, as before
+        self.given = {k: self.state.switched(v, self.switches) if type(v).__name__ == "function" else v
+                      for k, v in self.given.items()}  # the tests call them with the locked cells' torch switches
         return "ok"
 
     def snapshot(self, names):
-        """Copy the state of locked-cell objects with a state_dict (models), to restore before each question."""
+        """Copy the locked-cell models and torch's switches, to restore before each question (see kernel_state.py)."""
         ns = self._ns()
         self.bindings.update({name: ns[name] for name in names if name in ns})
         for name in names:
@@ -201,32 +207,27 @@ class _MvcGrader:
                     callable(getattr(obj, a, None)) for a in ("state_dict", "load_state_dict", "modules")):
                 continue  # not a model (a class such as MusicVAE has these attributes unbound)
             try:
-                state = {k: v.detach().clone() for k, v in obj.state_dict().items()}
-                flags = [(m, m.training, [(p, p.requires_grad) for p in m.parameters(recurse=False)],
-                          [(d, k, t.dtype, t.device) for d in ("_parameters", "_buffers")
-                           for k, t in getattr(m, d).items() if t is not None]) for m in obj.modules()]
+                self.snapshots[name] = (obj, self.state.take_model(obj))
             except Exception:
                 continue
-            self.snapshots[name] = (obj, state, flags)
+        if self.switches is None:  # the first locked cell's: a student's cell may run before a later one
+            self.switches = self.state.take_switches()
+        self.hooks = self.state.take_hooks()
 
     def restore(self):
-        self.given = {}
+        self.given, self.outside = {}, self.state.take_switches()
         ns = self._ns()
-        for name, (obj, state, flags) in self.snapshots.items():
+        for name, (obj, snap) in self.snapshots.items():
             ns[name] = obj
-            for module, _, _, placed in flags:  # model.double() swapped in float64 tensors: load_state_dict kept them
-                for d, k, dtype, device in placed:
-                    t = getattr(module, d).get(k)
-                    if t is not None and (t.dtype != dtype or t.device != device):
-                        if d == "_parameters":
-                            t.data = t.data.to(device=device, dtype=dtype)
-                        else:
-                            module._buffers[k] = t.to(device=device, dtype=dtype)
-            obj.load_state_dict(state)
-            for module, training, params, _ in flags:
-                module.training = training
-                for p, grad in params:
-                    p.requires_grad_(grad)
+            try:  # one model that torch refuses to restore leaves the others restored
+                self.state.put_model(obj, snap)
+            except Exception:
+                pass
+        self.state.put_hooks(self.hooks)
+        return "ok"
+
+    def resume(self):  # after the tests: torch's switches as the student's cells left them, not as hidden tests did
+        self.state.put_switches(self.outside)
         return "ok"
 
 class _MvcInstalledFirst:
@@ -251,7 +252,7 @@ _sys.meta_path.insert(  # just before the path finder: the finders before it (se
      and (_os.path.isabs(p) or not _os.path.exists(p))]))  # (editable installs) are no folder
 _mvc_grader = _MvcGrader()
 get_ipython().user_ns_hidden["_mvc_grader"] = _mvc_grader
-del _MvcGrader, _MvcInstalledFirst, _mvc_here
+del _MvcGrader, _MvcInstalledFirst, _MvcState, _mvc_here
 '''
 )
 

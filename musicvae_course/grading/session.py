@@ -194,7 +194,11 @@ def _test_question(
         keep = sorted(run.source.solution_names)  # a builtin's name may be an answer's (not rebound: the student's)
         run.kernel.execute("", 10, user_expressions={"r": f"_mvc_grader.define({helpers!r}, {keep!r})"}, silent=True)
     try:
-        return run_question(space, question_id, run.kernel, budget, solution_sources, other_sources)
+        result = run_question(space, question_id, run.kernel, budget, solution_sources, other_sources)
+        # torch's grad mode and default dtype as the student's cells left them: a hidden test's call of their
+        # function (sample_latent with float64 mu setting the default dtype) is not theirs to carry to later cells
+        run.kernel.execute("", 10, user_expressions={"r": "_mvc_grader.resume()"}, silent=True)
+        return result
     except KernelLost as exc:
         run.restart(f"tests of {question_id}: {exc} while the tests ran; it was restarted", problems)
         q = run.source.questions[question_id]
