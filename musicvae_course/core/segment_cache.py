@@ -29,8 +29,12 @@ import errno
 import functools
 import io
 import json
+import os
 import re
 import shutil
+import socket
+import sys
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -349,8 +353,6 @@ def _acquire(lock, folder: Path, timeout: float) -> None:
     Raises ``filelock.Timeout`` after ``timeout`` seconds, and ``CacheBusy`` at once when the build that took it is
     gone (its process id no longer runs on this host): then a process it started still holds it, which no wait ends.
     """
-    import time
-
     from filelock import Timeout
     from tqdm.auto import tqdm
 
@@ -387,11 +389,6 @@ def _acquire(lock, folder: Path, timeout: float) -> None:
 
 def _record_owner(folder: Path) -> None:
     """Write who holds the lock (pid, host, start) beside it, for a build that waits on it to say."""
-    import os
-    import socket
-    import sys
-    import time
-
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     owner["program"] = display_name(sys.argv[0] if sys.argv and sys.argv[0] else "python")[-80:]
     try:
@@ -418,9 +415,6 @@ def _owner_text(folder: Path) -> str:
 
 def _owner_gone(folder: Path) -> bool:
     """Whether the lock's recorded taker was a process of this host that no longer runs."""
-    import os
-    import socket
-
     owner = _owner(folder)
     if not owner or owner.get("host") != socket.gethostname() or owner["pid"] == os.getpid():
         return False
