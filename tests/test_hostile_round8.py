@@ -43,7 +43,7 @@ from musicvae_course.core.safe_files import stored_bytes
 from musicvae_course.corpus import build as corpus_build
 from musicvae_course.corpus import mix, rolls
 from musicvae_course.corpus import works as corpus_works
-from musicvae_course.train import history, loop, run_folder
+from musicvae_course.train import history, run_folder
 
 ROWS = np.random.default_rng(8).integers(1, 256, (12, 352), dtype=np.uint8)
 
@@ -315,10 +315,14 @@ def test_default_threads_never_exceed_the_cpus_this_process_may_use(monkeypatch)
     # a machine of 4 physical cores (psutil is optional: a stand-in module answers for it)
     monkeypatch.setitem(sys.modules, "psutil", types.SimpleNamespace(cpu_count=lambda logical=True: 4))
     monkeypatch.setattr(devices, "usable_cpus", lambda: 1)  # taskset -c 0
-    assert loop._cpu_threads(None, 1) == 1 and loop._cpu_threads(None, 2) == 1
+    assert devices.default_cpu_threads(1) == 1 and devices.default_cpu_threads(2) == 1
     monkeypatch.setattr(devices, "usable_cpus", lambda: 8)
-    assert loop._cpu_threads(None, 1) == 4 and loop._cpu_threads(None, 2) == 2
-    assert loop._cpu_threads(3, 1) == 3  # an explicit --threads is kept
+    assert devices.default_cpu_threads(1) == 4 and devices.default_cpu_threads(2) == 2
+    before = torch.get_num_threads()
+    try:  # fit passes an explicit --threads through set_cpu_threads, which keeps it
+        assert devices.set_cpu_threads(3) == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_an_npz_replaced_after_its_check_is_read_as_it_was_checked(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import CheckpointError
-from ..core.devices import choose_device, default_cpu_threads, set_cpu_threads
+from ..core.devices import choose_device, set_cpu_threads
 from ..core.metrics import evaluation_sums, summarize_sums
 from ..core.model import vae_loss
 from ..core.seeding import derived_seed
@@ -121,7 +121,7 @@ def fit(model, train, val=None, config: TrainConfig | int | None = None, **overr
         raise SettingError(f"batch_size {config.batch_size} is smaller than the {context.world_size} processes")
     device = _device(config.device, context.local_rank)
     if device.type == "cpu":
-        set_cpu_threads(_cpu_threads(config.threads, context.world_size), processes=context.world_size)
+        set_cpu_threads(config.threads, processes=context.world_size)
     elif device.type == "cuda":
         torch.cuda.set_device(device)
     created = distributed.start(context, device)
@@ -396,8 +396,3 @@ def _precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
-
-
-def _cpu_threads(threads: int | None, processes: int) -> int:
-    """``threads``, or by default the physical cores this process may use, shared among ``processes``."""
-    return default_cpu_threads(processes) if threads is None else threads
